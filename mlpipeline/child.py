@@ -1,0 +1,75 @@
+"""Entry point of the child processes the runner spawns.
+
+``python -m mlpipeline.child describe|run JSON FD``: loads the script, then
+either reports its versions or runs one version, sending events as JSON lines
+on file descriptor FD. stdout/stderr are the script's own, captured by the
+parent. The exit status is 0 only when a result was sent.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+
+from . import _report
+from .errors import ScriptError
+
+_OWN_FILES = {os.path.join(os.path.dirname(__file__), name) for name in ("child.py", "execute.py", "executors.py")}
+
+
+def user_traceback(exc: BaseException) -> str:
+    """The traceback of a failure inside user code, without the runner's own frames."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename not in _OWN_FILES]
+    lines = traceback.format_list(frames) + traceback.format_exception_only(type(exc), exc)
+    return "Traceback (most recent call last):\n" + "".join(lines)
+
+
+def _exit_with_parent(parent: int) -> None:
+    """Leave when the runner that started us is gone (SIGKILL of the runner)."""
+    while True:
+        time.sleep(1.0)
+        if os.getppid() != parent:
+            try:
+                os.killpg(0, signal.SIGKILL)
+            finally:
+                os._exit(137)
+
+
+def main(argv) -> int:
+    op, payload, fd = argv[0], json.loads(argv[1]), int(argv[2])
+    reporter = _report.PipeReporter(fd)
+    _report.install(reporter)
+    parent = payload.get("parent_pid")
+    if parent:
+        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    from .scripts import load_script
+
+    try:
+        module, model, info = load_script(payload["script"])
+        if op == "describe":
+            reporter.send("described", info=info.to_json())
+            return 0
+        from .execute import run_version
+
+        version = model.versions.get_version(payload["version"])
+        result = run_version(model, version, payload["script"], payload["model_dir"], payload["exec_mode"])
+        reporter.send("result", result=result.to_json())
+        return 0
+    except ScriptError as exc:
+        reporter.send("error", error=str(exc), traceback=exc.details, kind="script")
+    except SystemExit as exc:
+        reporter.send("error", error=f"the version called sys.exit({exc.code!r}) before finishing",
+                      traceback=user_traceback(exc), kind="version")
+    except BaseException as exc:  # noqa: BLE001 - report everything, then exit non-zero
+        reporter.send("error", error=f"{type(exc).__name__}: {exc}", traceback=user_traceback(exc), kind="version")
+    return 1
+
+
+if __name__ == "__main__":
+    sys.stdout.reconfigure(line_buffering=True)
+    code = main(sys.argv[1:])
+    sys.exit(code)

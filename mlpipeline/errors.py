@@ -1,0 +1,45 @@
+"""One exception root for everything mlpipeline raises on purpose.
+
+Messages name the file or object, the problem and the fix, in one line:
+``models.config:7: 'resnt.py' is not in models/ (found: resnet.py, mlp.py)``.
+The CLI turns these into exit codes in one place (``cli.main``).
+"""
+
+
+class MLPipelineError(Exception):
+    """Root of all mlpipeline errors. ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class UsageError(MLPipelineError):
+    """Bad command-line use or a missing project file."""
+
+    exit_code = 2
+
+
+class ConfigError(MLPipelineError):
+    """A config file that cannot be used as written."""
+
+    exit_code = 2
+
+
+class ScriptError(MLPipelineError):
+    """A model script that cannot be loaded or does not define a usable MODEL.
+
+    ``details`` optionally carries the user's own traceback (never mlpipeline's).
+    """
+
+    def __init__(self, message: str, details: str = ""):
+        super().__init__(message)
+        self.details = details
+
+
+class VersionError(MLPipelineError):
+    """A bad call on a ``Versions`` object (duplicate or unknown name, bad parameter)."""
+
+
+class LedgerError(MLPipelineError):
+    """The run ledger cannot be opened or written."""
+
+    exit_code = 2

@@ -1,0 +1,237 @@
+"""The run ledger: one SQLite file per project, ``outputs/mlpipeline.db``.
+
+WAL mode, a busy timeout, short transactions through ``Ledger.tx``, and the
+schema under named migrations. The runner parent is its only writer; a run's
+status changes in one place, ``Ledger.set_status``.
+"""
+from __future__ import annotations
+
+import enum
+import json
+import os
+import sqlite3
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+
+from .errors import LedgerError
+
+DB_NAME = "mlpipeline.db"
+
+
+class RunStatus(str, enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class Mode(str, enum.Enum):
+    TEST = "test"
+    RUN = "run"
+
+
+MIGRATIONS: Sequence[Tuple[str, str]] = (
+    ("0001_runs_and_metrics", """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            uid TEXT NOT NULL UNIQUE,
+            script TEXT NOT NULL,
+            script_sha256 TEXT,
+            version TEXT,
+            params TEXT NOT NULL DEFAULT '{}',
+            params_sha256 TEXT,
+            mode TEXT NOT NULL,
+            status TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER,
+            child_pid INTEGER,
+            model_dir TEXT,
+            run_dir TEXT,
+            started_at REAL,
+            ended_at REAL,
+            heartbeat_at REAL,
+            exit_code INTEGER,
+            signal INTEGER,
+            error TEXT,
+            traceback TEXT,
+            steps INTEGER,
+            eval_train_text TEXT,
+            eval_test_text TEXT,
+            command TEXT
+        );
+        CREATE INDEX runs_script_version ON runs (script, version, mode, id);
+        CREATE INDEX runs_status ON runs (status);
+        CREATE TABLE metrics (
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            split TEXT NOT NULL,
+            name TEXT NOT NULL,
+            step INTEGER,
+            value REAL,
+            recorded_at REAL NOT NULL
+        );
+        CREATE INDEX metrics_run ON metrics (run_id, name, step);
+    """),
+    ("0002_script_cache", """
+        CREATE TABLE script_cache (
+            sha256 TEXT PRIMARY KEY,
+            info TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+    """),
+)
+
+
+@dataclass
+class MetricRow:
+    name: str
+    value: float
+    step: Optional[int] = None
+    split: str = "train"
+
+
+class Ledger:
+    """Open (creating or migrating) the ledger at ``path``."""
+
+    def __init__(self, path: str, clock=time.time):
+        self.path = path
+        self.clock = clock
+        shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+        self._shown = shown
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        try:
+            self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+            self.conn.row_factory = sqlite3.Row
+            self.conn.execute("PRAGMA busy_timeout = 30000")
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            self.conn.execute("PRAGMA synchronous = NORMAL")
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{shown}: not a usable SQLite ledger ({exc}); move it aside and run again "
+                              f"(mlpipeline will not overwrite it)") from None
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        else:
+            self.conn.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self.tx() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
+            applied = {row[0] for row in db.execute("SELECT name FROM migrations")}
+            known = {name for name, _ in MIGRATIONS}
+            unknown = sorted(applied - known)
+            if unknown:
+                raise LedgerError(f"{self._shown}: written by a newer mlpipeline (schema {unknown[-1]}); "
+                                  f"upgrade mlpipeline to read it")
+            for name, script in MIGRATIONS:
+                if name not in applied:
+                    for statement in script.split(";"):
+                        if statement.strip():
+                            db.execute(statement)
+                    db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, self.clock()))
+
+    # -- runs ---------------------------------------------------------------
+
+    def start_run(self, *, script: str, version: Optional[str], mode: Mode, host: str,
+                  params: Optional[Dict[str, Any]] = None, **fields: Any) -> sqlite3.Row:
+        """Insert a run as ``running`` and return its row."""
+        now = self.clock()
+        row = {
+            "uid": uuid.uuid4().hex, "script": script, "version": version,
+            "params": json.dumps(params or {}, sort_keys=True), "mode": Mode(mode).value,
+            "status": RunStatus.RUNNING.value, "host": host, "pid": os.getpid(),
+            "started_at": now, "heartbeat_at": now, **fields,
+        }
+        columns = ", ".join(row)
+        marks = ", ".join("?" for _ in row)
+        with self.tx() as db:
+            cursor = db.execute(f"INSERT INTO runs ({columns}) VALUES ({marks})", tuple(row.values()))
+            return db.execute("SELECT * FROM runs WHERE id = ?", (cursor.lastrowid,)).fetchone()
+
+    def update_run(self, run_id: int, **fields: Any) -> None:
+        if "status" in fields:
+            raise ValueError("change a run's status with set_status")
+        self._update(run_id, fields)
+
+    def set_status(self, run_id: int, status: RunStatus, **fields: Any) -> None:
+        """The one place a run's status changes; a finished status stamps ``ended_at``."""
+        status = RunStatus(status)
+        fields["status"] = status.value
+        if status.finished:
+            fields.setdefault("ended_at", self.clock())
+        self._update(run_id, fields)
+
+    def _update(self, run_id: int, fields: Dict[str, Any]) -> None:
+        if not fields:
+            return
+        assignments = ", ".join(f"{key} = ?" for key in fields)
+        with self.tx() as db:
+            db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*fields.values(), run_id))
+
+    def add_metrics(self, run_id: int, rows: Iterable[MetricRow]) -> None:
+        now = self.clock()
+        values = [(run_id, r.split, r.name, r.step, r.value, now) for r in rows]
+        if values:
+            with self.tx() as db:
+                db.executemany("INSERT INTO metrics (run_id, split, name, step, value, recorded_at) "
+                               "VALUES (?, ?, ?, ?, ?, ?)", values)
+
+    def get_run(self, run_id: int) -> Optional[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+
+    def last_run(self, script: str, version: str, mode: Mode = Mode.RUN) -> Optional[sqlite3.Row]:
+        return self.conn.execute(
+            "SELECT * FROM runs WHERE script = ? AND version = ? AND mode = ? ORDER BY id DESC LIMIT 1",
+            (script, version, Mode(mode).value)).fetchone()
+
+    def already_done(self, script: str, version: str, script_sha256: str, params_sha256: str) -> bool:
+        """True when the last execution-mode run of this version succeeded with
+        the same script content and parameters (what ``-u`` skips)."""
+        last = self.last_run(script, version, Mode.RUN)
+        return bool(last and last["status"] == RunStatus.SUCCEEDED.value
+                    and last["script_sha256"] == script_sha256 and last["params_sha256"] == params_sha256)
+
+    def metrics(self, run_id: int) -> List[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM metrics WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+
+    def runs(self, ids: Optional[Sequence[int]] = None, limit: Optional[int] = None) -> List[sqlite3.Row]:
+        if ids is not None:
+            marks = ", ".join("?" for _ in ids)
+            return self.conn.execute(f"SELECT * FROM runs WHERE id IN ({marks}) ORDER BY id", tuple(ids)).fetchall()
+        sql = "SELECT * FROM runs ORDER BY id DESC"
+        return self.conn.execute(sql + (" LIMIT ?" if limit else ""), ((limit,) if limit else ())).fetchall()
+
+    # -- script descriptions, cached by content -----------------------------
+
+    def cached_script(self, sha256: str) -> Optional[Dict[str, Any]]:
+        row = self.conn.execute("SELECT info FROM script_cache WHERE sha256 = ?", (sha256,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def cache_script(self, sha256: str, info: Dict[str, Any]) -> None:
+        with self.tx() as db:
+            db.execute("INSERT OR REPLACE INTO script_cache (sha256, info, created_at) VALUES (?, ?, ?)",
+                       (sha256, json.dumps(info), self.clock()))
+
+
+def open_ledger(outputs_dir: str) -> Ledger:
+    return Ledger(os.path.join(outputs_dir, DB_NAME))

@@ -1,0 +1,17 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="mlpipeline",
+    version="2.0.0.dev0",
+    description="Run every version of your model scripts: a smoke test, then a queued batch that keeps going.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["mlpipeline", "mlpipeline.*"]),
+    python_requires=">=3.9",
+    install_requires=["numpy", "watchdog", "tabulate"],
+    extras_require={
+        "tf": ["tensorflow-cpu>=2.12; sys_platform == 'linux'"],
+        "dev": ["pytest>=7", "hypothesis"],
+    },
+    entry_points={"console_scripts": ["mlpipeline=mlpipeline.cli:main"]},
+)
