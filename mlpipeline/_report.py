@@ -34,8 +34,8 @@ class PipeReporter(Reporter):
     def __init__(self, fd: int):
         self._file = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
 
-    def send(self, kind: str, **fields: Any) -> None:
-        self._file.write(json.dumps({"type": kind, **fields}, default=repr) + "\n")
+    def send(self, event: str, **fields: Any) -> None:
+        self._file.write(json.dumps({"type": event, **fields}, default=repr) + "\n")
         self._file.flush()
 
     def log(self, message: str, level: int = logging.INFO) -> None:
