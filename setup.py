@@ -10,7 +10,11 @@ setup(
     python_requires=">=3.9",
     install_requires=["numpy", "watchdog", "tabulate"],
     extras_require={
-        "tf": ["tensorflow-cpu>=2.12; sys_platform == 'linux'"],
+        "tf": [
+            "tensorflow-cpu>=2.13; platform_machine == 'x86_64' or platform_machine == 'AMD64'",
+            "tensorflow>=2.13; platform_machine != 'x86_64' and platform_machine != 'AMD64'",
+            "tensorboard",
+        ],
         "dev": ["pytest>=7", "hypothesis"],
     },
     entry_points={"console_scripts": ["mlpipeline=mlpipeline.cli:main"]},

@@ -110,11 +110,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     outputs.log("session ended")
     failed = [f for f in finished if f.outcome.status != RunStatus.SUCCEEDED]
     if test and failed:
-        first = failed[0]
-        if first.outcome.traceback:
-            print(first.outcome.traceback.rstrip(), file=sys.stderr)
-        _say(f"test mode stopped at the first error: {first.rel}"
-             f"{' ' + first.item.version.name if first.item else ''}: {first.outcome.error}", logging.ERROR)
+        if failed[0].outcome.traceback:
+            print(failed[0].outcome.traceback.rstrip(), file=sys.stderr)
+        _say(f"test mode stopped at the first failure (run {failed[0].run_id}); "
+             f"{len(finished) - 1} version(s) passed before it")
         return EXIT_FAILED
     if not finished:
         _say("nothing to run" + (" (every listed version already succeeded; drop -u to run again)"

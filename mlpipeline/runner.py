@@ -237,7 +237,7 @@ class Runner:
                                     script_sha256=sha, command=self.options.command)
         outcome = Outcome(RunStatus.FAILED, error=str(error), traceback=error.details, script_error=True)
         self.ledger.set_status(run["id"], RunStatus.FAILED, error=outcome.error, traceback=outcome.traceback or None)
-        self.say(f"{rel}: cannot be loaded: {error}", logging.ERROR)
+        self.say(str(error), logging.ERROR)
         if error.details:
             self.say(error.details, logging.ERROR, echo=False)
         finished = Finished(run["id"], None, rel, outcome)
