@@ -1,0 +1,1 @@
+"""mlpipeline benchmarks: ``python -m bench`` (or ``make bench``). See bench/README.md."""

@@ -1,0 +1,37 @@
+"""Run every benchmark, print a table, write bench/results.json."""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from . import startup
+
+BENCHMARKS = [startup.help_cold_start, startup.execution_overhead, startup.inprocess_overhead]
+
+
+def main() -> int:
+    selected = [b for b in BENCHMARKS if not sys.argv[1:] or b.__name__ in sys.argv[1:]]
+    results = []
+    for bench in selected:
+        print(f"running {bench.__name__} ...", file=sys.stderr, flush=True)
+        results.append(bench())
+    rows = [r.row() for r in results]
+    header = f"{'measure':58} {'median':>9} {'baseline':>9} {'ratio':>6}  {'target':30} result"
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
+        print(f"{r.measure:58} {r.median:>7} {r.unit} {r.baseline or '':>7} {r.unit} {ratio:>6}  "
+              f"{r.target:30} {'pass' if r.passed else 'FAIL'}")
+        if r.note:
+            print(f"    {r.note}")
+    path = os.path.join(os.path.dirname(__file__), "results.json")
+    with open(path, "w") as handle:
+        json.dump(rows, handle, indent=2)
+    print(f"written {path}", file=sys.stderr)
+    return 0 if all(r.passed for r in results) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
