@@ -46,6 +46,7 @@ def main(argv) -> int:
     parent = payload.get("parent_pid")
     if parent:
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    from .repro import imported_packages
     from .scripts import load_script
 
     try:
@@ -57,15 +58,17 @@ def main(argv) -> int:
 
         version = model.versions.get_version(payload["version"])
         result = run_version(model, version, payload["script"], payload["model_dir"], payload["exec_mode"])
-        reporter.send("result", result=result.to_json())
+        reporter.send("result", result=result.to_json(), packages=imported_packages())
         return 0
     except ScriptError as exc:
-        reporter.send("error", error=str(exc), traceback=exc.details, kind="script")
+        reporter.send("error", error=str(exc), traceback=exc.details, kind="script",
+                      packages=imported_packages())
     except SystemExit as exc:
         reporter.send("error", error=f"the version called sys.exit({exc.code!r}) before finishing",
-                      traceback=user_traceback(exc), kind="version")
+                      traceback=user_traceback(exc), kind="version", packages=imported_packages())
     except BaseException as exc:  # noqa: BLE001 - report everything, then exit non-zero
-        reporter.send("error", error=f"{type(exc).__name__}: {exc}", traceback=user_traceback(exc), kind="version")
+        reporter.send("error", error=f"{type(exc).__name__}: {exc}", traceback=user_traceback(exc), kind="version",
+                      packages=imported_packages())
     return 1
 
 

@@ -47,9 +47,32 @@ def build_parser() -> argparse.ArgumentParser:
     init = commands.add_parser("init", help="create a new project with an example script")
     init.add_argument("target", nargs="?", default=".", metavar="DIR")
     runs = commands.add_parser("runs", help="list recorded runs, newest first")
-    runs.add_argument("--limit", type=int, default=20)
-    runs.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    runs.add_argument("--script", metavar="S", help="only runs of this script (path or file name)")
+    runs.add_argument("--version", dest="version_name", metavar="V", help="only runs of this version")
+    runs.add_argument("--status", choices=[s.value for s in _statuses()], help="only runs with this status")
+    runs.add_argument("--mode", choices=("test", "run"), help="only test-mode or execution-mode runs")
+    runs.add_argument("--since", metavar="DATE", help="only runs started since DATE (2026-11-20) or an age (6h, 2d)")
+    runs.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs (default 50; 0: all)")
+    show = commands.add_parser("show", help="everything about one run")
+    show.add_argument("run", metavar="RUN", help="run id or a unique prefix of its uid")
+    compare = commands.add_parser("compare", help="one row per version of a script: params that differ, metrics")
+    compare.add_argument("script", metavar="SCRIPT")
+    compare.add_argument("--metric", metavar="NAME", help="show only this metric (e.g. accuracy or test/accuracy)")
+    compare.add_argument("--sort", metavar="NAME", help="sort rows by this column")
+    compare.add_argument("--desc", action="store_true", help="sort descending")
+    logs = commands.add_parser("logs", help="the captured output of a run")
+    logs.add_argument("run", metavar="RUN")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
+    commands.add_parser("import-history", help="import the original mlpipeline's history/output files")
+    for sub in (runs, show, compare, commands.choices["import-history"]):
+        sub.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     return parser
+
+
+def _statuses():
+    from .ledger import RunStatus  # small module, no heavy imports
+
+    return list(RunStatus)
 
 
 def _say(message: str, level: int = logging.INFO) -> None:
@@ -57,24 +80,21 @@ def _say(message: str, level: int = logging.INFO) -> None:
     print(f"mlpipeline: {prefix}{message}", file=sys.stderr, flush=True)
 
 
-def _duration(row) -> Optional[str]:
-    if row["started_at"] is None:
-        return None
-    end = row["ended_at"] or time.time()
-    return f"{end - row['started_at']:.1f}s"
+BATCH_COLUMNS = ("id", "script", "version", "status", "duration", "metrics", "error")
+RUNS_COLUMNS = {
+    "table": ("id", "script", "version", "mode", "status", "started", "duration", "metrics", "error"),
+    "csv": ("id", "uid", "script", "version", "mode", "status", "started", "started_at", "ended_at",
+            "duration", "exit_code", "signal", "metrics", "error"),
+}
+RUNS_COLUMNS["json"] = RUNS_COLUMNS["csv"]
 
 
-def _run_rows(ledger, ids):
-    for row in ledger.runs(ids=ids) if ids is not None else ledger.runs(limit=None):
-        yield {
-            "run": row["id"], "script": row["script"], "version": row["version"] or "(load)",
-            "mode": row["mode"], "status": row["status"], "duration": _duration(row),
-            "train": row["eval_train_text"], "test": row["eval_test_text"],
-            "error": (row["error"] or "").splitlines()[0] if row["error"] else None,
-        }
+def _open_ledger(args: argparse.Namespace):
+    from .config import find_project
+    from .ledger import open_ledger
 
-
-RUN_COLUMNS = ("run", "script", "version", "status", "duration", "train", "test", "error")
+    project = find_project(args.directory)
+    return project, open_ledger(project.outputs_dir)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -119,7 +139,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say("nothing to run" + (" (every listed version already succeeded; drop -u to run again)"
                                  if args.use_history else " (the queue is empty)"))
         return EXIT_OK
-    print(render(_run_rows(ledger, [f.run_id for f in finished]), RUN_COLUMNS))
+    from .queries import list_runs
+
+    rows = list_runs(ledger, ids=[f.run_id for f in finished], limit=None)
+    print(render(reversed(rows), BATCH_COLUMNS))
     _say(f"{len(finished) - len(failed)} succeeded, {len(failed)} failed"
          + ("" if test else f"; ledger: {os.path.relpath(ledger.path)}"))
     return EXIT_FAILED if failed else EXIT_OK
@@ -137,20 +160,85 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
-    from .config import find_project
-    from .ledger import open_ledger
+    from .queries import list_runs, parse_since
     from .render import render
 
-    project = find_project(args.directory)
-    ledger = open_ledger(project.outputs_dir)
-    ids = [row["id"] for row in ledger.runs(limit=args.limit)]
-    print(render(reversed(list(_run_rows(ledger, ids))), ("run", "mode", *RUN_COLUMNS[1:]), args.format))
+    _, ledger = _open_ledger(args)
+    since = parse_since(args.since) if args.since else None
+    rows = list_runs(ledger, script=args.script, version=args.version_name, status=args.status,
+                     mode=args.mode, since=since, limit=args.limit or None)
+    if not rows and args.format == "table":
+        _say("no runs match" if any((args.script, args.version_name, args.status, args.mode, args.since))
+             else "no runs recorded yet; run mlpipeline (test mode) or mlpipeline -r")
+        return EXIT_OK
+    print(render(rows, RUNS_COLUMNS[args.format], args.format))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from .queries import show_run
+    from .render import render, render_record
+
+    _, ledger = _open_ledger(args)
+    record = show_run(ledger, args.run)
+    if args.format != "table":
+        print(render_record(record, args.format))
+        return EXIT_OK
+    metrics = record.pop("metrics")
+    traceback = record.pop("traceback", None)
+    hidden = {"params_sha256", "script_sha256", "eval_train_text", "eval_test_text", "started_at", "ended_at",
+              "heartbeat_at", "source_key"}
+    print(render_record({k: v for k, v in record.items() if k not in hidden and v is not None}))
+    if metrics:
+        print("\nmetrics:")
+        print(render(metrics, ("split", "name", "last", "best", "points", "last_step")))
+    if traceback:
+        print("\n" + traceback.rstrip())
+    return EXIT_OK
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .queries import compare_versions
+    from .render import render
+
+    _, ledger = _open_ledger(args)
+    columns, rows = compare_versions(ledger, args.script, metric=args.metric, sort=args.sort, descending=args.desc)
+    print(render(rows, columns, args.format))
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from .queries import follow_log
+
+    _, ledger = _open_ledger(args)
+    out = sys.stdout.buffer
+    for chunk in follow_log(ledger, args.run, follow=args.follow):
+        out.write(chunk)
+        out.flush()
+    return EXIT_OK
+
+
+def cmd_import_history(args: argparse.Namespace) -> int:
+    from .legacy_import import import_history
+    from .render import render
+
+    project, ledger = _open_ledger(args)
+    report = import_history(project, ledger)
+    for problem in report.problems:
+        _say(problem, logging.WARNING)
+    summary = {"imported": report.imported, "already_present": report.already_present, "skipped": report.skipped}
+    if args.format == "table":
+        _say(f"imported {report.imported} run(s); {report.already_present} already present; "
+             f"{report.skipped} skipped")
+    else:
+        print(render([summary], list(summary), args.format))
     return EXIT_OK
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"init": cmd_init, "runs": cmd_runs}.get(args.command, cmd_run)
+    handler = {"init": cmd_init, "runs": cmd_runs, "show": cmd_show, "compare": cmd_compare, "logs": cmd_logs,
+               "import-history": cmd_import_history}.get(args.command, cmd_run)
     try:
         return handler(args)
     except MLPipelineError as exc:
@@ -162,6 +250,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         _say("interrupted", logging.WARNING)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # `mlpipeline runs | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
     except Exception as exc:  # noqa: BLE001 - the one place an unexpected error is shown
         if os.environ.get("MLP_DEBUG"):
             raise

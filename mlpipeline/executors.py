@@ -43,6 +43,7 @@ class Outcome:
     error: str = ""
     traceback: str = ""
     script_error: bool = False   # the script could not be loaded at all
+    packages: Dict[str, str] = field(default_factory=dict)  # versions of what the script imported
 
 
 class Sink(Protocol):
@@ -89,6 +90,7 @@ class InProcessExecutor:
 
     def execute(self, job: Job, sink: Sink) -> Outcome:
         from .execute import run_version
+        from .repro import imported_packages
 
         sink.started(None)
         previous = _report.install(_SinkReporter(sink))
@@ -96,12 +98,13 @@ class InProcessExecutor:
             _, model, _ = self._load(job.script)
             version = model.versions.get_version(job.version)
             result = run_version(model, version, job.script, job.model_dir, job.exec_mode)
-            return Outcome(RunStatus.SUCCEEDED, result=result.to_json())
+            return Outcome(RunStatus.SUCCEEDED, result=result.to_json(), packages=imported_packages())
         except ScriptError as exc:
             return Outcome(RunStatus.FAILED, error=str(exc), traceback=exc.details, script_error=True)
         except Exception as exc:  # noqa: BLE001 - a failing version is an outcome, not a crash
             from .child import user_traceback
-            return Outcome(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=user_traceback(exc))
+            return Outcome(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=user_traceback(exc),
+                           packages=imported_packages())
         finally:
             _report.install(previous)
 
@@ -235,11 +238,12 @@ class ChildProcessExecutor:
 
     @staticmethod
     def _outcome(code: int, final: Dict[str, Any]) -> Outcome:
+        packages = final.get("packages") or {}
         if code == 0 and final.get("type") == "result":
-            return Outcome(RunStatus.SUCCEEDED, result=final["result"], exit_code=0)
+            return Outcome(RunStatus.SUCCEEDED, result=final["result"], exit_code=0, packages=packages)
         if final.get("type") == "error":
             return Outcome(RunStatus.FAILED, exit_code=code if code >= 0 else None,
-                           signal=-code if code < 0 else None, error=final["error"],
+                           signal=-code if code < 0 else None, error=final["error"], packages=packages,
                            traceback=final.get("traceback") or "", script_error=final.get("kind") == "script")
         if code < 0:
             return Outcome(RunStatus.FAILED, signal=-code,

@@ -88,6 +88,18 @@ MIGRATIONS: Sequence[Tuple[str, str]] = (
             created_at REAL NOT NULL
         );
     """),
+    ("0003_reproducibility_and_imports", """
+        ALTER TABLE runs ADD COLUMN git_commit TEXT;
+        ALTER TABLE runs ADD COLUMN git_dirty INTEGER;
+        ALTER TABLE runs ADD COLUMN python_version TEXT;
+        ALTER TABLE runs ADD COLUMN packages TEXT;
+        ALTER TABLE runs ADD COLUMN seed TEXT;
+        ALTER TABLE runs ADD COLUMN source TEXT;
+        ALTER TABLE runs ADD COLUMN source_key TEXT;
+        CREATE UNIQUE INDEX runs_source_key ON runs (source_key) WHERE source_key IS NOT NULL;
+        CREATE INDEX runs_started ON runs (started_at);
+        CREATE INDEX metrics_name ON metrics (name, split);
+    """),
 )
 
 

@@ -1,13 +1,21 @@
-"""Listings as a table, CSV or JSON, from one row generator."""
+"""Listings as a table, CSV or JSON, from one row generator.
+
+JSON keeps the ledger's values as they are (numbers, nested dicts); CSV
+flattens nested values to JSON text; a table shortens and formats them for a
+terminal, in colour only when stdout is a terminal and NO_COLOR is unset.
+"""
 from __future__ import annotations
 
 import csv
 import io
 import json
 import os
+import shutil
 from typing import Any, Dict, Iterable, List, Sequence
 
 FORMATS = ("table", "csv", "json")
+STATUS_COLOURS = {"succeeded": "32", "failed": "31", "timeout": "31", "interrupted": "33",
+                  "cancelled": "33", "running": "36", "queued": "36"}
 
 
 def render(rows: Iterable[Dict[str, Any]], columns: Sequence[str], fmt: str = "table") -> str:
@@ -19,22 +27,86 @@ def render(rows: Iterable[Dict[str, Any]], columns: Sequence[str], fmt: str = "t
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
         for row in rows:
-            writer.writerow(["" if row.get(c) is None else row.get(c) for c in columns])
+            writer.writerow([_csv_cell(row.get(c)) for c in columns])
         return buffer.getvalue().rstrip("\n")
-    from tabulate import tabulate  # heavy-ish: only when a table is drawn
+    from tabulate import tabulate  # only when a table is drawn: keeps --help light
 
-    table = [[_cell(row.get(c)) for c in columns] for row in rows]
+    width = _cell_width(len(columns))
+    colour = use_colour()
+    table = [[_cell(_human(c, row.get(c)), width, colour and c == "status") for c in columns] for row in rows]
     return tabulate(table, headers=list(columns), tablefmt="simple", disable_numparse=True)
 
 
-def _cell(value: Any) -> str:
+def render_record(record: Dict[str, Any], fmt: str = "table") -> str:
+    """One object (``show``): JSON as is, CSV as field,value pairs, a table as
+    aligned key/value lines."""
+    if fmt == "json":
+        return json.dumps(record, indent=2, default=str)
+    flat = list(_flatten(record))
+    if fmt == "csv":
+        return render(({"field": k, "value": v} for k, v in flat), ("field", "value"), "csv")
+    width = max((len(k) for k, _ in flat), default=0) + 1
+    return "\n".join(f"{k + ':':{width}} {_cell(_human(k, v), 200, False)}" for k, v in flat)
+
+
+def _human(column: str, value: Any) -> Any:
+    """Table-only display of a few columns whose raw values read badly."""
+    if column == "duration" and isinstance(value, (int, float)):
+        seconds = float(value)
+        if seconds < 60:
+            return f"{seconds:.1f}s"
+        minutes, secs = divmod(int(round(seconds)), 60)
+        hours, minutes = divmod(minutes, 60)
+        return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+    return value
+
+
+def _flatten(value: Any, prefix: str = "") -> Iterable:
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            yield from _flatten(item, f"{prefix}.{key}" if prefix else str(key))
+    else:
+        yield prefix, value
+
+
+def use_colour() -> bool:
+    return _isatty() and not os.environ.get("NO_COLOR") and os.environ.get("TERM") != "dumb"
+
+
+def _csv_cell(value: Any) -> Any:
     if value is None:
         return ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    text = str(value)
-    width = max(20, min(60, os.get_terminal_size(1).columns // 3)) if _isatty() else 60
-    return text if len(text) <= width else text[: width - 1] + "…"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return value
+
+
+def _cell(value: Any, width: int, colour: bool) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        text = "yes" if value else "no"
+    elif isinstance(value, float):
+        text = f"{value:.4g}"
+    elif isinstance(value, dict):
+        text = "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in value.items())
+    elif isinstance(value, list):
+        text = ", ".join(str(v) for v in value)
+    else:
+        text = str(value)
+    text = " ".join(text.split()) if "\n" in text else text
+    if len(text) > width:
+        text = text[: width - 1] + "…"
+    if colour and text in STATUS_COLOURS:
+        text = f"\x1b[{STATUS_COLOURS[text]}m{text}\x1b[0m"
+    return text
+
+
+def _cell_width(columns: int) -> int:
+    if not _isatty():
+        return 80
+    total = shutil.get_terminal_size((120, 24)).columns
+    return max(16, total // max(2, columns // 2))
 
 
 def _isatty() -> bool:

@@ -8,6 +8,7 @@ calls it until the queue is empty, so config edits take effect between versions.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -16,6 +17,7 @@ import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
+from . import repro
 from .config import Project, QueueConfig, read_queue_config, resolve_scripts
 from .errors import ConfigError, MLPipelineError, ScriptError, UsageError
 from .executors import Job, Outcome
@@ -248,15 +250,20 @@ class Runner:
         self.done.add(item.key)
         test = self.options.test_mode
         model_dir = tempfile.mkdtemp(prefix="mlp-test-") if test else self.model_dir(item)
+        git = repro.git_state(self.project.root)
         run = self.ledger.start_run(
             script=item.rel, version=item.version.name, mode=self.mode, host=self.host,
             params=item.version.params, script_sha256=item.info.sha256,
             params_sha256=item.version.params_sha256, model_dir=None if test else model_dir,
-            command=self.options.command)
+            command=self.options.command, python_version=repro.python_version(),
+            seed=repro.seed_of(item.version.params), git_commit=git.commit if git else None,
+            git_dirty=int(git.dirty) if git else None)
         run_id = run["id"]
         run_dir = None if test else os.path.join(self.project.outputs_dir, "runs", str(run_id))
         if run_dir:
             self.ledger.update_run(run_id, run_dir=run_dir)
+            if git:
+                repro.save_diff(run_dir, git)
         self.say(f"{item.rel} {item.version.name}: started (run {run_id}, "
                  f"{'test mode, 1 step' if test else 'model dir ' + os.path.relpath(model_dir, self.project.root)})")
         exec_mode = ExecutionModeKeys.TEST if test else ExecutionModeKeys.TRAIN
@@ -284,7 +291,8 @@ class Runner:
             run_id, outcome.status, exit_code=outcome.exit_code, signal=outcome.signal,
             error=outcome.error or None, traceback=outcome.traceback or None,
             steps=result.get("steps"), eval_train_text=result.get("eval_train_text"),
-            eval_test_text=result.get("eval_test_text"))
+            eval_test_text=result.get("eval_test_text"),
+            packages=json.dumps(outcome.packages, sort_keys=True) if outcome.packages else None)
         name = f"{item.rel} {item.version.name}"
         if outcome.status == RunStatus.SUCCEEDED:
             self.outputs.output_block(script=item.rel, version=item.version.name, result=result,

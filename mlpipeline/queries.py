@@ -1,0 +1,241 @@
+"""Questions people ask the ledger: which runs, what happened in one, which
+version did best. Each returns plain rows (dicts of ledger values) that the CLI
+renders as a table, CSV or JSON — and that Python users can call directly.
+"""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import re
+import sqlite3
+import time
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+
+from .errors import UsageError
+from .ledger import Ledger
+
+LOWER_IS_BETTER = re.compile(r"loss|err|mse|mae|rmse|perplexity|time", re.I)
+
+
+def iso(timestamp: Optional[float]) -> Optional[str]:
+    if timestamp is None:
+        return None
+    return datetime.datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
+
+
+def parse_since(text: str, now: Optional[float] = None) -> float:
+    """``2026-11-20``, ``2026-11-20T10:00``, or an age: ``90m``, ``6h``, ``2d``, ``1w``."""
+    now = time.time() if now is None else now
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if match:
+        seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[match.group(2)]
+        return now - float(match.group(1)) * seconds
+    try:
+        moment = datetime.datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"--since {text!r}: not a date (2026-11-20, 2026-11-20T10:00) or an age "
+                         f"(90m, 6h, 2d)") from None
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return moment.timestamp()
+
+
+def resolve_run(ledger: Ledger, ref: str) -> sqlite3.Row:
+    """A run by numeric id or by a unique prefix of its uid."""
+    ref = str(ref).strip()
+    if ref.isdigit():
+        row = ledger.get_run(int(ref))
+        if row is not None:
+            return row
+    if not re.fullmatch(r"[0-9a-fA-F]{1,32}", ref):
+        raise UsageError(f"run {ref!r}: give a run id (a number) or a prefix of its uid (hex)")
+    rows = ledger.conn.execute("SELECT * FROM runs WHERE uid >= ? AND uid < ? ORDER BY id LIMIT 6",
+                               (ref.lower(), ref.lower() + "g")).fetchall()
+    if len(rows) == 1:
+        return rows[0]
+    if not rows:
+        last = ledger.conn.execute("SELECT MAX(id) FROM runs").fetchone()[0]
+        raise UsageError(f"run {ref!r} not found (run ids go from 1 to {last or 0}; see mlpipeline runs)")
+    shown = ", ".join(f"{r['id']} ({r['uid'][:12]} {r['script']} {r['version'] or ''})".rstrip() for r in rows[:5])
+    raise UsageError(f"run {ref!r} is ambiguous: it starts the uid of {shown}{' and more' if len(rows) > 5 else ''}; "
+                     f"give more characters or the numeric id")
+
+
+def _duration(row: sqlite3.Row, now: float) -> Optional[float]:
+    if row["started_at"] is None:
+        return None
+    end = row["ended_at"] if row["ended_at"] is not None else now
+    return round(end - row["started_at"], 3)
+
+
+def _eval_metrics(ledger: Ledger, run_ids: Sequence[int]) -> Dict[int, Dict[str, float]]:
+    """Final (step-less) eval metrics per run: {run_id: {"test/acc": 0.9, ...}}."""
+    found: Dict[int, Dict[str, float]] = {}
+    for start in range(0, len(run_ids), 500):
+        chunk = run_ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for run_id, split, name, value in ledger.conn.execute(
+                f"SELECT run_id, split, name, value FROM metrics WHERE run_id IN ({marks}) AND step IS NULL",
+                tuple(chunk)):
+            found.setdefault(run_id, {})[f"{split}/{name}"] = value
+    return found
+
+
+RUN_LIST_COLUMNS = ("id", "uid", "script", "version", "mode", "status", "started", "duration", "metrics", "error")
+
+
+def list_runs(ledger: Ledger, script: Optional[str] = None, version: Optional[str] = None,
+              status: Optional[str] = None, mode: Optional[str] = None, since: Optional[float] = None,
+              limit: Optional[int] = 50, ids: Optional[Sequence[int]] = None,
+              now: Optional[float] = None) -> List[Dict[str, Any]]:
+    """Runs newest first, with their final eval metrics."""
+    clauses, args = [], []
+    if script:
+        clauses.append("(script = ? OR script LIKE ?)")
+        name = script if script.endswith(".py") else script + ".py"
+        args += [script, f"%/{os.path.basename(name)}"]
+    for column, value in (("version", version), ("status", status), ("mode", mode)):
+        if value:
+            clauses.append(f"{column} = ?")
+            args.append(value)
+    if since is not None:
+        clauses.append("started_at >= ?")
+        args.append(since)
+    if ids is not None:
+        clauses.append(f"id IN ({','.join('?' * len(ids))})")
+        args += list(ids)
+    sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id DESC"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    rows = ledger.conn.execute(sql, args).fetchall()
+    metrics = _eval_metrics(ledger, [r["id"] for r in rows])
+    now = time.time() if now is None else now
+    return [{
+        "id": r["id"], "uid": r["uid"], "script": r["script"], "version": r["version"], "mode": r["mode"],
+        "status": r["status"], "started": iso(r["started_at"]), "started_at": r["started_at"],
+        "ended_at": r["ended_at"], "duration": _duration(r, now), "metrics": metrics.get(r["id"], {}),
+        "exit_code": r["exit_code"], "signal": r["signal"],
+        "error": r["error"].splitlines()[0] if r["error"] else None,
+    } for r in rows]
+
+
+def _best(name: str, values: List[float]) -> float:
+    return min(values) if LOWER_IS_BETTER.search(name) else max(values)
+
+
+def metric_summary(ledger: Ledger, run_id: int) -> List[Dict[str, Any]]:
+    """Per (split, name): the last value, the best one, how many points, the last step."""
+    series: Dict[Tuple[str, str], List[sqlite3.Row]] = {}
+    for row in ledger.metrics(run_id):
+        series.setdefault((row["split"], row["name"]), []).append(row)
+    summary = []
+    for (split, name), rows in series.items():
+        values = [r["value"] for r in rows if r["value"] is not None]
+        summary.append({"split": split, "name": name, "last": rows[-1]["value"],
+                        "best": _best(name, values) if values else None, "points": len(rows),
+                        "last_step": rows[-1]["step"]})
+    return summary
+
+
+def show_run(ledger: Ledger, ref: str) -> Dict[str, Any]:
+    """Everything about one run."""
+    row = resolve_run(ledger, ref)
+    data = {key: row[key] for key in row.keys()}
+    for key in ("params", "packages"):
+        if data.get(key):
+            try:
+                data[key] = json.loads(data[key])
+            except ValueError:
+                pass
+    data["git_dirty"] = None if data.get("git_dirty") is None else bool(data["git_dirty"])
+    data["started"], data["ended"] = iso(row["started_at"]), iso(row["ended_at"])
+    data["duration"] = _duration(row, time.time())
+    data["metrics"] = metric_summary(ledger, row["id"])
+    run_dir = row["run_dir"]
+    data["log_path"] = os.path.join(run_dir, "output.log") if run_dir else None
+    diff = os.path.join(run_dir, "git.diff") if run_dir else None
+    data["git_diff_path"] = diff if diff and os.path.exists(diff) else None
+    return data
+
+
+def compare_versions(ledger: Ledger, script: str, metric: Optional[str] = None,
+                     sort: Optional[str] = None, descending: bool = False) -> Tuple[List[str], List[Dict[str, Any]]]:
+    """One row per version of ``script``: its latest successful execution-mode run
+    (or, if none succeeded, its last run), the parameters that differ across
+    versions, then the metrics."""
+    name = script if script.endswith(".py") else script + ".py"
+    scripts = [r[0] for r in ledger.conn.execute(
+        "SELECT DISTINCT script FROM runs WHERE script = ? OR script LIKE ?", (script, f"%/{os.path.basename(name)}"))]
+    if not scripts:
+        known = [r[0] for r in ledger.conn.execute("SELECT DISTINCT script FROM runs ORDER BY script LIMIT 20")]
+        raise UsageError(f"compare {script!r}: no runs of that script (scripts with runs: {', '.join(known) or 'none'})")
+    if len(scripts) > 1:
+        raise UsageError(f"compare {script!r}: matches {', '.join(scripts)}; give the path as runs list it")
+    script = scripts[0]
+    chosen: Dict[str, int] = {}
+    for version, run_id in ledger.conn.execute(
+            "SELECT version, MAX(id) FROM runs WHERE script = ? AND mode = 'run' AND status = 'succeeded' "
+            "AND version IS NOT NULL GROUP BY version", (script,)):
+        chosen[version] = run_id
+    for version, run_id in ledger.conn.execute(
+            "SELECT version, MAX(id) FROM runs WHERE script = ? AND mode = 'run' AND version IS NOT NULL "
+            "GROUP BY version", (script,)):
+        chosen.setdefault(version, run_id)
+    if not chosen:
+        raise UsageError(f"compare {script!r}: only test-mode runs so far; run it with mlpipeline -r")
+    ids = sorted(chosen.values())
+    runs = {r["id"]: r for r in ledger.runs(ids=ids)}
+    metrics = _eval_metrics(ledger, ids)
+    params = {run_id: json.loads(runs[run_id]["params"] or "{}") for run_id in ids}
+    keys = sorted({k for p in params.values() for k in p} - {"name"})
+    differing = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in params.values()}) > 1]
+    metric_names = sorted({m for values in metrics.values() for m in values},
+                          key=lambda m: (not m.startswith("test/"), m))
+    if metric:
+        metric_names = [m for m in metric_names if m == metric or m.split("/", 1)[1] == metric]
+        if not metric_names:
+            raise UsageError(f"--metric {metric}: no run of {script} recorded it")
+    rows = []
+    for run_id in ids:
+        run = runs[run_id]
+        row = {"version": run["version"], "run": run_id, "status": run["status"]}
+        row.update({k: params[run_id].get(k) for k in differing})
+        row.update({m: metrics.get(run_id, {}).get(m) for m in metric_names})
+        rows.append(row)
+    columns = ["version", "run", "status", *differing, *metric_names]
+    if sort:
+        key = next((c for c in columns if c == sort or c.split("/", 1)[-1] == sort), None)
+        if key is None:
+            raise UsageError(f"--sort {sort}: not a column (columns: {', '.join(columns)})")
+        present = [r for r in rows if r.get(key) is not None]
+        missing = [r for r in rows if r.get(key) is None]
+        rows = sorted(present, key=lambda r: r[key], reverse=descending) + missing
+    return columns, rows
+
+
+def follow_log(ledger: Ledger, ref: str, follow: bool = False, poll: float = 0.3,
+               sleep=time.sleep) -> Iterator[bytes]:
+    """The captured output of a run; with ``follow``, keep yielding new output
+    until the run is no longer running."""
+    row = resolve_run(ledger, ref)
+    if not row["run_dir"]:
+        raise UsageError(f"run {row['id']} is a test-mode run: its output went to the terminal only "
+                         f"(use --isolate -r for captured output)")
+    path = os.path.join(row["run_dir"], "output.log")
+    offset = 0
+    while True:
+        if os.path.exists(path):
+            with open(path, "rb") as handle:
+                handle.seek(offset)
+                data = handle.read()
+            if data:
+                offset += len(data)
+                yield data
+        if not follow:
+            return
+        current = ledger.get_run(row["id"])
+        if current["status"] not in ("running", "queued"):
+            follow = False  # one last read picks up what was written before it ended
+            continue
+        sleep(poll)
