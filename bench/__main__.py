@@ -5,9 +5,10 @@ import json
 import os
 import sys
 
-from . import startup
+from . import ledger_queries, startup
 
-BENCHMARKS = [startup.help_cold_start, startup.execution_overhead, startup.inprocess_overhead]
+BENCHMARKS = [startup.help_cold_start, startup.execution_overhead, startup.inprocess_overhead,
+              ledger_queries.query_speed]
 
 
 def main() -> int:
@@ -15,7 +16,8 @@ def main() -> int:
     results = []
     for bench in selected:
         print(f"running {bench.__name__} ...", file=sys.stderr, flush=True)
-        results.append(bench())
+        outcome = bench()
+        results.extend(outcome if isinstance(outcome, list) else [outcome])
     rows = [r.row() for r in results]
     header = f"{'measure':58} {'median':>9} {'baseline':>9} {'ratio':>6}  {'target':30} result"
     print(header)
