@@ -13,7 +13,7 @@ import time
 from typing import List, Optional
 
 from . import __version__
-from .errors import MLPipelineError
+from .errors import MLPipelineError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -42,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run each version in a child process (default in execution mode)")
     where.add_argument("--in-process", dest="isolate", action="store_false",
                        help="run versions in this process (default in test mode; a debugger works)")
+    parser.add_argument("-j", "--jobs", type=int, metavar="N",
+                        help="run up to N versions at once (default 1, or the number of --gpus)")
+    parser.add_argument("--gpus", metavar="IDS", help="GPU ids, e.g. 0,1: each running version gets one "
+                                                      "(CUDA_VISIBLE_DEVICES)")
+    parser.add_argument("--watch", action="store_true", help="when the queue is empty, wait for edits instead of "
+                                                             "exiting (stop with Ctrl+C)")
+    parser.add_argument("--timeout", type=float, metavar="SECONDS",
+                        help="kill a version that runs longer (also [MLP] timeout in models.config)")
     parser.add_argument("-V", "--mlpipeline-version", action="version", version=f"mlpipeline {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     init = commands.add_parser("init", help="create a new project with an example script")
@@ -64,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("run", metavar="RUN")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
     commands.add_parser("import-history", help="import the original mlpipeline's history/output files")
-    for sub in (runs, show, compare, commands.choices["import-history"]):
+    status = commands.add_parser("status", help="the runner, what runs now, the queue and what is skipped")
+    cancel = commands.add_parser("cancel", help="kill a running version (status cancelled)")
+    cancel.add_argument("run", metavar="RUN")
+    for sub in (runs, show, compare, commands.choices["import-history"], status):
         sub.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     return parser
 
@@ -97,14 +108,51 @@ def _open_ledger(args: argparse.Namespace):
     return project, open_ledger(project.outputs_dir)
 
 
+def _parse_gpus(text: Optional[str]) -> Optional[List[str]]:
+    if text is None:
+        return None
+    gpus = [g.strip() for g in text.split(",") if g.strip()]
+    if not gpus or len(set(gpus)) != len(gpus):
+        raise UsageError(f"--gpus {text!r}: give distinct GPU ids separated by commas, e.g. --gpus 0,1")
+    return gpus
+
+
+def _install_stop_signals(runner) -> None:
+    """First SIGINT/SIGTERM: finish the running versions, then stop. Second: kill them."""
+    import signal
+
+    count = 0
+
+    def handler(signum, frame):
+        nonlocal count
+        count += 1
+        name = signal.Signals(signum).name
+        if count == 1:
+            runner.request_stop()
+            _say(f"{name}: finishing the running version(s), then stopping; {name} again kills them",
+                 logging.WARNING)
+        else:
+            runner.request_kill()
+            _say(f"{name} again: killing the running version(s)", logging.WARNING)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .config import find_project
     from .executors import make_executor
     from .ledger import RunStatus, open_ledger
+    from .lock import RunnerLock
     from .outputs import HostOutputs, NullOutputs, hostname
     from .render import render
     from .runner import Options, Runner
 
+    gpus = _parse_gpus(args.gpus)
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"-j {args.jobs}: give a number of versions to run at once, 1 or more")
+    if args.timeout is not None and args.timeout <= 0:
+        raise UsageError(f"--timeout {args.timeout:g}: give a positive number of seconds")
     project = find_project(args.directory)
     os.chdir(project.root)
     for warning in project.warnings:
@@ -113,20 +161,38 @@ def cmd_run(args: argparse.Namespace) -> int:
     if test and args.use_history:
         _say("-u applies to execution mode (-r); test mode runs every version", logging.WARNING)
     isolate = args.isolate if args.isolate is not None else not test
+    jobs = args.jobs or (len(gpus) if gpus else 1)
+    if jobs > 1 and not isolate:
+        raise UsageError(f"-j {jobs} runs versions side by side in child processes; drop --in-process")
     host = hostname()
     ledger = open_ledger(project.outputs_dir)
+    lock = None
+    watcher = None
+    if not test:
+        lock = RunnerLock(project.outputs_dir)
+        lock.acquire(host, "run")
+        from .watcher import ChangeWatcher
+
+        watcher = ChangeWatcher([project.config_path(False), os.path.join(project.root, "mlp.config")],
+                                project.models_dir).start()
     outputs = NullOutputs() if (test or args.no_log) else HostOutputs(project.outputs_dir, host)
     options = Options(test_mode=test, use_history=args.use_history, only_version=args.only_version,
-                      command=" ".join(["mlpipeline", *sys.argv[1:]]))
+                      command=" ".join(["mlpipeline", *sys.argv[1:]]), jobs=jobs, gpus=gpus,
+                      watch=args.watch, timeout=args.timeout, stop_on_error=test)
     runner = Runner(project, ledger, make_executor(isolate, cwd=project.root), options,
-                    outputs=outputs, host=host, notify=_say)
+                    outputs=outputs, host=host, notify=_say, watcher=watcher)
+    if isolate:
+        _install_stop_signals(runner)
     outputs.log(f"session started: {options.command} (pid {os.getpid()})")
     try:
-        finished = runner.run(stop_on_error=test)
+        finished = runner.run()
     except KeyboardInterrupt:
         outputs.log("session interrupted", logging.WARNING)
         _say("interrupted", logging.WARNING)
         return EXIT_INTERRUPTED
+    finally:
+        if lock is not None:
+            lock.release()
     outputs.log("session ended")
     failed = [f for f in finished if f.outcome.status != RunStatus.SUCCEEDED]
     if test and failed:
@@ -135,7 +201,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(f"test mode stopped at the first failure (run {failed[0].run_id}); "
              f"{len(finished) - 1} version(s) passed before it")
         return EXIT_FAILED
+    stopped_early = runner.stopping and (runner.kill_requested or runner.queued_left())
     if not finished:
+        if stopped_early:
+            return EXIT_INTERRUPTED
         _say("nothing to run" + (" (every listed version already succeeded; drop -u to run again)"
                                  if args.use_history else " (the queue is empty)"))
         return EXIT_OK
@@ -144,7 +213,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     rows = list_runs(ledger, ids=[f.run_id for f in finished], limit=None)
     print(render(reversed(rows), BATCH_COLUMNS))
     _say(f"{len(finished) - len(failed)} succeeded, {len(failed)} failed"
-         + ("" if test else f"; ledger: {os.path.relpath(ledger.path)}"))
+         + ("" if test else f"; ledger: {os.path.relpath(ledger.path)}")
+         + ("; stopped before the queue was done" if stopped_early else ""))
+    if stopped_early:
+        return EXIT_INTERRUPTED
     return EXIT_FAILED if failed else EXIT_OK
 
 
@@ -235,10 +307,61 @@ def cmd_import_history(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from .render import render, render_record
+    from .status import project_status
+
+    project, ledger = _open_ledger(args)
+    state = project_status(project, ledger)
+    if args.format == "json":
+        print(render_record(state, "json"))
+        return EXIT_OK
+    if args.format == "csv":
+        rows = [{"section": "running", **r} for r in state["running"]] + \
+               [{"section": "queue", **r} for r in state["queue"]]
+        print(render(rows, ("section", "position", "id", "script", "version", "state", "reason", "elapsed",
+                            "last_metric"), "csv"))
+        return EXIT_OK
+    runner = state["runner"]
+    if runner and runner["alive"]:
+        print(f"runner: pid {runner['pid']} on {runner['host']}, {runner['mode']} mode, since {runner['started']}"
+              f" ({runner['options_text']})")
+    else:
+        print("runner: none running" + (f" (last: pid {runner['pid']}, ended {runner['ended'] or '?'})"
+                                        if runner else ""))
+    if state["config_error"]:
+        print(f"config error: {state['config_error']} (the runner keeps the last good queue)")
+    if state["recovered"]:
+        print(f"marked run(s) {', '.join(map(str, state['recovered']))} interrupted: their runner is gone")
+    if state["running"]:
+        print("\nrunning:")
+        print(render(state["running"], ("id", "script", "version", "gpu", "elapsed", "last_metric")))
+    queued = [q for q in state["queue"] if q["state"] in ("queued", "running")]
+    skipped = [q for q in state["queue"] if q["state"] == "skipped"]
+    if queued:
+        print("\nqueue (in run order):")
+        print(render(queued, ("position", "script", "version", "state")))
+    if skipped:
+        print("\nskipped:")
+        print(render(skipped, ("script", "version", "reason")))
+    if runner and runner["alive"] and not queued:
+        print("\nqueue: empty" + (" (watching for edits)" if runner["options"].get("watch") else ""))
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from .status import cancel_run
+
+    project, ledger = _open_ledger(args)
+    row = cancel_run(project, ledger, args.run)
+    _say(f"run {row['id']} ({row['script']} {row['version']}): {row['status']}")
+    return EXIT_OK
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"init": cmd_init, "runs": cmd_runs, "show": cmd_show, "compare": cmd_compare, "logs": cmd_logs,
-               "import-history": cmd_import_history}.get(args.command, cmd_run)
+               "import-history": cmd_import_history, "status": cmd_status, "cancel": cmd_cancel}.get(args.command, cmd_run)
     try:
         return handler(args)
     except MLPipelineError as exc:

@@ -246,13 +246,13 @@ class Selection:
     line: int = 0                         # the config line that selected it (0: blacklist mode)
 
 
-def resolve_scripts(project: Project, config: QueueConfig) -> Tuple[List[Selection], List[str]]:
-    """The scripts a queue config selects, in run order, and notes on missing ones.
+def resolve_scripts(project: Project, config: QueueConfig) -> Tuple[List[Selection], List[Tuple[str, str]]]:
+    """The scripts a queue config selects, in run order, and (name, note) for missing ones.
 
     A whitelisted script that does not exist is a note, not an error: the rest
     of the queue runs.
     """
-    notes: List[str] = []
+    notes: List[Tuple[str, str]] = []
     where = _display(config.path)
     available = sorted(f for f in os.listdir(project.models_dir)
                        if f.endswith(".py") and os.path.isfile(os.path.join(project.models_dir, f)))
@@ -272,8 +272,8 @@ def resolve_scripts(project: Project, config: QueueConfig) -> Tuple[List[Selecti
         path = os.path.join(project.models_dir, entry.name)
         if not os.path.isfile(path):
             found = ", ".join(available) or "no scripts"
-            notes.append(f"{where}:{entry.line}: {entry.name!r} is not in "
-                         f"{os.path.relpath(project.models_dir, project.root)}/ (found: {found}); skipped")
+            notes.append((entry.name, f"{where}:{entry.line}: {entry.name!r} is not in "
+                                      f"{os.path.relpath(project.models_dir, project.root)}/ (found: {found}); skipped"))
             continue
         selected.append(Selection(path, only=entry.versions, line=entry.line))
     return selected, notes

@@ -1,7 +1,10 @@
 """Where a version executes: in this process, or in a child process of its own.
 
-Both executors have the same two methods, ``describe(path)`` and
-``execute(job, sink)``, so the runner never branches on which one it holds.
+Both executors offer ``describe(path)`` and ``start(job, sink)``; ``start``
+returns a handle the runner drives with the same calls either way
+(``fds``/``on_ready``/``check``/``kill``/``outcome``), so the runner never
+branches on which executor it holds. An in-process handle is finished when
+``start`` returns; a child's finishes when its pipes close and it is reaped.
 """
 from __future__ import annotations
 
@@ -13,14 +16,15 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Protocol
+from typing import Any, Callable, Dict, List, Optional, Protocol
 
 from . import _report
 from .errors import ScriptError
 from .ledger import MetricRow, RunStatus
 from .scripts import ScriptInfo
+
+REAP_GRACE = 2.0  # seconds a finished child's leftover processes may keep its pipes open
 
 
 @dataclass
@@ -32,6 +36,8 @@ class Job:
     model_dir: str
     exec_mode: str        # ExecutionModeKeys.TRAIN or .TEST
     run_dir: Optional[str] = None   # where a child's captured output is kept
+    env: Dict[str, str] = field(default_factory=dict)  # extra environment (CUDA_VISIBLE_DEVICES)
+    label: str = ""       # prefix for echoed output lines when versions run side by side
 
 
 @dataclass
@@ -68,11 +74,35 @@ class _SinkReporter(_report.Reporter):
         self.sink.metric(MetricRow(str(name), float(value), step, split))
 
 
+class _Done:
+    """The handle of a version that already finished (in-process)."""
+
+    def __init__(self, outcome: Outcome):
+        self._outcome = outcome
+
+    def fds(self) -> List[int]:
+        return []
+
+    def on_ready(self, fd: int) -> None:
+        pass
+
+    def check(self, now: float) -> None:
+        pass
+
+    def kill(self, status: RunStatus, reason: str) -> None:
+        pass
+
+    def outcome(self) -> Optional[Outcome]:
+        return self._outcome
+
+
 class InProcessExecutor:
     """Runs versions in the runner's own process: fast, and a debugger works.
 
     A script is imported once per content (sha256) and reused for its versions.
     """
+
+    parallel = False
 
     def __init__(self) -> None:
         self._loaded: Dict[str, Any] = {}
@@ -88,7 +118,8 @@ class InProcessExecutor:
     def describe(self, path: str) -> ScriptInfo:
         return self._load(path)[2]
 
-    def execute(self, job: Job, sink: Sink) -> Outcome:
+    def start(self, job: Job, sink: Sink) -> _Done:
+        from .child import user_traceback
         from .execute import run_version
         from .repro import imported_packages
 
@@ -98,22 +129,191 @@ class InProcessExecutor:
             _, model, _ = self._load(job.script)
             version = model.versions.get_version(job.version)
             result = run_version(model, version, job.script, job.model_dir, job.exec_mode)
-            return Outcome(RunStatus.SUCCEEDED, result=result.to_json(), packages=imported_packages())
+            return _Done(Outcome(RunStatus.SUCCEEDED, result=result.to_json(), packages=imported_packages()))
         except ScriptError as exc:
-            return Outcome(RunStatus.FAILED, error=str(exc), traceback=exc.details, script_error=True)
+            return _Done(Outcome(RunStatus.FAILED, error=str(exc), traceback=exc.details, script_error=True))
         except Exception as exc:  # noqa: BLE001 - a failing version is an outcome, not a crash
-            from .child import user_traceback
-            return Outcome(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}", traceback=user_traceback(exc),
-                           packages=imported_packages())
+            return _Done(Outcome(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
+                                 traceback=user_traceback(exc), packages=imported_packages()))
         finally:
             _report.install(previous)
 
 
-def _signal_name(number: int) -> str:
+def signal_name(number: int) -> str:
     try:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
+
+
+class ChildRun:
+    """A ``python -m mlpipeline.child`` process and its two pipes: the script's
+    own output (echoed and kept) and the JSON-lines event pipe."""
+
+    def __init__(self, op: str, payload: Dict[str, Any], on_event: Callable[[Dict[str, Any]], None],
+                 capture: Callable[[bytes], None], cwd: Optional[str], env: Dict[str, str]):
+        read_fd, write_fd = os.pipe()
+        payload = {**payload, "parent_pid": os.getpid()}
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "mlpipeline.child", op, json.dumps(payload), str(write_fd)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,), start_new_session=True, cwd=cwd,
+                env={**os.environ, **env, "PYTHONUNBUFFERED": "1"})
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        self.out_fd = self.proc.stdout.fileno()
+        self.event_fd = read_fd
+        self.open = {self.out_fd, read_fd}
+        self.on_event, self.capture = on_event, capture
+        self.final: Dict[str, Any] = {}
+        self._pending = b""
+        self._exited_at: Optional[float] = None
+        self.killed: Optional[tuple] = None  # (status, reason) when we killed it
+        self.returncode: Optional[int] = None
+
+    def fds(self) -> List[int]:
+        return sorted(self.open)
+
+    def on_ready(self, fd: int) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            self._close(fd)
+            return
+        if fd == self.out_fd:
+            self.capture(data)
+            return
+        self._pending += data
+        *lines, self._pending = self._pending.split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a script that wrote to our pipe by accident; ignore it
+            if event.get("type") in ("result", "error", "described"):
+                self.final = event
+            self.on_event(event)
+
+    def _close(self, fd: int) -> None:
+        if fd in self.open:
+            self.open.discard(fd)
+            if fd == self.out_fd:
+                self.proc.stdout.close()
+            else:
+                os.close(fd)
+
+    def check(self, now: float) -> None:
+        """Reap the child once its pipes are closed; if it has exited but left
+        processes holding its pipes, kill them after a grace period."""
+        if self.returncode is not None:
+            return
+        code = self.proc.poll()
+        if code is None:
+            return
+        if self.open:
+            self._exited_at = self._exited_at or now
+            if now - self._exited_at < REAP_GRACE:
+                return
+            self._killpg()
+            for fd in list(self.open):
+                self._close(fd)
+        self.returncode = code
+
+    def _killpg(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def kill(self, status: RunStatus, reason: str) -> None:
+        if self.killed is None:
+            self.killed = (status, reason)
+        self._killpg()
+
+    def wait(self) -> None:
+        """Block until finished (used for short-lived describe children)."""
+        with selectors.DefaultSelector() as selector:
+            for fd in self.fds():
+                selector.register(fd, selectors.EVENT_READ)
+            while self.open:
+                for key, _ in selector.select(timeout=0.5):
+                    self.on_ready(key.fd)
+                    if key.fd not in self.open:
+                        selector.unregister(key.fd)
+                self.check(time.monotonic())
+        while self.returncode is None:
+            self.check(time.monotonic())
+            time.sleep(0.01)
+
+
+class _ChildHandle:
+    """A running version in a child process."""
+
+    def __init__(self, run: ChildRun, log_file):
+        self.run, self.log_file = run, log_file
+
+    def fds(self) -> List[int]:
+        return self.run.fds()
+
+    def on_ready(self, fd: int) -> None:
+        self.run.on_ready(fd)
+
+    def check(self, now: float) -> None:
+        self.run.check(now)
+        if self.run.returncode is not None and self.log_file is not None:
+            self.log_file.close()
+            self.log_file = None
+
+    def kill(self, status: RunStatus, reason: str) -> None:
+        self.run.kill(status, reason)
+
+    def outcome(self) -> Optional[Outcome]:
+        code = self.run.returncode
+        if code is None:
+            return None
+        final = self.run.final
+        packages = final.get("packages") or {}
+        if self.run.killed is not None:
+            status, reason = self.run.killed
+            return Outcome(status, exit_code=code if code >= 0 else None, signal=-code if code < 0 else None,
+                           error=reason, packages=packages)
+        if code == 0 and final.get("type") == "result":
+            return Outcome(RunStatus.SUCCEEDED, result=final["result"], exit_code=0, packages=packages)
+        if final.get("type") == "error":
+            return Outcome(RunStatus.FAILED, exit_code=code if code >= 0 else None,
+                           signal=-code if code < 0 else None, error=final["error"], packages=packages,
+                           traceback=final.get("traceback") or "", script_error=final.get("kind") == "script")
+        if code < 0:
+            return Outcome(RunStatus.FAILED, signal=-code,
+                           error=f"the version's process was killed by {signal_name(-code)}")
+        return Outcome(RunStatus.FAILED, exit_code=code,
+                       error=f"the version's process exited with code {code} before reporting a result")
+
+
+class _Echo:
+    """Copies a child's output to the terminal, each line prefixed when asked."""
+
+    def __init__(self, enabled: bool, label: str):
+        self.enabled, self.label = enabled, label.encode()
+        self._partial = b""
+
+    def __call__(self, data: bytes) -> None:
+        if not self.enabled:
+            return
+        if self.label:
+            data = self._partial + data
+            *lines, self._partial = data.split(b"\n")
+            data = b"".join(self.label + line + b"\n" for line in lines)
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
 
 
 class ChildProcessExecutor:
@@ -124,88 +324,38 @@ class ChildProcessExecutor:
     events arrive as JSON lines on a pipe of their own.
     """
 
-    def __init__(self, cwd: Optional[str] = None, echo: bool = True, env: Optional[Dict[str, str]] = None):
+    parallel = True
+
+    def __init__(self, cwd: Optional[str] = None, echo: bool = True):
         self.cwd = cwd
         self.echo = echo
-        self.env = env
-
-    def _spawn(self, op: str, payload: Dict[str, Any]):
-        read_fd, write_fd = os.pipe()
-        payload = {**payload, "parent_pid": os.getpid()}
-        env = {**os.environ, **(self.env or {}), "PYTHONUNBUFFERED": "1"}
-        try:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "mlpipeline.child", op, json.dumps(payload), str(write_fd)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                pass_fds=(write_fd,), start_new_session=True, cwd=self.cwd, env=env)
-        finally:
-            os.close(write_fd)
-        return proc, read_fd
-
-    def _pump(self, proc, read_fd: int, on_event, capture) -> None:
-        """Copy the child's output and dispatch its events until both pipes close."""
-        selector = selectors.DefaultSelector()
-        out_fd = proc.stdout.fileno()
-        selector.register(out_fd, selectors.EVENT_READ)
-        selector.register(read_fd, selectors.EVENT_READ)
-        pending = b""
-        open_fds = 2
-        while open_fds:
-            for key, _ in selector.select():
-                data = os.read(key.fd, 65536)
-                if not data:
-                    selector.unregister(key.fd)
-                    open_fds -= 1
-                    continue
-                if key.fd == out_fd:
-                    capture(data)
-                    continue
-                pending += data
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    if line.strip():
-                        on_event(json.loads(line))
-        selector.close()
-        os.close(read_fd)
-        proc.stdout.close()
-
-    def _kill(self, proc) -> None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     def describe(self, path: str) -> ScriptInfo:
-        proc, read_fd = self._spawn("describe", {"script": path})
-        events = []
         output = bytearray()
+        run = ChildRun("describe", {"script": path}, lambda event: None, output.extend, self.cwd, {})
         try:
-            self._pump(proc, read_fd, events.append, output.extend)
-            proc.wait()
+            run.wait()
         except BaseException:
-            self._kill(proc)
-            proc.wait()
+            run.kill(RunStatus.INTERRUPTED, "interrupted")
             raise
-        for event in events:
-            if event["type"] == "described":
-                return ScriptInfo.from_json(event["info"])
-            if event["type"] == "error":
-                raise ScriptError(event["error"], event.get("traceback") or "")
+        final = run.final
+        if final.get("type") == "described":
+            return ScriptInfo.from_json(final["info"])
+        if final.get("type") == "error":
+            raise ScriptError(final["error"], final.get("traceback") or "")
         tail = output.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-        how = (f"was killed by {_signal_name(-proc.returncode)}" if proc.returncode < 0
-               else f"exited with code {proc.returncode}")
+        code = run.returncode or 0
+        how = f"was killed by {signal_name(-code)}" if code < 0 else f"exited with code {code}"
         raise ScriptError(f"{os.path.relpath(path)}: loading it {how} before reporting its versions {tail[0]}".rstrip())
 
-    def execute(self, job: Job, sink: Sink) -> Outcome:
+    def start(self, job: Job, sink: Sink) -> _ChildHandle:
         payload = {"script": job.script, "version": job.version, "model_dir": job.model_dir,
                    "exec_mode": job.exec_mode}
         log_file = None
         if job.run_dir:
             os.makedirs(job.run_dir, exist_ok=True)
             log_file = open(os.path.join(job.run_dir, "output.log"), "ab")
-        proc, read_fd = self._spawn("run", payload)
-        sink.started(proc.pid)
-        final: Dict[str, Any] = {}
+        echo = _Echo(self.echo, job.label)
 
         def on_event(event: Dict[str, Any]) -> None:
             kind = event.get("type")
@@ -213,43 +363,16 @@ class ChildProcessExecutor:
                 sink.log(event["message"], event.get("level", logging.INFO))
             elif kind == "metric":
                 sink.metric(MetricRow(event["name"], event["value"], event.get("step"), event.get("split", "train")))
-            elif kind in ("result", "error"):
-                final.update(event)
 
         def capture(data: bytes) -> None:
-            if log_file:
+            if log_file is not None and not log_file.closed:
                 log_file.write(data)
                 log_file.flush()
-            if self.echo:
-                sys.stdout.buffer.write(data)
-                sys.stdout.flush()
+            echo(data)
 
-        try:
-            self._pump(proc, read_fd, on_event, capture)
-            code = proc.wait()
-        except BaseException:
-            self._kill(proc)
-            proc.wait()
-            raise
-        finally:
-            if log_file:
-                log_file.close()
-        return self._outcome(code, final)
-
-    @staticmethod
-    def _outcome(code: int, final: Dict[str, Any]) -> Outcome:
-        packages = final.get("packages") or {}
-        if code == 0 and final.get("type") == "result":
-            return Outcome(RunStatus.SUCCEEDED, result=final["result"], exit_code=0, packages=packages)
-        if final.get("type") == "error":
-            return Outcome(RunStatus.FAILED, exit_code=code if code >= 0 else None,
-                           signal=-code if code < 0 else None, error=final["error"], packages=packages,
-                           traceback=final.get("traceback") or "", script_error=final.get("kind") == "script")
-        if code < 0:
-            return Outcome(RunStatus.FAILED, signal=-code,
-                           error=f"the version's process was killed by {_signal_name(-code)}")
-        return Outcome(RunStatus.FAILED, exit_code=code,
-                       error=f"the version's process exited with code {code} before reporting a result")
+        run = ChildRun("run", payload, on_event, capture, self.cwd, job.env)
+        sink.started(run.proc.pid)
+        return _ChildHandle(run, log_file)
 
 
 def make_executor(isolate: bool, cwd: Optional[str] = None, echo: bool = True):

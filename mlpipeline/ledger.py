@@ -100,6 +100,32 @@ MIGRATIONS: Sequence[Tuple[str, str]] = (
         CREATE INDEX runs_started ON runs (started_at);
         CREATE INDEX metrics_name ON metrics (name, split);
     """),
+    ("0004_daemon", """
+        CREATE TABLE runners (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            mode TEXT NOT NULL,
+            options TEXT NOT NULL DEFAULT '{}',
+            started_at REAL NOT NULL,
+            heartbeat_at REAL,
+            ended_at REAL,
+            config_error TEXT,
+            queue_at REAL
+        );
+        CREATE TABLE queue (
+            runner_id INTEGER NOT NULL REFERENCES runners (id),
+            position INTEGER NOT NULL,
+            script TEXT NOT NULL,
+            version TEXT,
+            state TEXT NOT NULL,
+            reason TEXT
+        );
+        CREATE INDEX queue_runner ON queue (runner_id, position);
+        ALTER TABLE runs ADD COLUMN gpu TEXT;
+        ALTER TABLE runs ADD COLUMN cancel_requested REAL;
+        ALTER TABLE runs ADD COLUMN runner_id INTEGER;
+    """),
 )
 
 
@@ -232,6 +258,70 @@ class Ledger:
             return self.conn.execute(f"SELECT * FROM runs WHERE id IN ({marks}) ORDER BY id", tuple(ids)).fetchall()
         sql = "SELECT * FROM runs ORDER BY id DESC"
         return self.conn.execute(sql + (" LIMIT ?" if limit else ""), ((limit,) if limit else ())).fetchall()
+
+    def heartbeat(self, run_ids: Sequence[int], runner_id: Optional[int] = None) -> None:
+        now = self.clock()
+        with self.tx() as db:
+            if run_ids:
+                db.execute(f"UPDATE runs SET heartbeat_at = ? WHERE id IN ({','.join('?' * len(run_ids))})",
+                           (now, *run_ids))
+            if runner_id is not None:
+                db.execute("UPDATE runners SET heartbeat_at = ? WHERE id = ?", (now, runner_id))
+
+    def running_runs(self) -> List[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM runs WHERE status = 'running' ORDER BY id").fetchall()
+
+    def interrupt_stale(self, why: str) -> List[int]:
+        """Mark runs left ``running`` by a runner that is gone as ``interrupted``.
+        Call only when no runner holds the project's lock."""
+        stale = self.running_runs()
+        for row in stale:
+            self.set_status(row["id"], RunStatus.INTERRUPTED, ended_at=row["heartbeat_at"] or row["started_at"],
+                            error=why)
+        with self.tx() as db:
+            db.execute("UPDATE runners SET ended_at = COALESCE(heartbeat_at, started_at) WHERE ended_at IS NULL")
+        return [row["id"] for row in stale]
+
+    # -- runners, queue snapshots and cancel requests ----------------------
+
+    def register_runner(self, mode: Mode, host: str, options: Dict[str, Any]) -> int:
+        now = self.clock()
+        with self.tx() as db:
+            return db.execute("INSERT INTO runners (pid, host, mode, options, started_at, heartbeat_at) "
+                              "VALUES (?, ?, ?, ?, ?, ?)",
+                              (os.getpid(), host, Mode(mode).value, json.dumps(options), now, now)).lastrowid
+
+    def end_runner(self, runner_id: int) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE runners SET ended_at = ? WHERE id = ?", (self.clock(), runner_id))
+
+    def latest_runner(self) -> Optional[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM runners ORDER BY id DESC LIMIT 1").fetchone()
+
+    def write_queue(self, runner_id: int, entries: Sequence[Tuple[str, Optional[str], str, Optional[str]]],
+                    config_error: Optional[str]) -> None:
+        """Replace the runner's queue snapshot: (script, version, state, reason) in run order."""
+        with self.tx() as db:
+            db.execute("DELETE FROM queue WHERE runner_id = ?", (runner_id,))
+            db.executemany("INSERT INTO queue (runner_id, position, script, version, state, reason) "
+                           "VALUES (?, ?, ?, ?, ?, ?)",
+                           [(runner_id, i, *entry) for i, entry in enumerate(entries)])
+            db.execute("UPDATE runners SET config_error = ?, queue_at = ? WHERE id = ?",
+                       (config_error, self.clock(), runner_id))
+
+    def queue(self, runner_id: int) -> List[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM queue WHERE runner_id = ? ORDER BY position", (runner_id,)).fetchall()
+
+    def request_cancel(self, run_id: int) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE runs SET cancel_requested = ? WHERE id = ?", (self.clock(), run_id))
+
+    def cancel_requests(self, run_ids: Sequence[int]) -> List[int]:
+        if not run_ids:
+            return []
+        marks = ",".join("?" * len(run_ids))
+        return [r[0] for r in self.conn.execute(
+            f"SELECT id FROM runs WHERE id IN ({marks}) AND cancel_requested IS NOT NULL", tuple(run_ids))]
 
     # -- script descriptions, cached by content -----------------------------
 

@@ -65,7 +65,11 @@ def resolve_run(ledger: Ledger, ref: str) -> sqlite3.Row:
 def _duration(row: sqlite3.Row, now: float) -> Optional[float]:
     if row["started_at"] is None:
         return None
-    end = row["ended_at"] if row["ended_at"] is not None else now
+    end = row["ended_at"]
+    if end is None:
+        if row["status"] != "running":
+            return None  # never finished and not running (e.g. imported interrupted runs)
+        end = now
     return round(end - row["started_at"], 3)
 
 

@@ -1,56 +1,49 @@
-"""The queue and the loop that works through it.
+"""The loop that works through the queue.
 
-``Runner.run_once`` re-reads the queue config, picks the next version that has
-not run in this invocation (and, with ``-u``, has not already succeeded), runs
-it through the executor it was given and records the outcome. ``run`` just
-calls it until the queue is empty, so config edits take effect between versions.
+``Runner.run_once`` is one step: heartbeats, cancel requests and timeouts,
+then start versions while there are free slots (re-planning from the configs
+before each start), then wait briefly for the running ones' output and record
+those that finished. ``run`` calls it until nothing is left (or, with
+``--watch``, until it is told to stop).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
+import selectors
 import shutil
-import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from . import repro
-from .config import Project, QueueConfig, read_queue_config, resolve_scripts
-from .errors import ConfigError, MLPipelineError, ScriptError, UsageError
+from .config import Project
+from .errors import ScriptError
 from .executors import Job, Outcome
 from .ledger import Ledger, MetricRow, Mode, RunStatus
 from .outputs import NullOutputs
-from .scripts import ScriptInfo, VersionSpec, display, file_sha256
+from .queue import Plan, Planner, QueueItem
 from .utils import ExecutionModeKeys
 from ._versions import version_parameters
 
-log = logging.getLogger(__name__)
+HEARTBEAT_EVERY = 2.0
+CANCEL_POLL_EVERY = 0.25
+PROGRESS_EVERY = 1.0
 
 
 @dataclass
-class QueueItem:
-    script: str          # absolute path
-    rel: str             # path relative to the project root, as runs record it
-    info: ScriptInfo
-    version: VersionSpec
-
-    @property
-    def key(self) -> Tuple[str, str]:
-        return (self.rel, self.version.name)
-
-
-@dataclass
-class Plan:
-    """The queue as the configs and scripts now stand."""
-
-    items: List[QueueItem] = field(default_factory=list)
-    skipped: List[Tuple[str, Optional[str], str]] = field(default_factory=list)  # (script, version, reason)
-    problems: List[str] = field(default_factory=list)       # config errors found while planning
-    broken: List[Tuple[str, str, ScriptError]] = field(default_factory=list)  # (rel, sha, error)
-    notes: List[str] = field(default_factory=list)          # warnings: unknown keys, missing scripts
+class Options:
+    test_mode: bool = False
+    use_history: bool = False
+    only_version: Optional[str] = None
+    command: str = ""
+    jobs: int = 1
+    gpus: Optional[List[str]] = None
+    watch: bool = False
+    timeout: Optional[float] = None     # overrides [MLP] timeout in the queue config
+    stop_on_error: bool = False
 
 
 @dataclass
@@ -62,40 +55,49 @@ class Finished:
 
 
 @dataclass
-class Options:
-    test_mode: bool = False
-    use_history: bool = False
-    only_version: Optional[str] = None
-    command: str = ""
-
-
-def _cache_key(path: str, sha: str) -> str:
-    """A script's description depends on its own text and on the modules next
-    to it that it may import; the key covers both."""
-    folder = os.path.dirname(path)
-    digest = hashlib.sha256(sha.encode())
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".py") and os.path.join(folder, name) != path:
-            stat = os.stat(os.path.join(folder, name))
-            digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()
+class Active:
+    item: QueueItem
+    run_id: int
+    handle: Any
+    started: float                      # monotonic
+    gpu: Optional[str] = None
+    timeout: Optional[float] = None
+    model_dir: str = ""
+    last_progress: float = 0.0
+    last_metric: Dict[str, Any] = field(default_factory=dict)
 
 
 class _RunSink:
-    """Routes one running version's events to the ledger and the log file."""
+    """Routes one running version's events to the ledger, the log file and,
+    for metrics with a step, a progress line on the terminal."""
 
-    def __init__(self, ledger: Ledger, run_id: int, say: Callable[[str, int], None]):
-        self.ledger, self.run_id, self.say = ledger, run_id, say
+    def __init__(self, runner: "Runner", run_id: int, label: str):
+        self.runner, self.run_id, self.label = runner, run_id, label
+        self.active: Optional[Active] = None
 
     def started(self, child_pid: Optional[int]) -> None:
         if child_pid:
-            self.ledger.update_run(self.run_id, child_pid=child_pid)
+            self.runner.ledger.update_run(self.run_id, child_pid=child_pid)
 
     def log(self, message: str, level: int) -> None:
-        self.say(message, level, echo=False)
+        self.runner.say(message, level, echo=False)
 
     def metric(self, row: MetricRow) -> None:
-        self.ledger.add_metrics(self.run_id, [row])
+        self.runner.ledger.add_metrics(self.run_id, [row])
+        active = self.active
+        if active is None or row.step is None:
+            return
+        now = self.runner.monotonic()
+        if now - active.last_progress >= PROGRESS_EVERY:
+            active.last_progress = now
+            self.runner.notify(f"{self.label}: step {row.step}  {row.split}/{row.name}={row.value:.4g}  "
+                               f"({_elapsed(now - active.started)})", logging.INFO)
+
+
+def _elapsed(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class Runner:
@@ -103,7 +105,8 @@ class Runner:
 
     def __init__(self, project: Project, ledger: Ledger, executor: Any, options: Options,
                  outputs: Any = None, host: str = "localhost",
-                 notify: Optional[Callable[[str, int], None]] = None):
+                 notify: Optional[Callable[[str, int], None]] = None, watcher: Any = None,
+                 monotonic: Callable[[], float] = time.monotonic):
         self.project = project
         self.ledger = ledger
         self.executor = executor
@@ -111,12 +114,23 @@ class Runner:
         self.outputs = outputs or NullOutputs()
         self.host = host
         self.notify = notify or (lambda message, level: None)
-        self.config_path = project.config_path(options.test_mode)
+        self.watcher = watcher
+        self.monotonic = monotonic
         self.mode = Mode.TEST if options.test_mode else Mode.RUN
+        self.jobs = max(1, options.jobs) if executor.parallel else 1
+        self.planner = Planner(project, ledger, executor, project.config_path(options.test_mode),
+                               options.only_version, self.say)
         self.done: Set[Tuple[str, Optional[str]]] = set()
         self.finished: List[Finished] = []
-        self._config: Optional[QueueConfig] = None
-        self._said: Set[str] = set()
+        self.active: Dict[int, Active] = {}
+        self.free_gpus: List[str] = list(options.gpus or [])
+        self.runner_id: Optional[int] = None
+        self.stopping = False          # finish the running versions, start nothing new
+        self.kill_requested = False    # kill the running versions now
+        self.left_unrun = False        # stopped with work still queued
+        self._replan = True
+        self._planned_once = False
+        self._last_heartbeat = self._last_cancel_poll = float("-inf")
 
     # -- messages -----------------------------------------------------------
 
@@ -125,106 +139,145 @@ class Runner:
         if echo:
             self.notify(message, level)
 
-    def _say_once(self, message: str, level: int = logging.WARNING) -> None:
-        if message not in self._said:
-            self._said.add(message)
-            self.say(message, level)
+    # -- life cycle ---------------------------------------------------------
+
+    def begin(self) -> None:
+        """Register this runner (execution mode) and recover runs a dead runner
+        left ``running``. The caller holds the project lock."""
+        if self.mode != Mode.RUN:
+            return
+        stale = self.ledger.interrupt_stale("the runner working on it stopped without finishing it "
+                                            f"(found at the start of runner pid {os.getpid()})")
+        if stale:
+            self.say(f"marked run(s) {', '.join(map(str, stale))} interrupted: their runner is gone",
+                     logging.WARNING)
+        options = {"jobs": self.jobs, "gpus": self.options.gpus, "watch": self.options.watch,
+                   "use_history": self.options.use_history, "timeout": self.options.timeout}
+        self.runner_id = self.ledger.register_runner(self.mode, self.host, options)
+
+    def end(self) -> None:
+        if self.watcher is not None:
+            self.watcher.stop()
+        if self.runner_id is not None:
+            self.ledger.write_queue(self.runner_id, [], None)
+            self.ledger.end_runner(self.runner_id)
+
+    def request_stop(self) -> None:
+        self.stopping = True
+
+    def request_kill(self) -> None:
+        self.stopping = True
+        self.kill_requested = True
+
+    def run(self) -> List[Finished]:
+        self.begin()
+        try:
+            while self.run_once():
+                pass
+        finally:
+            self.end()
+        return self.finished
+
+    # -- one step -----------------------------------------------------------
+
+    def run_once(self, now: Optional[float] = None) -> bool:
+        """One step of the loop; False when there is nothing left to do."""
+        now = self.monotonic() if now is None else now
+        self._tick(now)
+        if self.kill_requested:
+            for active in self.active.values():
+                active.handle.kill(RunStatus.INTERRUPTED, "interrupted: the runner was told to stop twice "
+                                                          "(Ctrl+C or SIGTERM) and killed the version")
+        if not self.stopping:
+            self._fill()
+        if self.active:
+            self._pump(0.1)
+            self._reap(self.monotonic())
+            return True
+        if self.stopping:
+            return False
+        if self.options.watch:
+            time.sleep(0.05)
+            return True
+        return False
+
+    def _tick(self, now: float) -> None:
+        if self.watcher is not None and self.watcher.settled():
+            self._replan = True
+            if self.active or self.stopping:  # no slot to fill: still show the new queue in status
+                self._snapshot(self._plan_now())
+        if now - self._last_heartbeat >= HEARTBEAT_EVERY and (self.active or self.runner_id is not None):
+            self._last_heartbeat = now
+            self.ledger.heartbeat(list(self.active), self.runner_id)
+        if self.active and now - self._last_cancel_poll >= CANCEL_POLL_EVERY:
+            self._last_cancel_poll = now
+            for run_id in self.ledger.cancel_requests(list(self.active)):
+                self.active[run_id].handle.kill(RunStatus.CANCELLED, "cancelled with mlpipeline cancel")
+        for active in self.active.values():
+            if active.timeout and now - active.started > active.timeout:
+                active.handle.kill(RunStatus.TIMEOUT, f"timed out after {active.timeout:g} s (--timeout); "
+                                                      f"its process group was killed")
 
     # -- planning -----------------------------------------------------------
 
-    def read_config(self) -> QueueConfig:
-        """Re-read the queue config; after the first good read, a broken edit
-        keeps the last good config and says so."""
-        try:
-            config = read_queue_config(self.config_path)
-        except ConfigError as exc:
-            if self._config is None:
-                raise
-            self._say_once(f"{exc}; keeping the last good queue", logging.ERROR)
-            return self._config
-        self._config = config
-        for warning in config.warnings:
-            self._say_once(warning)
-        return config
-
-    def describe(self, path: str, sha: str) -> ScriptInfo:
-        key = _cache_key(path, sha)
-        cached = self.ledger.cached_script(key)
-        if cached is not None:
-            info = ScriptInfo.from_json(cached)
-            info.path, info.sha256 = path, sha
-            return info
-        info = self.executor.describe(path)
-        info.sha256 = sha
-        self.ledger.cache_script(key, info.to_json())
-        return info
-
-    def plan(self) -> Plan:
-        config = self.read_config()
-        plan = Plan()
-        selections, plan.notes = resolve_scripts(self.project, config)
-        for note in plan.notes:
-            self._say_once(note)
-        where = display(self.config_path)
-        for selection in selections:
-            rel = self.project.rel(selection.path)
-            try:
-                sha = file_sha256(selection.path)
-            except OSError:
-                plan.skipped.append((rel, None, "script vanished while planning"))
-                continue
-            try:
-                info = self.describe(selection.path, sha)
-            except ScriptError as exc:
-                plan.broken.append((rel, sha, exc))
-                plan.skipped.append((rel, None, f"load error: {exc}"))
-                continue
-            names = info.names
-            for wanted in (selection.only or []) + selection.exclude:
-                if wanted not in names:
-                    plan.problems.append(f"{where}:{selection.line}: {wanted!r} is not a version of {rel} "
-                                         f"(versions: {', '.join(names)})")
-            for spec in info.versions:
-                if selection.only is not None and spec.name not in selection.only:
-                    plan.skipped.append((rel, spec.name, "not whitelisted in " + where))
-                elif spec.name in selection.exclude:
-                    plan.skipped.append((rel, spec.name, "blacklisted in " + where))
-                elif self.options.only_version and spec.name != self.options.only_version:
-                    plan.skipped.append((rel, spec.name, f"not --version {self.options.only_version}"))
-                else:
-                    plan.items.append(QueueItem(selection.path, rel, info, spec))
+    def _plan_now(self) -> Plan:
+        plan = self.planner.plan()
+        if not self._planned_once:
+            self.planner.check_first(plan)
+            self._planned_once = True
+        else:
+            self.planner.warn_problems(plan)
         return plan
 
-    def check_first_plan(self, plan: Plan) -> None:
-        """Errors that stop a run before anything starts (exit 2)."""
-        if plan.problems:
-            raise ConfigError(plan.problems[0] + (f" (and {len(plan.problems) - 1} more)" if len(plan.problems) > 1 else ""))
-        wanted = self.options.only_version
-        if wanted and not plan.items and not plan.broken:
-            found = sorted(set(self._all_versions(plan)))
-            raise UsageError(f"--version {wanted}: no listed script has a version named {wanted!r} "
-                             f"(versions: {', '.join(found) or 'none'})")
+    def _already_done(self, item: QueueItem) -> bool:
+        return (self.options.use_history and self.mode == Mode.RUN and self.ledger.already_done(
+            item.rel, item.version.name, item.info.sha256, item.version.params_sha256))
 
-    @staticmethod
-    def _all_versions(plan: Plan) -> List[str]:
-        return [version for _, version, _ in plan.skipped if version] + [i.version.name for i in plan.items]
+    def _snapshot(self, plan: Plan) -> None:
+        if self.runner_id is None:
+            return
+        running = {a.item.key for a in self.active.values()}
+        entries = []
+        for item in plan.items:
+            if item.key in running:
+                entries.append((item.rel, item.version.name, "running", None))
+            elif item.key in self.done:
+                entries.append((item.rel, item.version.name, "finished", "ran in this batch"))
+            elif self._already_done(item):
+                entries.append((item.rel, item.version.name, "skipped",
+                                "already succeeded with this script and these parameters (-u)"))
+            else:
+                entries.append((item.rel, item.version.name, "queued", None))
+        entries += [(script, version, "skipped", reason) for script, version, reason in plan.skipped]
+        self.ledger.write_queue(self.runner_id, entries, plan.config_error)
 
-    def next_item(self, plan: Plan):
-        """The next thing to do: a broken script to record, a version to run, or None."""
+    def _next(self, plan: Plan):
         for rel, sha, error in plan.broken:
             if (rel, sha) not in self.done:
                 return ("broken", rel, sha, error)
         for item in plan.items:
             if item.key in self.done:
                 continue
-            if self.options.use_history and not self.options.test_mode and self.ledger.already_done(
-                    item.rel, item.version.name, item.info.sha256, item.version.params_sha256):
+            if self._already_done(item):
                 self.done.add(item.key)
-                self.say(f"{item.rel} {item.version.name}: skipped, already succeeded with this script and "
-                         f"these parameters (-u)")
+                self.say(f"{item.label}: skipped, already succeeded with this script and these parameters (-u)")
                 continue
             return ("run", item)
         return None
+
+    def _fill(self) -> None:
+        while self._replan and len(self.active) < self.jobs and not self.stopping:
+            plan = self._plan_now()
+            step = self._next(plan)
+            if step is None:
+                self._replan = False
+            elif step[0] == "broken":
+                self._record_broken(*step[1:])
+            else:
+                self._start(step[1], plan)
+                if not self.executor.parallel:
+                    self._reap(self.monotonic())
+            self._snapshot(plan)
 
     # -- running ------------------------------------------------------------
 
@@ -233,23 +286,24 @@ class Runner:
         suffix = item.version.params.get(version_parameters.MODEL_DIR_SUFFIX) or f"-{item.version.name}"
         return os.path.join(self.project.outputs_dir, "model_ckpts", f"{stem}{suffix}")
 
-    def record_broken(self, rel: str, sha: str, error: ScriptError) -> Finished:
+    def _record_broken(self, rel: str, sha: str, error: ScriptError) -> None:
         self.done.add((rel, sha))
         run = self.ledger.start_run(script=rel, version=None, mode=self.mode, host=self.host,
-                                    script_sha256=sha, command=self.options.command)
+                                    script_sha256=sha, command=self.options.command, runner_id=self.runner_id)
         outcome = Outcome(RunStatus.FAILED, error=str(error), traceback=error.details, script_error=True)
         self.ledger.set_status(run["id"], RunStatus.FAILED, error=outcome.error, traceback=outcome.traceback or None)
         self.say(str(error), logging.ERROR)
         if error.details:
             self.say(error.details, logging.ERROR, echo=False)
-        finished = Finished(run["id"], None, rel, outcome)
-        self.finished.append(finished)
-        return finished
+        self.finished.append(Finished(run["id"], None, rel, outcome))
+        if self.options.stop_on_error:
+            self.stopping = True
 
-    def run_item(self, item: QueueItem) -> Finished:
+    def _start(self, item: QueueItem, plan: Plan) -> None:
         self.done.add(item.key)
         test = self.options.test_mode
         model_dir = tempfile.mkdtemp(prefix="mlp-test-") if test else self.model_dir(item)
+        gpu = self.free_gpus.pop(0) if self.free_gpus else None
         git = repro.git_state(self.project.root)
         run = self.ledger.start_run(
             script=item.rel, version=item.version.name, mode=self.mode, host=self.host,
@@ -257,32 +311,65 @@ class Runner:
             params_sha256=item.version.params_sha256, model_dir=None if test else model_dir,
             command=self.options.command, python_version=repro.python_version(),
             seed=repro.seed_of(item.version.params), git_commit=git.commit if git else None,
-            git_dirty=int(git.dirty) if git else None)
+            git_dirty=int(git.dirty) if git else None, gpu=gpu, runner_id=self.runner_id)
         run_id = run["id"]
         run_dir = None if test else os.path.join(self.project.outputs_dir, "runs", str(run_id))
         if run_dir:
             self.ledger.update_run(run_id, run_dir=run_dir)
             if git:
                 repro.save_diff(run_dir, git)
-        self.say(f"{item.rel} {item.version.name}: started (run {run_id}, "
-                 f"{'test mode, 1 step' if test else 'model dir ' + os.path.relpath(model_dir, self.project.root)})")
+        where = "test mode, 1 step" if test else "model dir " + os.path.relpath(model_dir, self.project.root)
+        self.say(f"{item.label}: started (run {run_id}, {where}{', GPU ' + gpu if gpu else ''})")
         exec_mode = ExecutionModeKeys.TEST if test else ExecutionModeKeys.TRAIN
-        sink = _RunSink(self.ledger, run_id, self.say)
+        env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
+        label = f"[{item.rel} {item.version.name}] " if self.jobs > 1 else ""
+        sink = _RunSink(self, run_id, item.label)
+        timeout = self.options.timeout or plan.timeout
+        active = Active(item, run_id, None, self.monotonic(), gpu, timeout, model_dir)
+        sink.active = active
+        self.active[run_id] = active
         try:
-            outcome = self.executor.execute(Job(item.script, item.version.name, model_dir, exec_mode, run_dir), sink)
-        except KeyboardInterrupt:
-            self.ledger.set_status(run_id, RunStatus.INTERRUPTED, error="interrupted (Ctrl+C)")
-            self.say(f"{item.rel} {item.version.name}: interrupted (run {run_id})", logging.WARNING)
+            active.handle = self.executor.start(Job(item.script, item.version.name, model_dir, exec_mode, run_dir,
+                                                    env, label), sink)
+        except BaseException:
+            del self.active[run_id]
+            self.ledger.set_status(run_id, RunStatus.INTERRUPTED, error="interrupted (Ctrl+C) while running")
+            self._cleanup(active)
             raise
-        finally:
-            if test:
-                shutil.rmtree(model_dir, ignore_errors=True)
-        self._record(run_id, item, outcome)
-        finished = Finished(run_id, item, item.rel, outcome)
-        self.finished.append(finished)
-        return finished
 
-    def _record(self, run_id: int, item: QueueItem, outcome: Outcome) -> None:
+    def _pump(self, timeout: float) -> None:
+        with selectors.DefaultSelector() as selector:
+            for active in self.active.values():
+                for fd in active.handle.fds():
+                    selector.register(fd, selectors.EVENT_READ, active)
+            if not selector.get_map():
+                time.sleep(min(timeout, 0.02))
+                return
+            for key, _ in selector.select(timeout):
+                key.data.handle.on_ready(key.fd)
+
+    def _reap(self, now: float) -> None:
+        for run_id, active in list(self.active.items()):
+            active.handle.check(now)
+            outcome = active.handle.outcome()
+            if outcome is None:
+                continue
+            del self.active[run_id]
+            self._cleanup(active)
+            self._record(run_id, active.item, outcome, now - active.started)
+            self.finished.append(Finished(run_id, active.item, active.item.rel, outcome))
+            self._replan = True
+            if outcome.status != RunStatus.SUCCEEDED and self.options.stop_on_error:
+                self.stopping = True
+
+    def _cleanup(self, active: Active) -> None:
+        if active.gpu is not None:
+            self.free_gpus.append(active.gpu)
+            self.free_gpus.sort(key=lambda g: (self.options.gpus or []).index(g))
+        if self.options.test_mode:
+            shutil.rmtree(active.model_dir, ignore_errors=True)
+
+    def _record(self, run_id: int, item: QueueItem, outcome: Outcome, seconds: float) -> None:
         result = outcome.result or {}
         rows = [MetricRow(name, value, None, "train") for name, value in result.get("eval_train", {}).items()]
         rows += [MetricRow(name, value, None, "test") for name, value in result.get("eval_test", {}).items()]
@@ -293,40 +380,23 @@ class Runner:
             steps=result.get("steps"), eval_train_text=result.get("eval_train_text"),
             eval_test_text=result.get("eval_test_text"),
             packages=json.dumps(outcome.packages, sort_keys=True) if outcome.packages else None)
-        name = f"{item.rel} {item.version.name}"
+        took = _elapsed(seconds)
         if outcome.status == RunStatus.SUCCEEDED:
             self.outputs.output_block(script=item.rel, version=item.version.name, result=result,
                                       params=item.version.params,
                                       epochs=item.version.params.get(version_parameters.EPOC_COUNT))
-            self.say(f"{name}: succeeded (run {run_id}); train: {result.get('eval_train_text') or '-'}; "
+            self.say(f"{item.label}: succeeded in {took} (run {run_id}); train: {result.get('eval_train_text') or '-'}; "
                      f"test: {result.get('eval_test_text') or '-'}")
         else:
-            self.say(f"{name}: {outcome.status.value} (run {run_id}): {outcome.error}", logging.ERROR)
+            self.say(f"{item.label}: {outcome.status.value} after {took} (run {run_id}): {outcome.error}",
+                     logging.ERROR)
             if outcome.traceback:
                 self.say(outcome.traceback.rstrip(), logging.ERROR, echo=False)
 
-    def run_once(self) -> Optional[Finished]:
-        """Plan, then run the next version (or record the next broken script).
-        Returns what finished, or None when nothing is left."""
-        plan = self.plan()
-        if not self.done and not self.finished:
-            self.check_first_plan(plan)
-        else:
-            for problem in plan.problems:
-                self._say_once(problem + "; that entry is ignored", logging.ERROR)
-        step = self.next_item(plan)
-        if step is None:
-            return None
-        if step[0] == "broken":
-            return self.record_broken(*step[1:])
-        return self.run_item(step[1])
-
-    def run(self, stop_on_error: bool = False) -> List[Finished]:
-        """Run until the queue is empty (or, with ``stop_on_error``, until a version fails)."""
-        while True:
-            finished = self.run_once()
-            if finished is None:
-                break
-            if stop_on_error and finished.outcome.status != RunStatus.SUCCEEDED:
-                break
-        return self.finished
+    def queued_left(self) -> bool:
+        """Is anything still waiting to run (after a stop)?"""
+        try:
+            plan = self.planner.plan()
+        except Exception:  # noqa: BLE001 - only a hint for the exit code
+            return False
+        return any(item.key not in self.done and not self._already_done(item) for item in plan.items)
