@@ -246,13 +246,12 @@ class Selection:
     line: int = 0                         # the config line that selected it (0: blacklist mode)
 
 
-def resolve_scripts(project: Project, config: QueueConfig) -> Tuple[List[Selection], List[Tuple[str, str]]]:
-    """The scripts a queue config selects, in run order, and (name, note) for missing ones.
-
-    A whitelisted script that does not exist is a note, not an error: the rest
-    of the queue runs.
+def resolve_scripts(project: Project, config: QueueConfig) -> Tuple[List[Selection], List[Tuple[str, str, bool]]]:
+    """The scripts a queue config selects, in run order, and the ones it leaves
+    out as ``(path, reason, warn)``; ``warn`` marks a problem to tell the user
+    about (a whitelisted script that does not exist), not a choice.
     """
-    notes: List[Tuple[str, str]] = []
+    left_out: List[Tuple[str, str, bool]] = []
     where = _display(config.path)
     available = sorted(f for f in os.listdir(project.models_dir)
                        if f.endswith(".py") and os.path.isfile(os.path.join(project.models_dir, f)))
@@ -266,14 +265,21 @@ def resolve_scripts(project: Project, config: QueueConfig) -> Tuple[List[Selecti
                 selected.append(Selection(path))
             elif entry.versions:  # only some of its versions are blacklisted
                 selected.append(Selection(path, exclude=entry.versions, line=entry.line))
-        return selected, notes
+            else:
+                left_out.append((path, f"blacklisted in {where}:{entry.line}", False))
+        return selected, left_out
     selected = []
+    listed = set()
     for entry in config.whitelist:
         path = os.path.join(project.models_dir, entry.name)
+        listed.add(entry.name)
         if not os.path.isfile(path):
             found = ", ".join(available) or "no scripts"
-            notes.append((entry.name, f"{where}:{entry.line}: {entry.name!r} is not in "
-                                      f"{os.path.relpath(project.models_dir, project.root)}/ (found: {found}); skipped"))
+            left_out.append((path, f"{where}:{entry.line}: {entry.name!r} is not in "
+                                   f"{os.path.relpath(project.models_dir, project.root)}/ (found: {found}); skipped",
+                             True))
             continue
         selected.append(Selection(path, only=entry.versions, line=entry.line))
-    return selected, notes
+    left_out += [(os.path.join(project.models_dir, name), f"not whitelisted in {where}", False)
+                 for name in available if name not in listed]
+    return selected, left_out

@@ -100,10 +100,11 @@ class Planner:
     def plan(self) -> Plan:
         config, config_error = self.read_config()
         plan = Plan(config_error=config_error, timeout=config.timeout)
-        selections, notes = resolve_scripts(self.project, config)
-        for name, note in notes:
-            self.say_once(note)
-            plan.skipped.append((name, None, "missing file"))
+        selections, left_out = resolve_scripts(self.project, config)
+        for path, reason, warn in left_out:
+            if warn:
+                self.say_once(reason)
+            plan.skipped.append((self.project.rel(path), None, "missing file: " + reason if warn else reason))
         where = display(self.config_path)
         for selection in selections:
             rel = self.project.rel(selection.path)

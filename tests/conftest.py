@@ -63,6 +63,8 @@ class Project:
         return conn
 
     def runs(self, **where) -> list:
+        if not (self.outputs / "mlpipeline.db").exists():
+            return []
         clause = " AND ".join(f"{k} = ?" for k in where) or "1"
         with self.db() as conn:
             return [dict(r) for r in conn.execute(f"SELECT * FROM runs WHERE {clause} ORDER BY id", tuple(where.values()))]
@@ -85,7 +87,9 @@ def tracer(versions: Dict[str, dict], defaults: str = "") -> str:
     append ``<script>:<version>:<steps>:<model_dir>`` to the project's trace.log.
 
     Actions: ok, raise, exit3 (os._exit(3)), sigkill (kills itself), wait
-    (writes started-<version> and waits for a file named go).
+    (writes started-<version> and waits for a file named go), sleep (``seconds``),
+    forever (writes started-<version>, never returns), spin (``iterations`` of CPU work).
+    Each version also writes env-<version> with the CUDA_VISIBLE_DEVICES it saw.
     """
     adds = "\n".join(
         f"versions.add_version({name!r}, {', '.join(f'{k}={v!r}' for k, v in params.items())})"
@@ -112,12 +116,26 @@ def tracer(versions: Dict[str, dict], defaults: str = "") -> str:
                 name, action = self.version["name"], self.version.get("action", "ok")
                 with open(os.path.join(ROOT, "trace.log"), "a") as f:
                     f.write("%s:%s:%s:%s\\n" % (NAME, name, steps, self.model_dir))
+                with open(os.path.join(ROOT, "env-" + name), "w") as f:
+                    f.write(os.environ.get("CUDA_VISIBLE_DEVICES", "-"))
                 if action == "raise":
                     raise ValueError("version %s failed on purpose" % name)
                 if action == "exit3":
                     os._exit(3)
                 if action == "sigkill":
                     os.kill(os.getpid(), signal.SIGKILL)
+                if action == "sleep":
+                    time.sleep(self.version["seconds"])
+                if action == "hang_once":  # hang the first time, succeed when run again
+                    action = "ok" if os.path.exists(os.path.join(ROOT, "started-" + name)) else "forever"
+                if action == "forever":
+                    open(os.path.join(ROOT, "started-" + name), "w").close()
+                    while True:
+                        time.sleep(1)
+                if action == "spin":  # CPU-bound work for a fixed number of iterations
+                    total = 0
+                    for i in range(self.version["iterations"]):
+                        total += i * i
                 if action == "wait":
                     open(os.path.join(ROOT, "started-" + name), "w").close()
                     deadline = time.time() + 60
