@@ -5,10 +5,10 @@ import json
 import os
 import sys
 
-from . import ledger_queries, startup
+from . import daemon, ledger_queries, startup
 
 BENCHMARKS = [startup.help_cold_start, startup.execution_overhead, startup.inprocess_overhead,
-              ledger_queries.query_speed]
+              ledger_queries.query_speed, daemon.config_edit_to_status, daemon.parallel_speedup]
 
 
 def main() -> int:
@@ -24,7 +24,8 @@ def main() -> int:
     print("-" * len(header))
     for r in results:
         ratio = "" if r.ratio is None else f"{r.ratio:.2f}"
-        print(f"{r.measure:58} {r.median:>7} {r.unit} {r.baseline or '':>7} {r.unit} {ratio:>6}  "
+        base = f"{r.baseline:>7} {r.unit}" if r.baseline is not None else " " * 10
+        print(f"{r.measure:58} {r.median:>7} {r.unit} {base} {ratio:>6}  "
               f"{r.target:30} {'pass' if r.passed else 'FAIL'}")
         if r.note:
             print(f"    {r.note}")

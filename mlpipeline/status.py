@@ -46,7 +46,8 @@ def project_status(project: Project, ledger: Ledger, now: Optional[float] = None
             "pid": row["pid"], "host": row["host"], "mode": row["mode"], "started": iso(row["started_at"]),
             "heartbeat": iso(row["heartbeat_at"]), "ended": iso(row["ended_at"]),
             "alive": alive and holder.get("pid") == row["pid"], "options": options,
-            "options_text": ", ".join(f"{k}={v}" for k, v in options.items() if v not in (None, False)),
+            "options_text": ", ".join(f"{k}={','.join(v) if isinstance(v, list) else v}"
+                                      for k, v in options.items() if v not in (None, False)),
         }
     running = [{
         "id": r["id"], "script": r["script"], "version": r["version"], "gpu": r["gpu"],
