@@ -43,6 +43,11 @@ def main(argv) -> int:
     op, payload, fd = argv[0], json.loads(argv[1]), int(argv[2])
     reporter = _report.PipeReporter(fd)
     _report.install(reporter)
+    limit = payload.get("memory_limit")
+    if limit:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     parent = payload.get("parent_pid")
     if parent:
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
@@ -66,6 +71,11 @@ def main(argv) -> int:
     except SystemExit as exc:
         reporter.send("error", error=f"the version called sys.exit({exc.code!r}) before finishing",
                       traceback=user_traceback(exc), kind="version", packages=imported_packages())
+    except MemoryError as exc:
+        what = f"the version ran out of memory ({type(exc).__name__}"
+        what += f"; its --memory-limit is {limit // (1 << 20)} MiB)" if limit else ")"
+        reporter.send("error", error=what, traceback=user_traceback(exc), kind="version",
+                      packages=imported_packages())
     except BaseException as exc:  # noqa: BLE001 - report everything, then exit non-zero
         reporter.send("error", error=f"{type(exc).__name__}: {exc}", traceback=user_traceback(exc), kind="version",
                       packages=imported_packages())

@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                              "exiting (stop with Ctrl+C)")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="kill a version that runs longer (also [MLP] timeout in models.config)")
+    parser.add_argument("--memory-limit", metavar="SIZE",
+                        help="address-space limit per version, e.g. 4G or 512M (child processes only)")
     parser.add_argument("-V", "--mlpipeline-version", action="version", version=f"mlpipeline {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     init = commands.add_parser("init", help="create a new project with an example script")
@@ -117,6 +119,21 @@ def _parse_gpus(text: Optional[str]) -> Optional[List[str]]:
     return gpus
 
 
+def _parse_size(text: Optional[str]) -> Optional[int]:
+    if text is None:
+        return None
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    value = text.strip().upper().removesuffix("B").removesuffix("I")
+    number, unit = (value[:-1], value[-1]) if value and value[-1] in units else (value, "")
+    try:
+        size = int(float(number) * units[unit])
+    except ValueError:
+        size = 0
+    if size < (16 << 20):
+        raise UsageError(f"--memory-limit {text!r}: give a size of at least 16M, e.g. 512M or 4G")
+    return size
+
+
 def _install_stop_signals(runner) -> None:
     """First SIGINT/SIGTERM: finish the running versions, then stop. Second: kill them."""
     import signal
@@ -149,6 +166,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .runner import Options, Runner
 
     gpus = _parse_gpus(args.gpus)
+    memory_limit = _parse_size(args.memory_limit)
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"-j {args.jobs}: give a number of versions to run at once, 1 or more")
     if args.timeout is not None and args.timeout <= 0:
@@ -162,6 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say("-u applies to execution mode (-r); test mode runs every version", logging.WARNING)
     isolate = args.isolate if args.isolate is not None else not test
     jobs = args.jobs or (len(gpus) if gpus else 1)
+    if memory_limit and not isolate:
+        raise UsageError("--memory-limit applies to versions in child processes; use it with -r or --isolate")
     if jobs > 1 and not isolate:
         raise UsageError(f"-j {jobs} runs versions side by side in child processes; drop --in-process")
     host = hostname()
@@ -178,7 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     outputs = NullOutputs() if (test or args.no_log) else HostOutputs(project.outputs_dir, host)
     options = Options(test_mode=test, use_history=args.use_history, only_version=args.only_version,
                       command=" ".join(["mlpipeline", *sys.argv[1:]]), jobs=jobs, gpus=gpus,
-                      watch=args.watch, timeout=args.timeout, stop_on_error=test)
+                      watch=args.watch, timeout=args.timeout, stop_on_error=test, memory_limit=memory_limit)
     runner = Runner(project, ledger, make_executor(isolate, cwd=project.root), options,
                     outputs=outputs, host=host, notify=_say, watcher=watcher)
     if isolate:

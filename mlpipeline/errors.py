@@ -39,6 +39,10 @@ class VersionError(MLPipelineError):
     """A bad call on a ``Versions`` object (duplicate or unknown name, bad parameter)."""
 
 
+class StorageError(MLPipelineError):
+    """A write the runner must make failed (disk full, read-only folder): it stops."""
+
+
 class LedgerError(MLPipelineError):
     """The run ledger cannot be opened or written."""
 

@@ -144,6 +144,10 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
     reporter.log(f"version {name}: eval on train set: {train_text}")
     reporter.log(f"version {name}: eval on test set: {test_text}")
     if exec_mode == ExecutionModeKeys.TRAIN:
+        if not os.path.isdir(model_dir):
+            reporter.log(f"version {name}: its model dir {model_dir} was deleted while it ran; recreated it to keep "
+                         f"a copy of the script", logging.WARNING)
+            os.makedirs(model_dir, exist_ok=True)
         shutil.copy2(script_path, model_dir)
     try:
         loader_summary = str(loader.get_dataloader_summery() or "")

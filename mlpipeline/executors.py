@@ -38,6 +38,7 @@ class Job:
     run_dir: Optional[str] = None   # where a child's captured output is kept
     env: Dict[str, str] = field(default_factory=dict)  # extra environment (CUDA_VISIBLE_DEVICES)
     label: str = ""       # prefix for echoed output lines when versions run side by side
+    memory_limit: Optional[int] = None  # bytes of address space (RLIMIT_AS) for a child
 
 
 @dataclass
@@ -350,7 +351,7 @@ class ChildProcessExecutor:
 
     def start(self, job: Job, sink: Sink) -> _ChildHandle:
         payload = {"script": job.script, "version": job.version, "model_dir": job.model_dir,
-                   "exec_mode": job.exec_mode}
+                   "exec_mode": job.exec_mode, "memory_limit": job.memory_limit}
         log_file = None
         if job.run_dir:
             os.makedirs(job.run_dir, exist_ok=True)
@@ -366,8 +367,14 @@ class ChildProcessExecutor:
 
         def capture(data: bytes) -> None:
             if log_file is not None and not log_file.closed:
-                log_file.write(data)
-                log_file.flush()
+                try:
+                    log_file.write(data)
+                    log_file.flush()
+                except OSError as exc:
+                    from .errors import StorageError
+
+                    raise StorageError(f"{os.path.relpath(log_file.name)}: cannot keep the version's output "
+                                       f"({exc.strerror}); free some space and run again") from None
             echo(data)
 
         run = ChildRun("run", payload, on_event, capture, self.cwd, job.env)

@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .errors import LedgerError
+from .errors import LedgerError, StorageError
 
 DB_NAME = "mlpipeline.db"
 
@@ -162,15 +162,24 @@ class Ledger:
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction."""
-        self.conn.execute("BEGIN IMMEDIATE")
+        """One short write transaction. A write the disk refuses becomes a
+        StorageError; the transaction is rolled back, so what was recorded stays."""
         try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.conn
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+            else:
+                self.conn.execute("COMMIT")
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            if "full" in text or "disk I/O" in text or "readonly" in text or "unable to open" in text:
+                raise StorageError(f"{self._shown}: cannot write to the ledger ({text}); free some space (or fix the "
+                                   f"folder's permissions) and run again: what was recorded is kept") from None
             raise
-        else:
-            self.conn.execute("COMMIT")
 
     def _migrate(self) -> None:
         with self.tx() as db:

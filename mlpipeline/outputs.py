@@ -51,8 +51,14 @@ class HostOutputs(NullOutputs):
 
     @staticmethod
     def _append(path: str, text: str) -> None:
-        with open(path, "a", encoding="utf-8", errors="backslashreplace") as handle:
-            handle.write(text)
+        try:
+            with open(path, "a", encoding="utf-8", errors="backslashreplace") as handle:
+                handle.write(text)
+        except OSError as exc:
+            from .errors import StorageError
+
+            raise StorageError(f"{os.path.relpath(path)}: cannot write ({exc.strerror}); free some space and run "
+                               f"again (the ledger keeps what was recorded)") from None
 
     def log(self, message: str, level: int = logging.INFO) -> None:
         stamp = f"[{now_iso()}]::{logging.getLevelName(level)} - "

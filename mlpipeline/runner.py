@@ -13,6 +13,7 @@ import logging
 import os
 import selectors
 import shutil
+import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -20,13 +21,15 @@ from typing import Any, Callable, Dict, List, Optional, Set, Tuple
 
 from . import repro
 from .config import Project
-from .errors import ScriptError
+from .errors import MLPipelineError, ScriptError
 from .executors import Job, Outcome
 from .ledger import Ledger, MetricRow, Mode, RunStatus
 from .outputs import NullOutputs
 from .queue import Plan, Planner, QueueItem
 from .utils import ExecutionModeKeys
 from ._versions import version_parameters
+
+log = logging.getLogger(__name__)
 
 HEARTBEAT_EVERY = 2.0
 CANCEL_POLL_EVERY = 0.25
@@ -43,6 +46,7 @@ class Options:
     gpus: Optional[List[str]] = None
     watch: bool = False
     timeout: Optional[float] = None     # overrides [MLP] timeout in the queue config
+    memory_limit: Optional[int] = None  # bytes of address space per version (child processes)
     stop_on_error: bool = False
 
 
@@ -64,7 +68,7 @@ class Active:
     timeout: Optional[float] = None
     model_dir: str = ""
     last_progress: float = 0.0
-    last_metric: Dict[str, Any] = field(default_factory=dict)
+    before: Dict[str, int] = field(default_factory=dict)  # files around the project when it started
 
 
 class _RunSink:
@@ -92,6 +96,27 @@ class _RunSink:
             active.last_progress = now
             self.runner.notify(f"{self.label}: step {row.step}  {row.split}/{row.name}={row.value:.4g}  "
                                f"({_elapsed(now - active.started)})", logging.INFO)
+
+
+def fault_point(name: str) -> None:
+    """Fault injection for the reliability suite: MLPIPELINE_FAULT=<name> makes
+    the runner SIGKILL itself at that point, as a power cut would."""
+    if os.environ.get("MLPIPELINE_FAULT") == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _shallow_state(folders: List[str]) -> Dict[str, int]:
+    """mtimes of the files directly in ``folders`` (what a version may litter)."""
+    state = {}
+    for folder in folders:
+        try:
+            with os.scandir(folder) as entries:
+                for entry in entries:
+                    if entry.is_file(follow_symlinks=False):
+                        state[entry.path] = entry.stat().st_mtime_ns
+        except OSError:
+            pass
+    return state
 
 
 def _elapsed(seconds: float) -> str:
@@ -174,9 +199,19 @@ class Runner:
         try:
             while self.run_once():
                 pass
+        except BaseException:
+            for active in self.active.values():  # never leave a version running unwatched
+                active.handle.kill(RunStatus.INTERRUPTED, "the runner stopped on an error")
+            raise
         finally:
-            self.end()
+            self._end_quietly()
         return self.finished
+
+    def _end_quietly(self) -> None:
+        try:
+            self.end()
+        except MLPipelineError as exc:  # e.g. the disk is still full; the error that stopped us is shown
+            log.warning("could not close the runner's records: %s", exc)
 
     # -- one step -----------------------------------------------------------
 
@@ -222,6 +257,7 @@ class Runner:
 
     def _plan_now(self) -> Plan:
         plan = self.planner.plan()
+        fault_point("planned")
         if not self._planned_once:
             self.planner.check_first(plan)
             self._planned_once = True
@@ -328,9 +364,11 @@ class Runner:
         active = Active(item, run_id, None, self.monotonic(), gpu, timeout, model_dir)
         sink.active = active
         self.active[run_id] = active
+        fault_point("started")
+        active.before = _shallow_state(self._litter_folders())
         try:
             active.handle = self.executor.start(Job(item.script, item.version.name, model_dir, exec_mode, run_dir,
-                                                    env, label), sink)
+                                                    env, label, self.options.memory_limit), sink)
         except BaseException:
             del self.active[run_id]
             self.ledger.set_status(run_id, RunStatus.INTERRUPTED, error="interrupted (Ctrl+C) while running")
@@ -356,11 +394,27 @@ class Runner:
                 continue
             del self.active[run_id]
             self._cleanup(active)
+            self._warn_litter(run_id, active)
             self._record(run_id, active.item, outcome, now - active.started)
             self.finished.append(Finished(run_id, active.item, active.item.rel, outcome))
             self._replan = True
             if outcome.status != RunStatus.SUCCEEDED and self.options.stop_on_error:
                 self.stopping = True
+
+    def _litter_folders(self) -> List[str]:
+        return [self.project.root, self.project.models_dir]
+
+    def _warn_litter(self, run_id: int, active: Active) -> None:
+        """Say which files next to the configs and scripts changed while a
+        version ran: a version should write inside its model dir."""
+        after = _shallow_state(self._litter_folders())
+        changed = sorted(path for path, mtime in after.items()
+                         if active.before.get(path) != mtime and not path.endswith((".config", ".py", ".pyc")))
+        if changed:
+            shown = ", ".join(os.path.relpath(p, self.project.root) for p in changed[:5])
+            more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
+            self.say(f"{active.item.label}: wrote outside its model dir while it ran (run {run_id}): {shown}{more}; "
+                     f"keep a version's files in the model_dir it is given", logging.WARNING)
 
     def _cleanup(self, active: Active) -> None:
         if active.gpu is not None:
@@ -374,6 +428,7 @@ class Runner:
         rows = [MetricRow(name, value, None, "train") for name, value in result.get("eval_train", {}).items()]
         rows += [MetricRow(name, value, None, "test") for name, value in result.get("eval_test", {}).items()]
         self.ledger.add_metrics(run_id, rows)
+        fault_point("record")
         self.ledger.set_status(
             run_id, outcome.status, exit_code=outcome.exit_code, signal=outcome.signal,
             error=outcome.error or None, traceback=outcome.traceback or None,
