@@ -5,9 +5,10 @@ import json
 import os
 import sys
 
-from . import daemon, ledger_queries, startup
+from . import daemon, keras_testmode, ledger_queries, startup
 
 BENCHMARKS = [startup.help_cold_start, startup.execution_overhead, startup.inprocess_overhead,
+              keras_testmode.keras_test_mode, startup.runner_peak_memory,
               ledger_queries.query_speed, daemon.config_edit_to_status, daemon.parallel_speedup]
 
 

@@ -60,3 +60,44 @@ def inprocess_overhead(versions: int = 200, runs: int = 5) -> Result:
     return Result(f"test mode in-process, per version ({versions} trivial)", round(per_version, 2),
                   round(small_s * 1000, 1), "<= 2 ms", per_version <= 2,
                   note=f"{versions} versions {big_s:.2f} s vs 1 version {small_s:.2f} s")
+
+
+def runner_peak_memory(versions: int = 4) -> Result:
+    """Peak resident memory (VmHWM) of the runner parent while 4 versions run
+    at once (-j 4), each sleeping in its own child."""
+    import os
+    import subprocess
+    import tempfile
+    import time
+
+    from .common import TRIVIAL_SCRIPT
+
+    root = tempfile.mkdtemp(prefix="mlp-bench-mem-")
+    os.makedirs(os.path.join(root, "models"))
+    with open(os.path.join(root, "mlp.config"), "w") as f:
+        f.write("[MLP]\nmodels_dir = models\n")
+    with open(os.path.join(root, "models.config"), "w") as f:
+        f.write("[MLP]\n[WHITELISTED_MODELS]\nsleepy.py\n")
+    script = TRIVIAL_SCRIPT.replace("__COUNT__", str(versions)).replace(
+        "def train_model(self, input_fn, steps): pass",
+        "def train_model(self, input_fn, steps): __import__('time').sleep(2)")
+    with open(os.path.join(root, "models", "sleepy.py"), "w") as f:
+        f.write(script)
+    proc = subprocess.Popen(mlpipeline_cmd() + ["-r", "-j", str(versions), "-C", root],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    peak = 0
+    try:
+        while proc.poll() is None:
+            try:
+                with open(f"/proc/{proc.pid}/status") as handle:
+                    for line in handle:
+                        if line.startswith("VmHWM:"):
+                            peak = max(peak, int(line.split()[1]))
+            except OSError:
+                pass
+            time.sleep(0.02)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    mib = peak / 1024
+    return Result(f"runner parent peak RSS, {versions} versions at once", round(mib, 1), None, "<= 60 MiB",
+                  0 < mib <= 60, unit="MiB", note="VmHWM of the mlpipeline process, sampled every 20 ms")
