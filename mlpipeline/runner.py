@@ -25,6 +25,7 @@ from .errors import MLPipelineError, ScriptError
 from .executors import Job, Outcome
 from .ledger import Ledger, MetricRow, Mode, RunStatus
 from .outputs import NullOutputs
+from .queries import elapsed_text
 from .queue import Plan, Planner, QueueItem
 from .utils import ExecutionModeKeys
 from ._versions import version_parameters
@@ -95,7 +96,7 @@ class _RunSink:
         if now - active.last_progress >= PROGRESS_EVERY:
             active.last_progress = now
             self.runner.notify(f"{self.label}: step {row.step}  {row.split}/{row.name}={row.value:.4g}  "
-                               f"({_elapsed(now - active.started)})", logging.INFO)
+                               f"({elapsed_text(now - active.started)})", logging.INFO)
 
 
 def fault_point(name: str) -> None:
@@ -117,12 +118,6 @@ def _shallow_state(folders: List[str]) -> Dict[str, int]:
         except OSError:
             pass
     return state
-
-
-def _elapsed(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 class Runner:
@@ -435,7 +430,7 @@ class Runner:
             steps=result.get("steps"), eval_train_text=result.get("eval_train_text"),
             eval_test_text=result.get("eval_test_text"),
             packages=json.dumps(outcome.packages, sort_keys=True) if outcome.packages else None)
-        took = _elapsed(seconds)
+        took = elapsed_text(seconds)
         if outcome.status == RunStatus.SUCCEEDED:
             self.outputs.output_block(script=item.rel, version=item.version.name, result=result,
                                       params=item.version.params,

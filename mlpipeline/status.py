@@ -10,13 +10,7 @@ from .config import Project
 from .errors import MLPipelineError, UsageError
 from .ledger import Ledger
 from .lock import RunnerLock
-from .queries import iso, resolve_run
-
-
-def _elapsed(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+from .queries import elapsed_text, iso, resolve_run
 
 
 def _last_metric(ledger: Ledger, run_id: int) -> Optional[str]:
@@ -51,7 +45,7 @@ def project_status(project: Project, ledger: Ledger, now: Optional[float] = None
         }
     running = [{
         "id": r["id"], "script": r["script"], "version": r["version"], "gpu": r["gpu"],
-        "elapsed": _elapsed(now - r["started_at"]), "last_metric": _last_metric(ledger, r["id"]),
+        "elapsed": elapsed_text(now - r["started_at"]), "last_metric": _last_metric(ledger, r["id"]),
         "state": "running",
     } for r in ledger.running_runs()]
     queue = []
