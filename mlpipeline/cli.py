@@ -9,13 +9,14 @@ import argparse
 import logging
 import os
 import sys
-import time
 from typing import List, Optional
 
 from . import __version__
 from .errors import MLPipelineError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+# ledger.RunStatus's values, spelt out so that --help need not import the ledger (sqlite3)
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "timeout", "interrupted", "cancelled")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     runs = commands.add_parser("runs", help="list recorded runs, newest first")
     runs.add_argument("--script", metavar="S", help="only runs of this script (path or file name)")
     runs.add_argument("--version", dest="version_name", metavar="V", help="only runs of this version")
-    runs.add_argument("--status", choices=[s.value for s in _statuses()], help="only runs with this status")
+    runs.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
     runs.add_argument("--mode", choices=("test", "run"), help="only test-mode or execution-mode runs")
     runs.add_argument("--since", metavar="DATE", help="only runs started since DATE (2026-11-20) or an age (6h, 2d)")
     runs.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs (default 50; 0: all)")
@@ -80,12 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     for sub in (runs, show, compare, commands.choices["import-history"], status):
         sub.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     return parser
-
-
-def _statuses():
-    from .ledger import RunStatus  # small module, no heavy imports
-
-    return list(RunStatus)
 
 
 def _say(message: str, level: int = logging.INFO) -> None:

@@ -165,3 +165,10 @@ def test_init_creates_a_project_that_passes_test_mode(tmp_path):
     assert "3 succeeded, 0 failed" in test.stderr
     again = subprocess.run([sys.executable, "-m", "mlpipeline", "init", str(target)], capture_output=True, text=True)
     assert again.returncode == 2 and "already has mlp.config" in again.stderr
+
+
+def test_cli_status_choices_match_the_ledger():
+    from mlpipeline.cli import RUN_STATUSES
+    from mlpipeline.ledger import RunStatus
+
+    assert RUN_STATUSES == tuple(s.value for s in RunStatus)
