@@ -6,7 +6,6 @@ import shutil
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import textwrap
 import time

@@ -4,11 +4,9 @@ from __future__ import annotations
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 
 from .common import Result, mlpipeline_cmd, reset_outputs, wall
 

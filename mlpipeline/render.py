@@ -11,7 +11,7 @@ import io
 import json
 import os
 import shutil
-from typing import Any, Dict, Iterable, List, Sequence
+from typing import Any, Dict, Iterable, Sequence
 
 FORMATS = ("table", "csv", "json")
 STATUS_COLOURS = {"succeeded": "32", "failed": "31", "timeout": "31", "interrupted": "33",

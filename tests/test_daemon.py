@@ -4,12 +4,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
 
-import pytest
 
 from conftest import queue_config, tracer
 
