@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import sys
 from typing import List, Optional
@@ -164,7 +165,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     memory_limit = _parse_size(args.memory_limit)
     if args.jobs is not None and args.jobs < 1:
         raise UsageError(f"-j {args.jobs}: give a number of versions to run at once, 1 or more")
-    if args.timeout is not None and args.timeout <= 0:
+    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
         raise UsageError(f"--timeout {args.timeout:g}: give a positive number of seconds")
     project = find_project(args.directory)
     os.chdir(project.root)

@@ -6,6 +6,7 @@ to an inline ``;``/``#`` comment, and a key may stand alone (a script name).
 """
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
@@ -70,6 +71,8 @@ def read_ini(path: str) -> IniFile:
         if not line or line[0] in ";#":
             continue
         if line.startswith("["):
+            if "]" in line and line[line.index("]") + 1:].strip()[:1] in (";", "#"):
+                line = line[:line.index("]") + 1]  # "[MLP] ; comment", as configparser allows
             if not line.endswith("]") or len(line) < 3:
                 raise ConfigError(f"{name}:{number}: malformed section header {line[:60]!r}; write it as [SECTION]")
             section = line[1:-1].strip().upper()
@@ -168,7 +171,7 @@ def read_queue_config(path: str) -> QueueConfig:
         elif key == "timeout":
             try:
                 config.timeout = float(entry.value or "")
-                if config.timeout <= 0:
+                if not math.isfinite(config.timeout) or config.timeout <= 0:
                     raise ValueError
             except ValueError:
                 raise ConfigError(f"{ini.where(entry.line)}: timeout = {entry.value!r} is not a positive "

@@ -354,8 +354,14 @@ class ChildProcessExecutor:
                    "exec_mode": job.exec_mode, "memory_limit": job.memory_limit}
         log_file = None
         if job.run_dir:
-            os.makedirs(job.run_dir, exist_ok=True)
-            log_file = open(os.path.join(job.run_dir, "output.log"), "ab")
+            try:
+                os.makedirs(job.run_dir, exist_ok=True)
+                log_file = open(os.path.join(job.run_dir, "output.log"), "ab")
+            except OSError as exc:
+                from .errors import StorageError
+
+                raise StorageError(f"{os.path.relpath(exc.filename or job.run_dir)}: cannot create the run's output "
+                                   f"({exc.strerror}); free some space and run again") from None
         echo = _Echo(self.echo, job.label)
 
         def on_event(event: Dict[str, Any]) -> None:

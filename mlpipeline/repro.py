@@ -70,8 +70,11 @@ def seed_of(params: Dict[str, Any]) -> Optional[str]:
 def save_diff(run_dir: str, state: GitState) -> Optional[str]:
     if not state.dirty or not state.diff:
         return None
-    os.makedirs(run_dir, exist_ok=True)
     path = os.path.join(run_dir, "git.diff")
-    with open(path, "w", encoding="utf-8") as handle:
-        handle.write(state.diff)
+    try:
+        os.makedirs(run_dir, exist_ok=True)
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(state.diff)
+    except OSError:  # best effort: the run itself matters more than its diff
+        return None
     return path

@@ -106,18 +106,62 @@ def fault_point(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _own_output_files() -> Set[Tuple[int, int]]:
+    """(device, inode) of the files this process's stdout/stderr write to
+    (``mlpipeline -r > train.log``): they change while a version runs, but
+    the runner writes them, not the version."""
+    own = set()
+    for fd in (1, 2):
+        try:
+            st = os.fstat(fd)
+        except OSError:
+            continue
+        own.add((st.st_dev, st.st_ino))
+    return own
+
+
 def _shallow_state(folders: List[str]) -> Dict[str, int]:
     """mtimes of the files directly in ``folders`` (what a version may litter)."""
     state = {}
+    own = _own_output_files()
     for folder in folders:
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:
                     if entry.is_file(follow_symlinks=False):
-                        state[entry.path] = entry.stat().st_mtime_ns
+                        st = entry.stat()
+                        if (st.st_dev, st.st_ino) not in own:
+                            state[entry.path] = st.st_mtime_ns
         except OSError:
             pass
     return state
+
+
+def _kill_orphans(pids: List[int], wait: float = 5.0) -> None:
+    """Kill the process groups of children a dead runner left behind (they
+    would otherwise train on for up to a second, into the same model dirs)."""
+    mine = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if b"mlpipeline.child" not in handle.read():
+                    continue  # the pid was reused by something else
+            os.killpg(pid, signal.SIGKILL)
+            mine.append(pid)
+        except OSError:
+            pass
+    deadline = time.monotonic() + wait
+    while mine and time.monotonic() < deadline:
+        mine = [pid for pid in mine if os.path.exists(f"/proc/{pid}") and not _zombie(pid)]
+        time.sleep(0.01)
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] == "Z"
+    except OSError:
+        return True
 
 
 class Runner:
@@ -166,8 +210,10 @@ class Runner:
         left ``running``. The caller holds the project lock."""
         if self.mode != Mode.RUN:
             return
+        orphans = [row["child_pid"] for row in self.ledger.running_runs() if row["child_pid"]]
         stale = self.ledger.interrupt_stale("the runner working on it stopped without finishing it "
                                             f"(found at the start of runner pid {os.getpid()})")
+        _kill_orphans(orphans)
         if stale:
             self.say(f"marked run(s) {', '.join(map(str, stale))} interrupted: their runner is gone",
                      logging.WARNING)
@@ -364,10 +410,14 @@ class Runner:
         try:
             active.handle = self.executor.start(Job(item.script, item.version.name, model_dir, exec_mode, run_dir,
                                                     env, label, self.options.memory_limit), sink)
-        except BaseException:
+        except BaseException as exc:
             del self.active[run_id]
-            self.ledger.set_status(run_id, RunStatus.INTERRUPTED, error="interrupted (Ctrl+C) while running")
-            self._cleanup(active)
+            why = (f"the runner stopped before the version started: {exc}" if isinstance(exc, MLPipelineError)
+                   else "interrupted (Ctrl+C) while running")
+            try:
+                self.ledger.set_status(run_id, RunStatus.INTERRUPTED, error=why)
+            finally:
+                self._cleanup(active)
             raise
 
     def _pump(self, timeout: float) -> None:

@@ -67,7 +67,13 @@ class Project:
             return []
         clause = " AND ".join(f"{k} = ?" for k in where) or "1"
         with self.db() as conn:
-            return [dict(r) for r in conn.execute(f"SELECT * FROM runs WHERE {clause} ORDER BY id", tuple(where.values()))]
+            try:
+                rows = conn.execute(f"SELECT * FROM runs WHERE {clause} ORDER BY id", tuple(where.values()))
+            except sqlite3.OperationalError as exc:  # the runner created the file but not yet its tables
+                if "no such table" in str(exc):
+                    return []
+                raise
+            return [dict(r) for r in rows]
 
     def trace(self) -> list:
         path = self.root / "trace.log"

@@ -172,3 +172,13 @@ def test_cli_status_choices_match_the_ledger():
     from mlpipeline.ledger import RunStatus
 
     assert RUN_STATUSES == tuple(s.value for s in RunStatus)
+
+
+def test_section_header_may_carry_a_comment_and_timeout_must_be_finite(tmp_path):
+    path = tmp_path / "models.config"
+    path.write_text("[MLP] ; settings\nuse_blacklist = False\n[WHITELISTED_MODELS]  # queue\na.py\n")
+    config = read_queue_config(str(path))
+    assert [e.name for e in config.whitelist] == ["a.py"]
+    path.write_text("[MLP]\ntimeout = nan\n")
+    with pytest.raises(ConfigError, match=":2: timeout = 'nan' is not a positive number"):
+        read_queue_config(str(path))
