@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from conftest import REPO
+from helpers import REPO
 from mlpipeline.cli import build_parser
 
 

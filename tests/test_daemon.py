@@ -7,7 +7,7 @@ import signal
 import time
 
 
-from conftest import queue_config, tracer
+from helpers import queue_config, tracer
 
 
 def wait_for(predicate, timeout=30.0, proc=None, what="condition"):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import queue_config, tracer
+from helpers import queue_config, tracer
 
 
 def assert_one_line_error(result, code, *fragments):

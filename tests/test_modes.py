@@ -6,7 +6,7 @@ import signal
 import time
 from pathlib import Path
 
-from conftest import queue_config, tracer
+from helpers import queue_config, tracer
 
 
 def ran(project, script=None):

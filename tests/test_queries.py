@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from conftest import tracer
+from helpers import tracer
 from mlpipeline.ledger import MIGRATIONS, Ledger
 
 

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from conftest import tracer
+from helpers import tracer
 
 
 def git(project, *args):

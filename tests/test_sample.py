@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import REPO
+from helpers import REPO
 
 pytest.importorskip("tensorflow", reason="the [tf] extra is not installed")  # make test installs it
 

@@ -132,7 +132,7 @@ def test_ledger_refuses_newer_schema(tmp_path):
 
 
 def test_corrupt_ledger_is_refused_and_kept(project):
-    from conftest import tracer
+    from helpers import tracer
 
     project.script("a.py", tracer({"v": {}}))
     project.configure(["a.py"])

@@ -17,7 +17,7 @@ TESTS = Path(__file__).resolve().parent.parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from conftest import Project, queue_config, tracer  # noqa: E402,F401  (re-exported)
+from helpers import Project, queue_config, tracer  # noqa: E402,F401  (re-exported)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition", every: float = 0.05):
