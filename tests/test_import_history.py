@@ -22,9 +22,11 @@ def written_in_utc(*fields: int):
 
 
 def originals() -> Path:
-    shared = Path(os.environ.get("MLP_SHARED_DIR") or Path(__file__).resolve().parents[2] / "shared")
-    folder = shared / "fixtures" / "original-outputs"
-    assert folder.is_dir(), f"{folder}: the original mlpipeline's outputs are missing; set MLP_SHARED_DIR"
+    """The real files of the original tool: a copy of shared/fixtures/original-outputs
+    kept in tests/fixtures (MLP_SHARED_DIR points at another shared/ folder)."""
+    shared = os.environ.get("MLP_SHARED_DIR")
+    folder = (Path(shared) / "fixtures" if shared else Path(__file__).resolve().parent / "fixtures") / "original-outputs"
+    assert folder.is_dir(), f"{folder}: the original mlpipeline's outputs are missing"
     return folder
 
 
