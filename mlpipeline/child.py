@@ -1,6 +1,6 @@
 """Entry point of the child processes the runner spawns.
 
-``python -m mlpipeline.child describe|run JSON FD``: loads the script, then
+``python -c "...; mlpipeline.child.run(sys.argv[1:])" describe|run JSON FD``: loads the script, then
 either reports its versions or runs one version, sending events as JSON lines
 on file descriptor FD. stdout/stderr are the script's own, captured by the
 parent. The exit status is 0 only when a result was sent.
@@ -51,16 +51,17 @@ def main(argv) -> int:
     parent = payload.get("parent_pid")
     if parent:
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
-    from .repro import imported_packages
-    from .scripts import load_script
+    from ._packages import imported_packages
+    from .scripts import get_model, load_module, load_script
 
     try:
-        module, model, info = load_script(payload["script"])
         if op == "describe":
+            _, _, info = load_script(payload["script"])
             reporter.send("described", info=info.to_json())
             return 0
         from .execute import run_version
 
+        model = get_model(load_module(payload["script"]), payload["script"])
         version = model.versions.get_version(payload["version"])
         result = run_version(model, version, payload["script"], payload["model_dir"], payload["exec_mode"])
         reporter.send("result", result=result.to_json(), packages=imported_packages())
@@ -82,7 +83,11 @@ def main(argv) -> int:
     return 1
 
 
-if __name__ == "__main__":
+def run(argv) -> None:
+    """Process entry point: ``python -c 'from mlpipeline.child import run; ...'``."""
     sys.stdout.reconfigure(line_buffering=True)
-    code = main(sys.argv[1:])
-    sys.exit(code)
+    sys.exit(main(argv))
+
+
+if __name__ == "__main__":
+    run(sys.argv[1:])

@@ -25,6 +25,7 @@ from .ledger import MetricRow, RunStatus
 from .scripts import ScriptInfo
 
 REAP_GRACE = 2.0  # seconds a finished child's leftover processes may keep its pipes open
+CHILD_MAIN = "import sys; from mlpipeline.child import run; run(sys.argv[1:])"  # -c: cheaper than -m
 
 
 @dataclass
@@ -93,6 +94,9 @@ class _Done:
     def kill(self, status: RunStatus, reason: str) -> None:
         pass
 
+    def wait_exit(self, timeout: float) -> None:
+        pass
+
     def outcome(self) -> Optional[Outcome]:
         return self._outcome
 
@@ -122,7 +126,7 @@ class InProcessExecutor:
     def start(self, job: Job, sink: Sink) -> _Done:
         from .child import user_traceback
         from .execute import run_version
-        from .repro import imported_packages
+        from ._packages import imported_packages
 
         sink.started(None)
         previous = _report.install(_SinkReporter(sink))
@@ -148,7 +152,7 @@ def signal_name(number: int) -> str:
 
 
 class ChildRun:
-    """A ``python -m mlpipeline.child`` process and its two pipes: the script's
+    """A ``mlpipeline.child`` process and its two pipes: the script's
     own output (echoed and kept) and the JSON-lines event pipe."""
 
     def __init__(self, op: str, payload: Dict[str, Any], on_event: Callable[[Dict[str, Any]], None],
@@ -157,7 +161,7 @@ class ChildRun:
         payload = {**payload, "parent_pid": os.getpid()}
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "mlpipeline.child", op, json.dumps(payload), str(write_fd)],
+                [sys.executable, "-c", CHILD_MAIN, op, json.dumps(payload), str(write_fd)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                 pass_fds=(write_fd,), start_new_session=True, cwd=cwd,
                 env={**os.environ, **env, "PYTHONUNBUFFERED": "1"})
@@ -276,6 +280,13 @@ class _ChildHandle:
     def kill(self, status: RunStatus, reason: str) -> None:
         self.run.kill(status, reason)
 
+    def wait_exit(self, timeout: float) -> None:
+        """Block up to ``timeout`` for the process to exit (its pipes are closed)."""
+        try:
+            self.run.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
     def outcome(self) -> Optional[Outcome]:
         code = self.run.returncode
         if code is None:
@@ -318,7 +329,7 @@ class _Echo:
 
 
 class ChildProcessExecutor:
-    """Runs each version in a fresh ``python -m mlpipeline.child`` process.
+    """Runs each version in a fresh child process (``mlpipeline.child``).
 
     GPU memory is freed when it exits and a crash cannot take the runner down.
     Its stdout/stderr are shown live (``echo``) and kept in ``run_dir/output.log``;

@@ -251,12 +251,15 @@ class Ledger:
             "SELECT * FROM runs WHERE script = ? AND version = ? AND mode = ? ORDER BY id DESC LIMIT 1",
             (script, version, Mode(mode).value)).fetchone()
 
-    def already_done(self, script: str, version: str, script_sha256: str, params_sha256: str) -> bool:
-        """True when the last execution-mode run of this version succeeded with
-        the same script content and parameters (what ``-u`` skips)."""
-        last = self.last_run(script, version, Mode.RUN)
-        return bool(last and last["status"] == RunStatus.SUCCEEDED.value
-                    and last["script_sha256"] == script_sha256 and last["params_sha256"] == params_sha256)
+    def succeeded_last(self, script: str) -> Dict[str, Tuple[str, str]]:
+        """{version: (script_sha256, params_sha256)} for the versions of ``script``
+        whose last execution-mode run succeeded: what ``-u`` compares against."""
+        rows = self.conn.execute(
+            "SELECT version, status, script_sha256, params_sha256 FROM runs WHERE id IN "
+            "(SELECT MAX(id) FROM runs WHERE script = ? AND mode = 'run' AND version IS NOT NULL GROUP BY version)",
+            (script,))
+        return {r["version"]: (r["script_sha256"], r["params_sha256"]) for r in rows
+                if r["status"] == RunStatus.SUCCEEDED.value}
 
     def metrics(self, run_id: int) -> List[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM metrics WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()

@@ -10,7 +10,7 @@ import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional, Set, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from .config import Project, QueueConfig, read_queue_config, resolve_scripts
 from .errors import ConfigError, ScriptError, UsageError
@@ -65,6 +65,7 @@ class Planner:
         self.say = say
         self._config: Optional[QueueConfig] = None
         self._said: Set[str] = set()
+        self._hashes: Dict[str, Tuple[int, int, str]] = {}  # path -> (mtime_ns, size, sha256)
 
     def say_once(self, message: str, level: int = logging.WARNING) -> None:
         if message not in self._said:
@@ -85,6 +86,15 @@ class Planner:
         for warning in config.warnings:
             self.say_once(warning)
         return config, None
+
+    def sha256(self, path: str) -> str:
+        stat = os.stat(path)
+        known = self._hashes.get(path)
+        if known and known[:2] == (stat.st_mtime_ns, stat.st_size):
+            return known[2]
+        sha = file_sha256(path)
+        self._hashes[path] = (stat.st_mtime_ns, stat.st_size, sha)
+        return sha
 
     def describe(self, path: str, sha: str) -> ScriptInfo:
         key = cache_key(path, sha)
@@ -109,7 +119,7 @@ class Planner:
         for selection in selections:
             rel = self.project.rel(selection.path)
             try:
-                sha = file_sha256(selection.path)
+                sha = self.sha256(selection.path)
                 info = self.describe(selection.path, sha)
             except OSError:
                 plan.skipped.append((rel, None, "missing file (vanished while planning)"))

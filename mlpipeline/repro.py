@@ -6,15 +6,12 @@ git, records nothing for those fields and runs as usual.
 from __future__ import annotations
 
 import os
-import platform
-import subprocess
 import sys
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from . import __version__
+from ._packages import imported_packages  # noqa: F401 - part of this module's API
 
-TRACKED_PACKAGES = ("numpy", "tensorflow", "keras", "torch", "jax", "sklearn", "pandas")
 SEED_KEYS = ("seed", "random_seed", "random_state")
 
 
@@ -26,37 +23,48 @@ class GitState:
 
 
 def _git(root: str, *args: str) -> Optional[str]:
+    import subprocess  # local: a child process reporting package versions needs none of this
+
     try:
         proc = subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=20,
                               errors="replace")
-    except (OSError, subprocess.TimeoutExpired):
+    except (OSError, subprocess.SubprocessError):
         return None
     return proc.stdout if proc.returncode == 0 else None
 
 
+def in_git_work_tree(root: str) -> bool:
+    """Is there a .git above ``root``? (A few stat calls; saves spawning git
+    for every run of a project that is not in git.)"""
+    path = os.path.abspath(root)
+    ceilings = {os.path.abspath(p) for p in os.environ.get("GIT_CEILING_DIRECTORIES", "").split(os.pathsep) if p}
+    while True:
+        if os.path.exists(os.path.join(path, ".git")):
+            return True
+        parent = os.path.dirname(path)
+        if parent == path or parent in ceilings:
+            return False
+        path = parent
+
+
 def git_state(root: str) -> Optional[GitState]:
     """The commit and dirty flag of the git work tree holding ``root``, if any."""
-    commit = _git(root, "rev-parse", "HEAD")
-    if not commit:
+    if not in_git_work_tree(root):
         return None
-    status = _git(root, "status", "--porcelain", "--untracked-files=no") or ""
-    dirty = bool(status.strip())
+    status = _git(root, "status", "--porcelain=v2", "--branch", "--untracked-files=no")
+    if status is None:
+        return None
+    commit = next((line.split()[2] for line in status.splitlines() if line.startswith("# branch.oid ")), "")
+    if not commit or commit == "(initial)":
+        return None
+    dirty = any(not line.startswith("#") for line in status.splitlines() if line.strip())
     diff = (_git(root, "diff", "HEAD") or "") if dirty else ""
-    return GitState(commit.strip(), dirty, diff)
-
-
-def imported_packages() -> Dict[str, str]:
-    """Versions of the key packages the running script has imported (plus ours)."""
-    found = {"mlpipeline": __version__}
-    for name in TRACKED_PACKAGES:
-        module = sys.modules.get(name)
-        version = getattr(module, "__version__", None) if module else None
-        if version:
-            found[name] = str(version)
-    return found
+    return GitState(commit, dirty, diff)
 
 
 def python_version() -> str:
+    import platform
+
     return f"{platform.python_implementation()} {platform.python_version()}"
 
 

@@ -306,21 +306,30 @@ class Runner:
             self.planner.warn_problems(plan)
         return plan
 
-    def _already_done(self, item: QueueItem) -> bool:
-        return (self.options.use_history and self.mode == Mode.RUN and self.ledger.already_done(
-            item.rel, item.version.name, item.info.sha256, item.version.params_sha256))
+    def _history(self, plan: Plan) -> Set[Tuple[str, str]]:
+        """Keys of the plan's versions that ``-u`` skips: their last execution-mode
+        run succeeded with this script content and these parameters (one query a script)."""
+        if not (self.options.use_history and self.mode == Mode.RUN):
+            return set()
+        done = set()
+        for rel in {item.rel for item in plan.items}:
+            last = self.ledger.succeeded_last(rel)
+            done |= {item.key for item in plan.items if item.rel == rel
+                     and last.get(item.version.name) == (item.info.sha256, item.version.params_sha256)}
+        return done
 
     def _snapshot(self, plan: Plan) -> None:
         if self.runner_id is None:
             return
         running = {a.item.key for a in self.active.values()}
+        history = self._history(plan)
         entries = []
         for item in plan.items:
             if item.key in running:
                 entries.append((item.rel, item.version.name, "running", None))
             elif item.key in self.done:
                 entries.append((item.rel, item.version.name, "finished", "ran in this batch"))
-            elif self._already_done(item):
+            elif item.key in history:
                 entries.append((item.rel, item.version.name, "skipped",
                                 "already succeeded with this script and these parameters (-u)"))
             else:
@@ -332,10 +341,11 @@ class Runner:
         for rel, sha, error in plan.broken:
             if (rel, sha) not in self.done:
                 return ("broken", rel, sha, error)
+        history = self._history(plan)
         for item in plan.items:
             if item.key in self.done:
                 continue
-            if self._already_done(item):
+            if item.key in history:
                 self.done.add(item.key)
                 self.say(f"{item.label}: skipped, already succeeded with this script and these parameters (-u)")
                 continue
@@ -426,7 +436,8 @@ class Runner:
                 for fd in active.handle.fds():
                     selector.register(fd, selectors.EVENT_READ, active)
             if not selector.get_map():
-                time.sleep(min(timeout, 0.02))
+                # Output is done; the child is exiting. Wait for that itself rather than sleep blindly.
+                next(iter(self.active.values())).handle.wait_exit(min(timeout, 0.05))
                 return
             for key, _ in selector.select(timeout):
                 key.data.handle.on_ready(key.fd)
@@ -499,4 +510,5 @@ class Runner:
             plan = self.planner.plan()
         except Exception:  # noqa: BLE001 - only a hint for the exit code
             return False
-        return any(item.key not in self.done and not self._already_done(item) for item in plan.items)
+        history = self._history(plan)
+        return any(item.key not in self.done and item.key not in history for item in plan.items)

@@ -6,10 +6,8 @@ plain data cached by the script's sha256.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import sys
-import traceback
 import types
 from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
@@ -44,6 +42,8 @@ class ScriptInfo:
 
 
 def file_sha256(path: str) -> str:
+    import hashlib
+
     with open(path, "rb") as handle:
         return hashlib.sha256(handle.read()).hexdigest()
 
@@ -56,6 +56,8 @@ def display(path: str) -> str:
 def _user_frames(tb: Optional[types.TracebackType], path: str) -> Tuple[Optional[int], str]:
     """The line in ``path`` where an import-time exception surfaced, and the
     traceback with mlpipeline's own frames left out."""
+    import traceback
+
     frames = [f for f in traceback.extract_tb(tb) if not f.filename.startswith(os.path.dirname(__file__))]
     line = next((f.lineno for f in reversed(frames) if os.path.abspath(f.filename) == path), None)
     return line, "".join(traceback.format_list(frames))

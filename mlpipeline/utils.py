@@ -1,7 +1,6 @@
 """The README-era ``mlpipeline.utils`` names, kept importable for model scripts."""
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 import sys
@@ -43,7 +42,7 @@ def log(message: str, level: int = logging.INFO, log_to_file: bool = True, agent
 def add_script_dir_to_PATH(path: Optional[str] = None) -> str:  # noqa: N802 - README-era name
     """Put ``path`` (default: the calling script's folder) first on ``sys.path``."""
     if path is None:
-        caller = inspect.stack()[1].filename
+        caller = sys._getframe(1).f_code.co_filename
         path = os.path.dirname(os.path.abspath(caller))
     path = os.path.abspath(path)
     if path not in sys.path:
