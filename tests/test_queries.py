@@ -115,15 +115,12 @@ def test_run_reference_errors(ran):
     assert missing.returncode == 2 and "run '999' not found" in missing.stderr
     junk = ran.run("show", "not-hex!")
     assert junk.returncode == 2 and "give a run id" in junk.stderr
-    # an ambiguous prefix: the empty-ish common prefix of all uids is any single hex digit shared by two
-    uids = [r["uid"] for r in cli_json(ran, "runs")]
-    common = next((d for d in "0123456789abcdef" if sum(u.startswith(d) for u in uids) > 1), None)
-    if common is None:  # four random uids with distinct first digits: make two share one
-        with ran.db() as conn:
-            conn.execute("UPDATE runs SET uid = 'f0' || substr(uid, 3) WHERE id IN (1, 2)")
-        common = "f0"
-    ambiguous = ran.run("show", common)
-    assert ambiguous.returncode == 2 and "is ambiguous" in ambiguous.stderr
+    with ran.db() as conn:  # two uids sharing a prefix
+        conn.execute("UPDATE runs SET uid = 'abcd' || substr(uid, 5) WHERE id IN (1, 2)")
+    ambiguous = ran.run("show", "abc")
+    assert ambiguous.returncode == 2 and "'abc' is ambiguous" in ambiguous.stderr
+    assert "1 (abcd" in ambiguous.stderr and "2 (abcd" in ambiguous.stderr
+    assert cli_json(ran, "show", "2")["id"] == 2  # digits name a run id first
 
 
 def test_compare_versions(ran):
