@@ -118,7 +118,7 @@ def config_edit_to_status(edits: int = 20) -> list:
                    note=f"max {max(latencies) * 1000:.0f} ms; baseline = one `mlpipeline status` call")]
 
 
-def parallel_speedup(runs: int = 3, work: int = 60_000_000) -> list:
+def parallel_speedup(runs: int = 3, work: int = 120_000_000) -> list:
     """Two CPU-bound versions with -j 2 vs -j 1: whole-command wall time ratio."""
     root = _project(f'versions.add_version("one", work={work})\nversions.add_version("two", work={work})')
     try:

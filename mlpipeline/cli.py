@@ -6,7 +6,6 @@ Errors become exit codes here and nowhere else: 0 all versions succeeded,
 from __future__ import annotations
 
 import argparse
-import logging
 import math
 import os
 import sys
@@ -16,6 +15,7 @@ from . import __version__
 from .errors import MLPipelineError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+INFO, WARNING, ERROR = 20, 30, 40  # logging's levels, without importing logging for --help
 # ledger.RunStatus's values, spelt out so that --help need not import the ledger (sqlite3)
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "timeout", "interrupted", "cancelled")
 
@@ -84,8 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _say(message: str, level: int = logging.INFO) -> None:
-    prefix = {logging.WARNING: "warning: ", logging.ERROR: "error: "}.get(level, "")
+def _say(message: str, level: int = INFO) -> None:
+    prefix = {WARNING: "warning: ", ERROR: "error: "}.get(level, "")
     print(f"mlpipeline: {prefix}{message}", file=sys.stderr, flush=True)
 
 
@@ -143,10 +143,10 @@ def _install_stop_signals(runner) -> None:
         if count == 1:
             runner.request_stop()
             _say(f"{name}: finishing the running version(s), then stopping; {name} again kills them",
-                 logging.WARNING)
+                 WARNING)
         else:
             runner.request_kill()
-            _say(f"{name} again: killing the running version(s)", logging.WARNING)
+            _say(f"{name} again: killing the running version(s)", WARNING)
 
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
@@ -170,10 +170,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     project = find_project(args.directory)
     os.chdir(project.root)
     for warning in project.warnings:
-        _say(warning, logging.WARNING)
+        _say(warning, WARNING)
     test = not args.run
     if test and args.use_history:
-        _say("-u applies to execution mode (-r); test mode runs every version", logging.WARNING)
+        _say("-u applies to execution mode (-r); test mode runs every version", WARNING)
     isolate = args.isolate if args.isolate is not None else not test
     jobs = args.jobs or (len(gpus) if gpus else 1)
     if memory_limit and not isolate:
@@ -203,8 +203,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         finished = runner.run()
     except KeyboardInterrupt:
-        outputs.log("session interrupted", logging.WARNING)
-        _say("interrupted", logging.WARNING)
+        outputs.log("session interrupted", WARNING)
+        _say("interrupted", WARNING)
         return EXIT_INTERRUPTED
     finally:
         if lock is not None:
@@ -313,7 +313,7 @@ def cmd_import_history(args: argparse.Namespace) -> int:
     project, ledger = _open_ledger(args)
     report = import_history(project, ledger)
     for problem in report.problems:
-        _say(problem, logging.WARNING)
+        _say(problem, WARNING)
     summary = {"imported": report.imported, "already_present": report.already_present, "skipped": report.skipped}
     if args.format == "table":
         _say(f"imported {report.imported} run(s); {report.already_present} already present; "
@@ -381,13 +381,13 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return handler(args)
     except MLPipelineError as exc:
-        _say(str(exc), logging.ERROR)
+        _say(str(exc), ERROR)
         details = getattr(exc, "details", "")
         if details:
             print(details.rstrip(), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        _say("interrupted", logging.WARNING)
+        _say("interrupted", WARNING)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # `mlpipeline runs | head`
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
@@ -396,5 +396,5 @@ def main(argv: Optional[List[str]] = None) -> int:
         if os.environ.get("MLP_DEBUG"):
             raise
         _say(f"internal error: {type(exc).__name__}: {exc} (set MLP_DEBUG=1 for the traceback and "
-             f"please report it)", logging.ERROR)
+             f"please report it)", ERROR)
         return EXIT_FAILED

@@ -31,6 +31,9 @@ from .utils import ExecutionModeKeys
 from ._versions import version_parameters
 
 log = logging.getLogger(__name__)
+# The library never prints: without a handler configured by the application,
+# mlpipeline's loggers stay silent instead of falling back to bare stderr lines.
+logging.getLogger("mlpipeline").addHandler(logging.NullHandler())
 
 HEARTBEAT_EVERY = 2.0
 CANCEL_POLL_EVERY = 0.25
