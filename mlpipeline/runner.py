@@ -194,7 +194,6 @@ class Runner:
         self.runner_id: Optional[int] = None
         self.stopping = False          # finish the running versions, start nothing new
         self.kill_requested = False    # kill the running versions now
-        self.left_unrun = False        # stopped with work still queued
         self._replan = True
         self._planned_once = False
         self._last_heartbeat = self._last_cancel_poll = float("-inf")
@@ -294,8 +293,8 @@ class Runner:
                 self.active[run_id].handle.kill(RunStatus.CANCELLED, "cancelled with mlpipeline cancel")
         for active in self.active.values():
             if active.timeout and now - active.started > active.timeout:
-                active.handle.kill(RunStatus.TIMEOUT, f"timed out after {active.timeout:g} s (--timeout); "
-                                                      f"its process group was killed")
+                active.handle.kill(RunStatus.TIMEOUT, f"timed out after {active.timeout:g} s (the version's "
+                                                      f"timeout); its process group was killed")
 
     # -- planning -----------------------------------------------------------
 
