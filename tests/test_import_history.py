@@ -163,3 +163,18 @@ def test_nothing_to_import_names_the_folder(project, tmp_path):
     assert str(project.outputs) in str(info.value)
     with pytest.raises(MLPipelineError, match="no such folder"):
         import_history(proj, ledger, str(tmp_path / "missing"))
+
+
+def test_import_history_through_the_cli(project):
+    shutil.copytree(originals() / "a" / "outputs", project.outputs)
+    for path in project.outputs.iterdir():
+        path.chmod(0o644)
+    first = project.run("import-history", "--format", "json")
+    assert first.returncode == 0, first.stderr
+    assert json.loads(first.stdout) == [{"imported": 2, "already_present": 0, "skipped": 0}]
+    assert "object reprs" in first.stderr  # the original's unreadable evals are reported, not hidden
+    again = project.run("import-history")
+    assert again.returncode == 0
+    assert "imported 0 run(s); 2 already present" in again.stderr
+    runs = json.loads(project.run("runs", "--format", "json").stdout)
+    assert sorted((r["version"], r["status"]) for r in runs) == [("lr_big", "failed"), ("lr_mid", "succeeded")]
