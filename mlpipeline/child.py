@@ -61,9 +61,11 @@ def main(argv) -> int:
             return 0
         from .execute import run_version
 
-        model = get_model(load_module(payload["script"]), payload["script"])
+        module = load_module(payload["script"])
+        model = get_model(module, payload["script"])
         version = model.versions.get_version(payload["version"])
-        result = run_version(model, version, payload["script"], payload["model_dir"], payload["exec_mode"])
+        result = run_version(model, version, payload["script"], payload["model_dir"], payload["exec_mode"],
+                             source=module.__mlpipeline_source__)
         reporter.send("result", result=result.to_json(), packages=imported_packages())
         return 0
     except ScriptError as exc:

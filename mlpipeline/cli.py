@@ -98,12 +98,23 @@ RUNS_COLUMNS = {
 RUNS_COLUMNS["json"] = RUNS_COLUMNS["csv"]
 
 
-def _open_ledger(args: argparse.Namespace):
+def _open_ledger(args: argparse.Namespace, create: bool = False):
+    """The project and its ledger. Queries never create one: without a ledger
+    they get ``None``."""
     from .config import find_project
-    from .ledger import open_ledger
+    from .ledger import DB_NAME, open_ledger
 
     project = find_project(args.directory)
+    if not create and not os.path.exists(os.path.join(project.outputs_dir, DB_NAME)):
+        return project, None
     return project, open_ledger(project.outputs_dir)
+
+
+def _need_ledger(ledger, what: str):
+    if ledger is None:
+        raise UsageError(f"{what}: no runs recorded yet in this project; run mlpipeline (test mode) or "
+                         f"mlpipeline -r first")
+    return ledger
 
 
 def _parse_gpus(text: Optional[str]) -> Optional[List[str]]:
@@ -176,6 +187,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say("-u applies to execution mode (-r); test mode runs every version", WARNING)
     isolate = args.isolate if args.isolate is not None else not test
     jobs = args.jobs or (len(gpus) if gpus else 1)
+    if gpus and jobs > len(gpus):
+        raise UsageError(f"-j {jobs} with --gpus {args.gpus}: each running version gets a GPU of its own; "
+                         f"use -j {len(gpus)} or list more GPUs")
     if memory_limit and not isolate:
         raise UsageError("--memory-limit applies to versions in child processes; use it with -r or --isolate")
     if jobs > 1 and not isolate:
@@ -242,7 +256,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     written = init_project(args.target)
     for path in written:
         print(f"created {os.path.relpath(path)}")
-    where = "" if os.path.abspath(args.target) == os.getcwd() else f" -C {args.target}"
+    import shlex
+
+    where = "" if os.path.abspath(args.target) == os.getcwd() else f" -C {shlex.quote(args.target)}"
     print(f"next: mlpipeline{where}        (test mode)\n      mlpipeline{where} -r -u  (train for real)")
     return EXIT_OK
 
@@ -252,6 +268,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from .render import render
 
     _, ledger = _open_ledger(args)
+    if args.limit is not None and args.limit < 0:
+        raise UsageError(f"--limit {args.limit}: give 0 (all runs) or a positive number")
+    if ledger is None:
+        if args.format == "table":
+            _say("no runs recorded yet; run mlpipeline (test mode) or mlpipeline -r")
+        else:
+            print(render([], RUNS_COLUMNS[args.format], args.format))
+        return EXIT_OK
     since = parse_since(args.since) if args.since else None
     rows = list_runs(ledger, script=args.script, version=args.version_name, status=args.status,
                      mode=args.mode, since=since, limit=args.limit or None)
@@ -268,7 +292,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     from .render import render, render_record
 
     _, ledger = _open_ledger(args)
-    record = show_run(ledger, args.run)
+    record = show_run(_need_ledger(ledger, f"show {args.run}"), args.run)
     if args.format != "table":
         print(render_record(record, args.format))
         return EXIT_OK
@@ -290,7 +314,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .render import render
 
     _, ledger = _open_ledger(args)
-    columns, rows = compare_versions(ledger, args.script, metric=args.metric, sort=args.sort, descending=args.desc)
+    columns, rows = compare_versions(_need_ledger(ledger, f"compare {args.script}"), args.script, metric=args.metric, sort=args.sort, descending=args.desc)
     print(render(rows, columns, args.format))
     return EXIT_OK
 
@@ -300,7 +324,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
     _, ledger = _open_ledger(args)
     out = sys.stdout.buffer
-    for chunk in follow_log(ledger, args.run, follow=args.follow):
+    for chunk in follow_log(_need_ledger(ledger, f"logs {args.run}"), args.run, follow=args.follow):
         out.write(chunk)
         out.flush()
     return EXIT_OK
@@ -310,7 +334,7 @@ def cmd_import_history(args: argparse.Namespace) -> int:
     from .legacy_import import import_history
     from .render import render
 
-    project, ledger = _open_ledger(args)
+    project, ledger = _open_ledger(args, create=True)
     report = import_history(project, ledger)
     for problem in report.problems:
         _say(problem, WARNING)
@@ -328,7 +352,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .status import project_status
 
     project, ledger = _open_ledger(args)
-    state = project_status(project, ledger)
+    state = project_status(project, ledger) if ledger is not None else \
+        {"runner": None, "running": [], "queue": [], "config_error": None, "recovered": []}
     if args.format == "json":
         print(render_record(state, "json"))
         return EXIT_OK
@@ -369,7 +394,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     from .status import cancel_run
 
     project, ledger = _open_ledger(args)
-    row = cancel_run(project, ledger, args.run)
+    row = cancel_run(project, _need_ledger(ledger, f"cancel {args.run}"), args.run)
     _say(f"run {row['id']} ({row['script']} {row['version']}): {row['status']}")
     return EXIT_OK
 

@@ -104,6 +104,16 @@ def prepare_model_dir(model: Any, model_dir: str, version_name: str) -> None:
         handle.write(version_name + "\n")
 
 
+def _keep_script(script_path: str, model_dir: str, source: Optional[bytes]) -> None:
+    os.makedirs(model_dir, exist_ok=True)
+    target = os.path.join(model_dir, os.path.basename(script_path))
+    if source is None:
+        shutil.copy2(script_path, target)
+    else:
+        with open(target, "wb") as handle:
+            handle.write(source)
+
+
 def count_steps(model: Any, version: Version, exec_mode: str) -> Tuple[int, int]:
     """(steps to train, steps already trained). Test mode trains one step."""
     if exec_mode == ExecutionModeKeys.TEST:
@@ -115,8 +125,12 @@ def count_steps(model: Any, version: Version, exec_mode: str) -> Tuple[int, int]
     return max(0, total - trained), trained
 
 
-def run_version(model: Any, version: Version, script_path: str, model_dir: str, exec_mode: str) -> VersionResult:
-    """Run one version through the model's hooks (DESIGN §3 steps 2–6)."""
+def run_version(model: Any, version: Version, script_path: str, model_dir: str, exec_mode: str,
+                source: Optional[bytes] = None) -> VersionResult:
+    """Run one version through the model's hooks (DESIGN §3 steps 2–6).
+
+    ``source`` is the script text that was imported; execution mode keeps it in
+    the model dir before training starts, so the copy is exactly what ran."""
     reporter = _report.current()
     name = version[version_parameters.NAME]
     model._mlp_script_path = os.path.abspath(script_path)
@@ -125,11 +139,12 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
     loader = version[version_parameters.DATALOADER]
     if exec_mode == ExecutionModeKeys.TRAIN:
         prepare_model_dir(model, model_dir, name)
+        _keep_script(script_path, model_dir, source)
     else:
         os.makedirs(model_dir, exist_ok=True)
     model.pre_execution_hook(version, model_dir, exec_mode)
     steps, trained = count_steps(model, version, exec_mode)
-    reporter.log(f"version {name}: training {steps} steps (already trained: {trained})")
+    reporter.log(f"version {name}: training {steps} step{'' if steps == 1 else 's'} (already trained: {trained})")
     model.train_model(loader.get_train_input(mode=ModeKeys.TRAIN), steps)
     batch = version[version_parameters.BATCH_SIZE]
     if exec_mode == ExecutionModeKeys.TEST:
@@ -143,12 +158,10 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
     eval_test, test_text = eval_metrics(test_value, "TEST_" if isinstance(test_value, MetricContainer) else "")
     reporter.log(f"version {name}: eval on train set: {train_text}")
     reporter.log(f"version {name}: eval on test set: {test_text}")
-    if exec_mode == ExecutionModeKeys.TRAIN:
-        if not os.path.isdir(model_dir):
-            reporter.log(f"version {name}: its model dir {model_dir} was deleted while it ran; recreated it to keep "
-                         f"a copy of the script", logging.WARNING)
-            os.makedirs(model_dir, exist_ok=True)
-        shutil.copy2(script_path, model_dir)
+    if exec_mode == ExecutionModeKeys.TRAIN and not os.path.isdir(model_dir):
+        reporter.log(f"version {name}: its model dir {model_dir} was deleted while it ran; recreated it to keep "
+                     f"a copy of the script", logging.WARNING)
+        _keep_script(script_path, model_dir, source)
     try:
         loader_summary = str(loader.get_dataloader_summery() or "")
     except Exception as exc:  # noqa: BLE001 - a summary must not fail a trained version

@@ -131,12 +131,16 @@ class InProcessExecutor:
         sink.started(None)
         previous = _report.install(_SinkReporter(sink))
         try:
-            _, model, _ = self._load(job.script)
+            module, model, _ = self._load(job.script)
             version = model.versions.get_version(job.version)
-            result = run_version(model, version, job.script, job.model_dir, job.exec_mode)
+            result = run_version(model, version, job.script, job.model_dir, job.exec_mode,
+                                 source=getattr(module, "__mlpipeline_source__", None))
             return _Done(Outcome(RunStatus.SUCCEEDED, result=result.to_json(), packages=imported_packages()))
         except ScriptError as exc:
             return _Done(Outcome(RunStatus.FAILED, error=str(exc), traceback=exc.details, script_error=True))
+        except SystemExit as exc:  # a hook that calls sys.exit() must not end the whole session quietly
+            return _Done(Outcome(RunStatus.FAILED, error=f"the version called sys.exit({exc.code!r}) before finishing",
+                                 traceback=user_traceback(exc), packages=imported_packages()))
         except Exception as exc:  # noqa: BLE001 - a failing version is an outcome, not a crash
             return _Done(Outcome(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
                                  traceback=user_traceback(exc), packages=imported_packages()))

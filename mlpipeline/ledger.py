@@ -145,7 +145,14 @@ class Ledger:
         self.clock = clock
         shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
         self._shown = shown
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        folder = os.path.dirname(os.path.abspath(path))
+        try:
+            os.makedirs(folder, exist_ok=True)
+        except FileExistsError:
+            raise LedgerError(f"{os.path.relpath(folder)}: exists but is not a folder; mlpipeline keeps its outputs "
+                              f"there: move that file aside") from None
+        except OSError as exc:
+            raise LedgerError(f"{os.path.relpath(folder)}: cannot create the outputs folder ({exc.strerror})") from None
         try:
             self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
             self.conn.row_factory = sqlite3.Row
@@ -153,6 +160,11 @@ class Ledger:
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
             self._migrate()
+        except sqlite3.OperationalError as exc:
+            if "unable to open" in str(exc) or "readonly" in str(exc):
+                raise LedgerError(f"{shown}: cannot open the ledger ({exc}); check that its folder exists and is "
+                                  f"writable by you") from None
+            raise LedgerError(f"{shown}: cannot use the ledger ({exc})") from None
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{shown}: not a usable SQLite ledger ({exc}); move it aside and run again "
                               f"(mlpipeline will not overwrite it)") from None
@@ -283,16 +295,24 @@ class Ledger:
     def running_runs(self) -> List[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM runs WHERE status = 'running' ORDER BY id").fetchall()
 
-    def interrupt_stale(self, why: str) -> List[int]:
-        """Mark runs left ``running`` by a runner that is gone as ``interrupted``.
-        Call only when no runner holds the project's lock."""
-        stale = self.running_runs()
+    def interrupt_stale(self, why: str, host: str, lock_holder: Optional[int]) -> List[sqlite3.Row]:
+        """Mark ``running`` runs whose owning process is gone as ``interrupted``
+        (runs of live processes, a test session's included, are left alone).
+        Returns the rows it marked."""
+        from .procs import owner_alive
+
+        now = self.clock()
+        stale = [row for row in self.running_runs() if not owner_alive(row, host, lock_holder, now)]
         for row in stale:
             self.set_status(row["id"], RunStatus.INTERRUPTED, ended_at=row["heartbeat_at"] or row["started_at"],
                             error=why)
-        with self.tx() as db:
-            db.execute("UPDATE runners SET ended_at = COALESCE(heartbeat_at, started_at) WHERE ended_at IS NULL")
-        return [row["id"] for row in stale]
+        dead_runners = [r["id"] for r in self.conn.execute("SELECT * FROM runners WHERE ended_at IS NULL")
+                        if not owner_alive(r, host, lock_holder, now)]
+        if dead_runners:
+            with self.tx() as db:
+                db.executemany("UPDATE runners SET ended_at = COALESCE(heartbeat_at, started_at) WHERE id = ?",
+                               [(i,) for i in dead_runners])
+        return stale
 
     # -- runners, queue snapshots and cancel requests ----------------------
 

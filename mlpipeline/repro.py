@@ -6,11 +6,9 @@ git, records nothing for those fields and runs as usual.
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 from typing import Any, Dict, Optional
 
-from ._packages import imported_packages  # noqa: F401 - part of this module's API
 
 SEED_KEYS = ("seed", "random_seed", "random_state")
 

@@ -25,6 +25,7 @@ from .errors import MLPipelineError, ScriptError
 from .executors import Job, Outcome
 from .ledger import Ledger, MetricRow, Mode, RunStatus
 from .outputs import NullOutputs
+from .procs import kill_orphans
 from .queries import elapsed_text
 from .queue import Plan, Planner, QueueItem
 from .utils import ExecutionModeKeys
@@ -140,33 +141,6 @@ def _shallow_state(folders: List[str]) -> Dict[str, int]:
     return state
 
 
-def _kill_orphans(pids: List[int], wait: float = 5.0) -> None:
-    """Kill the process groups of children a dead runner left behind (they
-    would otherwise train on for up to a second, into the same model dirs)."""
-    mine = []
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if b"mlpipeline.child" not in handle.read():
-                    continue  # the pid was reused by something else
-            os.killpg(pid, signal.SIGKILL)
-            mine.append(pid)
-        except OSError:
-            pass
-    deadline = time.monotonic() + wait
-    while mine and time.monotonic() < deadline:
-        mine = [pid for pid in mine if os.path.exists(f"/proc/{pid}") and not _zombie(pid)]
-        time.sleep(0.01)
-
-
-def _zombie(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[-1].split()[0] == "Z"
-    except OSError:
-        return True
-
-
 class Runner:
     """Works through a project's queue with the executor it is given."""
 
@@ -212,12 +186,12 @@ class Runner:
         left ``running``. The caller holds the project lock."""
         if self.mode != Mode.RUN:
             return
-        orphans = [row["child_pid"] for row in self.ledger.running_runs() if row["child_pid"]]
         stale = self.ledger.interrupt_stale("the runner working on it stopped without finishing it "
-                                            f"(found at the start of runner pid {os.getpid()})")
-        _kill_orphans(orphans)
+                                            f"(found at the start of runner pid {os.getpid()})", self.host,
+                                            lock_holder=os.getpid())
+        kill_orphans(row["child_pid"] for row in stale if row["child_pid"])
         if stale:
-            self.say(f"marked run(s) {', '.join(map(str, stale))} interrupted: their runner is gone",
+            self.say(f"marked run(s) {', '.join(str(row['id']) for row in stale)} interrupted: their runner is gone",
                      logging.WARNING)
         options = {"jobs": self.jobs, "gpus": self.options.gpus, "watch": self.options.watch,
                    "use_history": self.options.use_history, "timeout": self.options.timeout}

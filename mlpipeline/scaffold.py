@@ -111,6 +111,8 @@ def init_project(directory: str) -> List[str]:
     """Create a project in ``directory``; returns the files written. Refuses to
     overwrite anything."""
     directory = os.path.abspath(directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise UsageError(f"{directory}: is a file; give a new or empty folder for the project")
     files = {
         "mlp.config": MLP_CONFIG,
         "models.config": QUEUE_CONFIG.format(purpose="The execution-mode queue (mlpipeline -r)."),

@@ -92,6 +92,7 @@ def load_module(path: str) -> types.ModuleType:
     module = types.ModuleType(_module_name(path))
     module.__file__ = path
     module.__mlpipeline_script__ = True  # type: ignore[attr-defined]
+    module.__mlpipeline_source__ = source  # the exact bytes that run: copied into the model dir
     sys.modules[module.__name__] = module
     try:
         exec(code, module.__dict__)
@@ -111,8 +112,21 @@ def load_module(path: str) -> types.ModuleType:
     return module
 
 
+def _safe_dir_part(text: str) -> bool:
+    return text not in ("", ".", "..") and "/" not in text and "\\" not in text and "\0" not in text \
+        and ".." not in text.split(os.sep)
+
+
 def _check_version(name: str, version: Version) -> None:
     label = f"{name}: version {version.get(version_parameters.NAME)!r}"
+    vname = str(version.get(version_parameters.NAME))
+    if not _safe_dir_part(vname) or vname.startswith("-"):
+        raise ScriptError(f"{label}: a version name names its model dir, so it cannot contain '/' or be '.' or '..'"
+                          f"{' or start with -' if vname.startswith('-') else ''}; rename it (e.g. lr_0.1)")
+    suffix = version.get(version_parameters.MODEL_DIR_SUFFIX)
+    if suffix is not None and (not isinstance(suffix, str) or not _safe_dir_part(suffix) or ".." in suffix):
+        raise ScriptError(f"{label}: model_dir_suffix {suffix!r} must be text without '/' or '..' (it is appended "
+                          f"to the script's name under outputs/model_ckpts/)")
     for key in MANDATORY:
         if version.get(key) is None:
             raise ScriptError(f"{label} has no {key}; set it in Versions(...) or add_version(..., {key}=...)")

@@ -27,10 +27,13 @@ def project_status(project: Project, ledger: Ledger, now: Optional[float] = None
     what is skipped with why. Runs left ``running`` by a dead runner are marked
     ``interrupted`` here too."""
     now = time.time() if now is None else now
+    from .outputs import hostname
+
     lock = RunnerLock(project.outputs_dir)
     alive = lock.is_held()
-    recovered = [] if alive else ledger.interrupt_stale("the runner working on it is gone (noticed by "
-                                                        "mlpipeline status)")
+    holder = (lock.holder() or {}).get("pid") if alive else None
+    recovered = [row["id"] for row in ledger.interrupt_stale("the runner working on it is gone (noticed by "
+                                                             "mlpipeline status)", hostname(), holder)]
     row = ledger.latest_runner()
     runner = None
     if row is not None:
@@ -63,9 +66,16 @@ def cancel_run(project: Project, ledger: Ledger, ref: str, wait: float = 15.0) -
     if row["status"] != "running":
         raise UsageError(f"run {row['id']} is not running (status {row['status']}); only a running version "
                          f"can be cancelled")
-    if not RunnerLock(project.outputs_dir).is_held():
-        ledger.interrupt_stale("the runner working on it is gone (noticed by mlpipeline cancel)")
-        raise UsageError(f"run {row['id']}: no runner is alive to cancel it; it is now marked interrupted")
+    from .outputs import hostname
+
+    lock = RunnerLock(project.outputs_dir)
+    holder = (lock.holder() or {}).get("pid") if lock.is_held() else None
+    if ledger.interrupt_stale("the runner working on it is gone (noticed by mlpipeline cancel)", hostname(), holder):
+        current = ledger.get_run(row["id"])
+        if current["status"] != "running":
+            raise UsageError(f"run {row['id']}: its runner is gone; it is now marked interrupted")
+    if row["mode"] == "test":
+        raise UsageError(f"run {row['id']} runs in a test session; stop that session with Ctrl+C")
     ledger.request_cancel(row["id"])
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:

@@ -41,6 +41,8 @@ class ChangeWatcher:
                 self._last_event = self.clock()
 
     def start(self) -> "ChangeWatcher":
+        # watchdog logs its own shutdown races; they are not the user's business
+        logging.getLogger("watchdog").addHandler(logging.NullHandler())
         try:
             from watchdog.events import FileSystemEventHandler
             from watchdog.observers import Observer
