@@ -235,8 +235,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not finished:
         if stopped_early:
             return EXIT_INTERRUPTED
-        _say("nothing to run" + (" (every listed version already succeeded; drop -u to run again)"
-                                 if args.use_history else " (the queue is empty)"))
+        if runner.history_skips:
+            _say("nothing to run: every listed version already succeeded with its current script and "
+                 "parameters (-u); drop -u to run them again")
+        else:
+            _say(f"nothing to run: {os.path.basename(project.config_path(test))} selects no versions "
+                 f"(see the [WHITELISTED_MODELS] section, or use_blacklist)")
         return EXIT_OK
     from .queries import list_runs
 

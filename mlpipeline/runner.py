@@ -161,7 +161,10 @@ class Runner:
         self.jobs = max(1, options.jobs) if executor.parallel else 1
         self.planner = Planner(project, ledger, executor, project.config_path(options.test_mode),
                                options.only_version, self.say)
-        self.done: Set[Tuple[str, Optional[str]]] = set()
+        # what ran in this batch: (script, version) -> (script sha256, params sha256, succeeded)
+        self.ran: Dict[Tuple[str, str], Tuple[str, str, bool]] = {}
+        self.broken_seen: Set[Tuple[str, str]] = set()   # (script, sha256) of scripts that failed to load
+        self.history_skips: Set[Tuple[str, str]] = set()  # versions -u skipped (said once each)
         self.finished: List[Finished] = []
         self.active: Dict[int, Active] = {}
         self.free_gpus: List[str] = list(options.gpus or [])
@@ -299,33 +302,41 @@ class Runner:
             return
         running = {a.item.key for a in self.active.values()}
         history = self._history(plan)
-        entries = []
-        for item in plan.items:
-            if item.key in running:
-                entries.append((item.rel, item.version.name, "running", None))
-            elif item.key in self.done:
-                entries.append((item.rel, item.version.name, "finished", "ran in this batch"))
-            elif item.key in history:
-                entries.append((item.rel, item.version.name, "skipped",
-                                "already succeeded with this script and these parameters (-u)"))
-            else:
-                entries.append((item.rel, item.version.name, "queued", None))
+        entries = [(item.rel, item.version.name, *self._state(item, history, running)) for item in plan.items]
         entries += [(script, version, "skipped", reason) for script, version, reason in plan.skipped]
         self.ledger.write_queue(self.runner_id, entries, plan.config_error)
 
+    def _state(self, item: QueueItem, history: Set[Tuple[str, str]],
+               running: Set[Tuple[str, str]]) -> Tuple[str, Optional[str]]:
+        """(state, reason) of a queued version: running, finished, skipped or queued.
+
+        A version runs once per batch; it runs again in the same batch (under
+        --watch, say) only when its script or parameters changed since, and it
+        failed or -u asks for changed scripts to run again."""
+        if item.key in running:
+            return "running", None
+        previous = self.ran.get(item.key)
+        if previous is not None:
+            unchanged = previous[:2] == (item.info.sha256, item.version.params_sha256)
+            if unchanged or (previous[2] and not self.options.use_history):
+                return "finished", f"{'succeeded' if previous[2] else 'failed'} in this batch"
+        if item.key in history:
+            return "skipped", "already succeeded with this script and these parameters (-u)"
+        return "queued", None
+
     def _next(self, plan: Plan):
         for rel, sha, error in plan.broken:
-            if (rel, sha) not in self.done:
+            if (rel, sha) not in self.broken_seen:
                 return ("broken", rel, sha, error)
         history = self._history(plan)
+        running = {a.item.key for a in self.active.values()}
         for item in plan.items:
-            if item.key in self.done:
-                continue
-            if item.key in history:
-                self.done.add(item.key)
-                self.say(f"{item.label}: skipped, already succeeded with this script and these parameters (-u)")
-                continue
-            return ("run", item)
+            state, reason = self._state(item, history, running)
+            if state == "queued":
+                return ("run", item)
+            if state == "skipped" and item.key not in self.history_skips:
+                self.history_skips.add(item.key)
+                self.say(f"{item.label}: skipped, {reason}")
         return None
 
     def _fill(self) -> None:
@@ -350,7 +361,7 @@ class Runner:
         return os.path.join(self.project.outputs_dir, "model_ckpts", f"{stem}{suffix}")
 
     def _record_broken(self, rel: str, sha: str, error: ScriptError) -> None:
-        self.done.add((rel, sha))
+        self.broken_seen.add((rel, sha))
         run = self.ledger.start_run(script=rel, version=None, mode=self.mode, host=self.host,
                                     script_sha256=sha, command=self.options.command, runner_id=self.runner_id)
         outcome = Outcome(RunStatus.FAILED, error=str(error), traceback=error.details, script_error=True)
@@ -363,7 +374,7 @@ class Runner:
             self.stopping = True
 
     def _start(self, item: QueueItem, plan: Plan) -> None:
-        self.done.add(item.key)
+        self.ran[item.key] = (item.info.sha256, item.version.params_sha256, False)
         test = self.options.test_mode
         model_dir = tempfile.mkdtemp(prefix="mlp-test-") if test else self.model_dir(item)
         gpu = self.free_gpus.pop(0) if self.free_gpus else None
@@ -428,6 +439,7 @@ class Runner:
             self._cleanup(active)
             self._warn_litter(run_id, active)
             self._record(run_id, active.item, outcome, now - active.started)
+            self.ran[active.item.key] = (*self.ran[active.item.key][:2], outcome.status == RunStatus.SUCCEEDED)
             self.finished.append(Finished(run_id, active.item, active.item.rel, outcome))
             self._replan = True
             if outcome.status != RunStatus.SUCCEEDED and self.options.stop_on_error:
@@ -487,4 +499,4 @@ class Runner:
         except Exception:  # noqa: BLE001 - only a hint for the exit code
             return False
         history = self._history(plan)
-        return any(item.key not in self.done and item.key not in history for item in plan.items)
+        return any(self._state(item, history, set())[0] == "queued" for item in plan.items)

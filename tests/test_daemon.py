@@ -240,3 +240,27 @@ def test_jobs_without_gpus_leave_cuda_alone(project):
     assert project.run("-r", "-j", "2", env={"CUDA_VISIBLE_DEVICES": "7"}).returncode == 0
     assert [(project.root / f"env-{v}").read_text() for v in ("one", "two", "three")] == ["7"] * 3
     assert [r["gpu"] for r in project.runs()] == [None] * 3
+
+
+def test_watch_reruns_a_failed_version_once_its_script_is_fixed(project):
+    path = project.script("a.py", tracer({"flaky": {"action": "raise"}, "fine": {}}))
+    project.configure(["a.py"])
+    runner = project.start("-r", "--watch")
+    wait_for(lambda: [r["status"] for r in project.runs()] == ["failed", "succeeded"], proc=runner)
+    states = {q["version"]: (q["state"], q["reason"]) for q in status(project)["queue"]}
+    assert states == {"flaky": ("finished", "failed in this batch"), "fine": ("finished", "succeeded in this batch")}
+    path.write_text(path.read_text().replace("action='raise'", "action='ok'"))
+    wait_for(lambda: [r["status"] for r in project.runs()] == ["failed", "succeeded", "succeeded"], proc=runner)
+    time.sleep(0.5)
+    assert [r["version"] for r in project.runs()] == ["flaky", "fine", "flaky"]  # "fine" did not run again
+    runner.send_signal(signal.SIGTERM)
+    runner.communicate(timeout=30)
+
+
+def test_nothing_to_run_says_why(project):
+    project.script("a.py", tracer({"v": {}}))
+    project.write("models.config", "[WHITELISTED_MODEL]\na.py\n")  # a typo'd section name
+    result = project.run("-r", "-u")
+    assert result.returncode == 0
+    assert "unknown section [WHITELISTED_MODEL]" in result.stderr
+    assert "nothing to run: models.config selects no versions" in result.stderr
