@@ -246,7 +246,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     rows = list_runs(ledger, ids=[f.run_id for f in finished], limit=None)
     print(render(reversed(rows), BATCH_COLUMNS))
-    _say(f"{len(finished) - len(failed)} succeeded, {len(failed)} failed"
+    counts = {}
+    for f in finished:
+        counts[f.outcome.status.value] = counts.get(f.outcome.status.value, 0) + 1
+    counts.setdefault("succeeded", 0)
+    counts.setdefault("failed", 0)
+    order = ("succeeded", "failed", "timeout", "cancelled", "interrupted")
+    _say(", ".join(f"{counts[s]} {s}" for s in order if s in counts)
          + ("" if test else f"; ledger: {os.path.relpath(ledger.path)}")
          + ("; stopped before the queue was done" if stopped_early else ""))
     if stopped_early:

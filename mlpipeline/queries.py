@@ -55,6 +55,9 @@ def resolve_run(ledger: Ledger, ref: str) -> sqlite3.Row:
         row = ledger.get_run(int(ref))
         if row is not None:
             return row
+        if len(ref) < 6:  # a short number is an id; longer digit strings may still be uid prefixes
+            last = ledger.conn.execute("SELECT MAX(id) FROM runs").fetchone()[0]
+            raise UsageError(f"run {ref!r} not found (run ids go from 1 to {last or 0}; see mlpipeline runs)")
     if not re.fullmatch(r"[0-9a-fA-F]{1,32}", ref):
         raise UsageError(f"run {ref!r}: give a run id (a number) or a prefix of its uid (hex)")
     rows = ledger.conn.execute("SELECT * FROM runs WHERE uid >= ? AND uid < ? ORDER BY id LIMIT 6",
@@ -231,8 +234,11 @@ def follow_log(ledger: Ledger, ref: str, follow: bool = False, poll: float = 0.3
     until the run is no longer running."""
     row = resolve_run(ledger, ref)
     if not row["run_dir"]:
-        raise UsageError(f"run {row['id']} is a test-mode run: its output went to the terminal only "
-                         f"(use --isolate -r for captured output)")
+        if row["mode"] == "test":
+            raise UsageError(f"run {row['id']} is a test-mode run: its output went to the terminal only "
+                             f"(execution mode, mlpipeline -r, keeps every version's output)")
+        raise UsageError(f"run {row['id']} has no captured output: its script failed before a version started; "
+                         f"see mlpipeline show {row['id']}")
     path = os.path.join(row["run_dir"], "output.log")
     offset = 0
     while True:

@@ -241,8 +241,8 @@ class Runner:
         self._tick(now)
         if self.kill_requested:
             for active in self.active.values():
-                active.handle.kill(RunStatus.INTERRUPTED, "interrupted: the runner was told to stop twice "
-                                                          "(Ctrl+C or SIGTERM) and killed the version")
+                active.handle.kill(RunStatus.INTERRUPTED, "the runner was told to stop twice (Ctrl+C or SIGTERM) "
+                                                          "and killed the version")
         if not self.stopping:
             self._fill()
         if self.active:

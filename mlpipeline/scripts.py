@@ -149,7 +149,7 @@ def get_model(module: types.ModuleType, path: str) -> Any:
         raise ScriptError(f"{name}: defines no MODEL; end the script with MODEL = YourModel(versions)")
     model = module.MODEL
     if not isinstance(model, Model) and not all(hasattr(model, m) for m in ("train_model", "evaluate_model")):
-        raise ScriptError(f"{name}: MODEL is a {type(model).__name__}, not an mlpipeline.helper.Model; "
+        raise ScriptError(f"{name}: MODEL is of type {type(model).__name__}, not an mlpipeline.helper.Model; "
                           f"set MODEL to an instance of your Model subclass")
     versions = getattr(model, "versions", None)
     if not hasattr(versions, "get_versions"):

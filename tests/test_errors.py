@@ -104,7 +104,7 @@ def test_usage_error_is_one_line_exit_2(project):
 BROKEN = {
     "syntax.py": ("def f(:\n    pass\n", ["models/syntax.py:1:", "SyntaxError"]),
     "nomodel.py": ("X = 1\n", ["models/nomodel.py", "defines no MODEL"]),
-    "wrongtype.py": ("MODEL = 42\n", ["models/wrongtype.py", "MODEL is a int", "mlpipeline.helper.Model"]),
+    "wrongtype.py": ("MODEL = 42\n", ["models/wrongtype.py", "MODEL is of type int", "mlpipeline.helper.Model"]),
     "importerr.py": ("import not_a_real_package_xyz\n", ["models/importerr.py:1:", "ModuleNotFoundError",
                                                           "not_a_real_package_xyz"]),
     "exits.py": ("import sys\nsys.exit(4)\n", ["models/exits.py", "sys.exit(4)", "__name__"]),

@@ -20,7 +20,7 @@ BROKEN = {
                         ["models/import_error.py:2:", "ModuleNotFoundError", "no_such_package_xyz"]),
     "no_model.py": (HEAD + "versions = Versions(DataLoader(), 1, 1)\n", ["models/no_model.py", "defines no MODEL"]),
     "model_wrong_type.py": (HEAD + "MODEL = {'versions': []}\n",
-                            ["models/model_wrong_type.py", "MODEL is a dict", "mlpipeline.helper.Model"]),
+                            ["models/model_wrong_type.py", "MODEL is of type dict", "mlpipeline.helper.Model"]),
     "versions_empty.py": (HEAD + "MODEL = Model(Versions(DataLoader(), 1, 1))\n",
                           ["models/versions_empty.py", "no versions", "add_version"]),
     "duplicate_versions.py": (HEAD + "v = Versions(DataLoader(), 1, 1)\nv.add_version('same')\n"
