@@ -55,30 +55,38 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--memory-limit", metavar="SIZE",
                         help="address-space limit per version, e.g. 4G or 512M (child processes only)")
     parser.add_argument("-V", "--mlpipeline-version", action="version", version=f"mlpipeline {__version__}")
+    common = argparse.ArgumentParser(add_help=False)  # -C works before or after a command
+    common.add_argument("-C", dest="directory", metavar="DIR", default=argparse.SUPPRESS,
+                        help="the project folder (default: current)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    init = commands.add_parser("init", help="create a new project with an example script")
-    init.add_argument("target", nargs="?", default=".", metavar="DIR")
-    runs = commands.add_parser("runs", help="list recorded runs, newest first")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".",
+                                   parents=[common])
+
+    init = command("init", "create a new project with an example script")
+    init.add_argument("target", nargs="?", default=".", metavar="DIR", help="where to create it (default: here)")
+    runs = command("runs", "list recorded runs, newest first")
     runs.add_argument("--script", metavar="S", help="only runs of this script (path or file name)")
     runs.add_argument("--version", dest="version_name", metavar="V", help="only runs of this version")
     runs.add_argument("--status", choices=RUN_STATUSES, help="only runs with this status")
     runs.add_argument("--mode", choices=("test", "run"), help="only test-mode or execution-mode runs")
     runs.add_argument("--since", metavar="DATE", help="only runs started since DATE (2026-11-20) or an age (6h, 2d)")
     runs.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs (default 50; 0: all)")
-    show = commands.add_parser("show", help="everything about one run")
+    show = command("show", "everything about one run")
     show.add_argument("run", metavar="RUN", help="run id or a unique prefix of its uid")
-    compare = commands.add_parser("compare", help="one row per version of a script: params that differ, metrics")
-    compare.add_argument("script", metavar="SCRIPT")
+    compare = command("compare", "one row per version of a script: params that differ, metrics")
+    compare.add_argument("script", metavar="SCRIPT", help="the script, as a path or a file name (a.py or a)")
     compare.add_argument("--metric", metavar="NAME", help="show only this metric (e.g. accuracy or test/accuracy)")
     compare.add_argument("--sort", metavar="NAME", help="sort rows by this column")
     compare.add_argument("--desc", action="store_true", help="sort descending")
-    logs = commands.add_parser("logs", help="the captured output of a run")
-    logs.add_argument("run", metavar="RUN")
+    logs = command("logs", "the captured output of a run")
+    logs.add_argument("run", metavar="RUN", help="run id or a unique prefix of its uid")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
-    commands.add_parser("import-history", help="import the original mlpipeline's history/output files")
-    status = commands.add_parser("status", help="the runner, what runs now, the queue and what is skipped")
-    cancel = commands.add_parser("cancel", help="kill a running version (status cancelled)")
-    cancel.add_argument("run", metavar="RUN")
+    command("import-history", "import the original mlpipeline's history/output files")
+    status = command("status", "the runner, what runs now, the queue and what is skipped")
+    cancel = command("cancel", "kill a running version (status cancelled)")
+    cancel.add_argument("run", metavar="RUN", help="run id or a unique prefix of its uid")
     for sub in (runs, show, compare, commands.choices["import-history"], status):
         sub.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     return parser
@@ -368,8 +376,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(render_record(state, "json"))
         return EXIT_OK
     if args.format == "csv":
-        rows = [{"section": "running", **r} for r in state["running"]] + \
-               [{"section": "queue", **r} for r in state["queue"]]
+        runner = state["runner"]
+        rows = ([{"section": "runner", "id": runner["pid"], "script": runner["host"], "state":
+                  "alive" if runner["alive"] else "ended", "reason": runner["options_text"],
+                  "elapsed": runner["started"]}] if runner else [])
+        rows += [{"section": "running", **r} for r in state["running"]]
+        rows += [{"section": "queue", **r} for r in state["queue"]]
         print(render(rows, ("section", "position", "id", "script", "version", "state", "reason", "elapsed",
                             "last_metric"), "csv"))
         return EXIT_OK
@@ -387,7 +399,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if state["running"]:
         print("\nrunning:")
         print(render(state["running"], ("id", "script", "version", "gpu", "elapsed", "last_metric")))
-    queued = [q for q in state["queue"] if q["state"] in ("queued", "running")]
+    queued = [{**q, "position": i} for i, q in
+              enumerate((q for q in state["queue"] if q["state"] in ("queued", "running")), start=1)]
     skipped = [q for q in state["queue"] if q["state"] == "skipped"]
     if queued:
         print("\nqueue (in run order):")

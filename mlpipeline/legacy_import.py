@@ -225,14 +225,19 @@ def _read_blocks(folder: str, name: str, report: ImportReport) -> Dict[Tuple[str
         elif line.strip():
             report.problem(f"{name}:{number}", "text outside any output block; skipped")
     blocks: Dict[Tuple[str, str], List[_Run]] = defaultdict(list)
+    ours: List[int] = []
     for number, stamp, body in groups:
         at, zoned = _time(stamp)
         if at is None:
             report.problem(f"{name}:{number}", f"block header has an unreadable time {stamp!r}; block skipped")
         elif zoned:  # written by this mlpipeline, so already in its ledger
-            report.problems.append(f"{name}:{number}: written by mlpipeline 2, whose runs are in its ledger already; not imported")
+            ours.append(number)
         elif (run := _parse_block(f"{name}:{number}", stamp, at, body, report)) is not None:
             blocks[(run.script, run.version)].append(run)
+    if ours:
+        where = f"{name}:{ours[0]}" + (f" and {len(ours) - 1} more block(s)" if len(ours) > 1 else "")
+        report.problems.append(f"{where}: written by mlpipeline 2, whose runs are in its ledger already; "
+                               f"not imported")
     return blocks
 
 

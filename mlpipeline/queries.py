@@ -96,6 +96,19 @@ def _eval_metrics(ledger: Ledger, run_ids: Sequence[int]) -> Dict[int, Dict[str,
     return found
 
 
+def _curve_last(ledger: Ledger, run_ids: Sequence[int]) -> Dict[int, Dict[str, float]]:
+    """The last point of every training curve per run: {run_id: {"train/loss (last)": 0.1}}."""
+    found: Dict[int, Dict[str, float]] = {}
+    for start in range(0, len(run_ids), 500):
+        chunk = run_ids[start:start + 500]
+        marks = ",".join("?" * len(chunk))
+        for run_id, split, name, value in ledger.conn.execute(
+                f"SELECT run_id, split, name, value FROM metrics WHERE rowid IN (SELECT MAX(rowid) FROM metrics "
+                f"WHERE run_id IN ({marks}) AND step IS NOT NULL GROUP BY run_id, split, name)", tuple(chunk)):
+            found.setdefault(run_id, {})[f"{split}/{name} (last)"] = value
+    return found
+
+
 RUN_LIST_COLUMNS = ("id", "uid", "script", "version", "mode", "status", "started", "duration", "metrics", "error")
 
 
@@ -208,6 +221,12 @@ def compare_versions(ledger: Ledger, script: str, metric: Optional[str] = None,
                           key=lambda m: (not m.startswith("test/"), m))
     if metric:
         metric_names = [m for m in metric_names if m == metric or m.split("/", 1)[1] == metric]
+        if not metric_names:  # no final value by that name: the last point of its training curve
+            curves = _curve_last(ledger, ids)
+            for run_id, values in curves.items():
+                metrics.setdefault(run_id, {}).update(values)
+            metric_names = sorted({m for values in curves.values() for m in values
+                                   if m[:-len(" (last)")] == metric or m[:-len(" (last)")].split("/", 1)[1] == metric})
         if not metric_names:
             raise UsageError(f"--metric {metric}: no run of {script} recorded it")
     rows = []

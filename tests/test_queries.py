@@ -225,3 +225,29 @@ def test_colour_on_a_terminal_unless_no_color(ran):
     assert "\x1b[32msucceeded" in coloured and "\x1b[31mfailed" in coloured
     plain = _in_pty(ran, "runs", env={**env, "NO_COLOR": "1"})
     assert "succeeded" in plain and "\x1b[" not in plain
+
+
+def test_compare_a_training_curve_metric(project):
+    project.script("c.py", """\
+        from mlpipeline.helper import Model, DataLoader
+        from mlpipeline.utils import Versions
+        class L(DataLoader):
+            def get_train_input(self, mode=None, **kw): return None
+            def get_test_input(self, **kw): return None
+            def get_train_sample_count(self): return 3
+            def get_test_sample_count(self): return 1
+        class M(Model):
+            def pre_execution_hook(self, version, model_dir, exec_mode="test"): self.rate = version["rate"]
+            def train_model(self, input_fn, steps):
+                for step in range(steps):
+                    self.log_metric("loss", self.rate / (step + 1), step=step)
+            def evaluate_model(self, input_fn, steps): return {"acc": 1.0}
+        v = Versions(L(), 1, 1)
+        v.add_version("slow", rate=1.0)
+        v.add_version("fast", rate=3.0)
+        MODEL = M(v)
+        """)
+    project.configure(["c.py"])
+    assert project.run("-r").returncode == 0
+    rows = cli_json(project, "compare", "c.py", "--metric", "loss")
+    assert [(r["version"], r["train/loss (last)"]) for r in rows] == [("slow", 1.0 / 3), ("fast", 1.0)]
