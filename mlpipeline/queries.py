@@ -93,7 +93,9 @@ def _eval_metrics(ledger: Ledger, run_ids: Sequence[int]) -> Dict[int, Dict[str,
                 f"SELECT run_id, split, name, value FROM metrics WHERE run_id IN ({marks}) AND step IS NULL",
                 tuple(chunk)):
             found.setdefault(run_id, {})[f"{split}/{name}"] = value
-    return found
+    # test results first: they are what a listing is read for
+    return {run_id: dict(sorted(values.items(), key=lambda kv: (not kv[0].startswith("test/"), kv[0])))
+            for run_id, values in found.items()}
 
 
 def _curve_last(ledger: Ledger, run_ids: Sequence[int]) -> Dict[int, Dict[str, float]]:
