@@ -13,6 +13,9 @@ $(PY):
 
 install: $(PY)
 	$(PIP) install -e '.[tf,dev]'
+	# bytecode for the editable package: read even where PYTHONDONTWRITEBYTECODE is set,
+	# so every version's child process skips compiling mlpipeline from source
+	$(PY) -m compileall -q mlpipeline
 
 sample: install
 	$(VENV)/bin/mlpipeline -r -u
