@@ -183,11 +183,18 @@ class ChildRun:
         self._exited_at: Optional[float] = None
         self.killed: Optional[tuple] = None  # (status, reason) when we killed it
         self.returncode: Optional[int] = None
+        try:  # readable the moment the process exits: no polling for it (Linux 5.3+)
+            self.pid_fd: Optional[int] = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):
+            self.pid_fd = None
 
     def fds(self) -> List[int]:
-        return sorted(self.open)
+        return sorted(self.open) + ([self.pid_fd] if self.pid_fd is not None else [])
 
     def on_ready(self, fd: int) -> None:
+        if fd == self.pid_fd:  # the process exited; its pipes may still hold output to read
+            self._close_pid_fd()
+            return
         try:
             data = os.read(fd, 65536)
         except OSError:
@@ -227,6 +234,7 @@ class ChildRun:
         code = self.proc.poll()
         if code is None:
             return
+        self._close_pid_fd()
         if self.open:
             self._exited_at = self._exited_at or now
             if now - self._exited_at < REAP_GRACE:
@@ -235,6 +243,11 @@ class ChildRun:
             for fd in list(self.open):
                 self._close(fd)
         self.returncode = code
+
+    def _close_pid_fd(self) -> None:
+        if self.pid_fd is not None:
+            os.close(self.pid_fd)
+            self.pid_fd = None
 
     def _killpg(self) -> None:
         try:
@@ -258,9 +271,8 @@ class ChildRun:
                     if key.fd not in self.open:
                         selector.unregister(key.fd)
                 self.check(time.monotonic())
-        while self.returncode is None:
-            self.check(time.monotonic())
-            time.sleep(0.01)
+        self.proc.wait()
+        self.check(time.monotonic())
 
 
 class _ChildHandle:

@@ -66,6 +66,7 @@ class Planner:
         self._config: Optional[QueueConfig] = None
         self._said: Set[str] = set()
         self._hashes: Dict[str, Tuple[int, int, str]] = {}  # path -> (mtime_ns, size, sha256)
+        self._infos: Dict[str, ScriptInfo] = {}             # cache key -> description, this session
 
     def say_once(self, message: str, level: int = logging.WARNING) -> None:
         if message not in self._said:
@@ -98,6 +99,8 @@ class Planner:
 
     def describe(self, path: str, sha: str) -> ScriptInfo:
         key = cache_key(path, sha)
+        if key in self._infos:
+            return self._infos[key]
         cached = self.ledger.cached_script(key)
         if cached is not None:
             info = ScriptInfo.from_json(cached)
@@ -105,6 +108,7 @@ class Planner:
             info = self.executor.describe(path)
             self.ledger.cache_script(key, info.to_json())
         info.path, info.sha256 = path, sha
+        self._infos[key] = info
         return info
 
     def plan(self) -> Plan:

@@ -313,9 +313,12 @@ class Runner:
         A version runs once per batch; it runs again in the same batch (under
         --watch, say) only when its script or parameters changed since, and it
         failed or -u asks for changed scripts to run again."""
-        if item.key in running:
+        key = item.key
+        if key not in self.ran and key not in history and key not in running:
+            return "queued", None
+        if key in running:
             return "running", None
-        previous = self.ran.get(item.key)
+        previous = self.ran.get(key)
         if previous is not None:
             unchanged = previous[:2] == (item.info.sha256, item.version.params_sha256)
             if unchanged or (previous[2] and not self.options.use_history):
