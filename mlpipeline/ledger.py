@@ -258,11 +258,6 @@ class Ledger:
     def get_run(self, run_id: int) -> Optional[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
 
-    def last_run(self, script: str, version: str, mode: Mode = Mode.RUN) -> Optional[sqlite3.Row]:
-        return self.conn.execute(
-            "SELECT * FROM runs WHERE script = ? AND version = ? AND mode = ? ORDER BY id DESC LIMIT 1",
-            (script, version, Mode(mode).value)).fetchone()
-
     def succeeded_last(self, script: str) -> Dict[str, Tuple[str, str]]:
         """{version: (script_sha256, params_sha256)} for the versions of ``script``
         whose last execution-mode run succeeded: what ``-u`` compares against."""

@@ -83,16 +83,22 @@ def _duration(row: sqlite3.Row, now: float) -> Optional[float]:
     return round(end - row["started_at"], 3)
 
 
-def _eval_metrics(ledger: Ledger, run_ids: Sequence[int]) -> Dict[int, Dict[str, float]]:
-    """Final (step-less) eval metrics per run: {run_id: {"test/acc": 0.9, ...}}."""
+def _metric_values(ledger: Ledger, run_ids: Sequence[int], where: str,
+                   label: str = "{split}/{name}") -> Dict[int, Dict[str, float]]:
+    """{run_id: {label: value}} for the metric rows matching ``where`` ({marks}
+    stands for the run ids, queried 500 at a time)."""
     found: Dict[int, Dict[str, float]] = {}
     for start in range(0, len(run_ids), 500):
         chunk = run_ids[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        for run_id, split, name, value in ledger.conn.execute(
-                f"SELECT run_id, split, name, value FROM metrics WHERE run_id IN ({marks}) AND step IS NULL",
-                tuple(chunk)):
-            found.setdefault(run_id, {})[f"{split}/{name}"] = value
+        sql = "SELECT run_id, split, name, value FROM metrics WHERE " + where.format(marks=",".join("?" * len(chunk)))
+        for run_id, split, name, value in ledger.conn.execute(sql, tuple(chunk)):
+            found.setdefault(run_id, {})[label.format(split=split, name=name)] = value
+    return found
+
+
+def _eval_metrics(ledger: Ledger, run_ids: Sequence[int]) -> Dict[int, Dict[str, float]]:
+    """Final (step-less) eval metrics per run: {run_id: {"test/acc": 0.9, ...}}."""
+    found = _metric_values(ledger, run_ids, "run_id IN ({marks}) AND step IS NULL")
     # test results first: they are what a listing is read for
     return {run_id: dict(sorted(values.items(), key=lambda kv: (not kv[0].startswith("test/"), kv[0])))
             for run_id, values in found.items()}
@@ -100,15 +106,9 @@ def _eval_metrics(ledger: Ledger, run_ids: Sequence[int]) -> Dict[int, Dict[str,
 
 def _curve_last(ledger: Ledger, run_ids: Sequence[int]) -> Dict[int, Dict[str, float]]:
     """The last point of every training curve per run: {run_id: {"train/loss (last)": 0.1}}."""
-    found: Dict[int, Dict[str, float]] = {}
-    for start in range(0, len(run_ids), 500):
-        chunk = run_ids[start:start + 500]
-        marks = ",".join("?" * len(chunk))
-        for run_id, split, name, value in ledger.conn.execute(
-                f"SELECT run_id, split, name, value FROM metrics WHERE rowid IN (SELECT MAX(rowid) FROM metrics "
-                f"WHERE run_id IN ({marks}) AND step IS NOT NULL GROUP BY run_id, split, name)", tuple(chunk)):
-            found.setdefault(run_id, {})[f"{split}/{name} (last)"] = value
-    return found
+    return _metric_values(ledger, run_ids, "rowid IN (SELECT MAX(rowid) FROM metrics WHERE run_id IN ({marks}) "
+                                           "AND step IS NOT NULL GROUP BY run_id, split, name)",
+                          label="{split}/{name} (last)")
 
 
 RUN_LIST_COLUMNS = ("id", "uid", "script", "version", "mode", "status", "started", "duration", "metrics", "error")

@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Dict, Iterable, Optional
 
@@ -145,3 +146,35 @@ def tracer(versions: Dict[str, dict], defaults: str = "") -> str:
         __ADDS__
         MODEL = Tracer(versions)
         ''').replace("__DEFAULTS__", defaults).replace("__ADDS__", adds)
+
+
+def wait_for(predicate, timeout: float = 30.0, proc=None, what: str = "condition", every: float = 0.05):
+    """Poll ``predicate`` until it is truthy (returned); fail after ``timeout``
+    seconds, or at once if ``proc`` (a runner) exits meanwhile."""
+    deadline = time.time() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if proc is not None and proc.poll() is not None:
+            out, err = proc.communicate()
+            raise AssertionError(f"runner exited ({proc.returncode}) while waiting for {what}: {err[-2000:]}")
+        if time.time() >= deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+def pid_alive(pid: int) -> bool:
+    """True for a live process; a zombie counts as dead. (The tests keep their
+    own check rather than trusting the one in mlpipeline.procs they verify.)"""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -2,25 +2,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 
 
-from helpers import queue_config, tracer
-
-
-def wait_for(predicate, timeout=30.0, proc=None, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if proc is not None and proc.poll() is not None:
-            out, err = proc.communicate()
-            raise AssertionError(f"runner exited ({proc.returncode}) while waiting for {what}: {err[-2000:]}")
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
+from helpers import pid_alive, queue_config, tracer, wait_for
 
 
 def status(project):
@@ -35,18 +21,6 @@ def queue_of(state):
 
 def started(project, version):
     return (project.root / f"started-{version}").exists()
-
-
-def pid_alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:  # a zombie is dead for our purposes
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def test_whitelist_edit_shows_in_status_within_a_second_and_runs(project):

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import hashlib
-import time
 
-from helpers import tracer
-from test_daemon import started, wait_for
+from helpers import tracer, wait_for
+from test_daemon import started
 
 
 def test_a_live_test_session_is_left_alone_by_status_and_runners(project):

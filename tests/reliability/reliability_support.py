@@ -11,39 +11,13 @@ import textwrap
 import threading
 import time
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
 TESTS = Path(__file__).resolve().parent.parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
 
-from helpers import Project, queue_config, tracer  # noqa: E402,F401  (re-exported)
-
-
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition", every: float = 0.05):
-    deadline = time.time() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.time() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
-
-
-def pid_alive(pid: int) -> bool:
-    """True for a live process; a zombie counts as dead."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
-    except OSError:
-        return False
+from helpers import Project, pid_alive, queue_config, tracer, wait_for  # noqa: E402,F401  (re-exported)
 
 
 def processes_mentioning(text: str) -> List[Tuple[int, str]]:
