@@ -1,40 +1,61 @@
 """Loading a model script and checking that it defines a usable MODEL.
 
 In execution mode only a short-lived child process calls ``load_script``
-(see ``child.py``); the runner parent sees scripts through ``ScriptInfo``,
-plain data cached by the script's sha256.
+(see ``describe.py``); the runner parent sees scripts through ``ScriptInfo``,
+plain data cached by the script's content and the files it read while loading.
+
+Loading also records what the script depends on (``Reads``): local modules it
+imports and data files it opens for reading at import. Those dependencies and
+the script's code, minus its version declarations, make the ``fingerprint`` of
+what trains, which ``-u`` compares: adding a version reruns nothing else, and
+editing a helper module reruns the versions that use it.
 """
 from __future__ import annotations
 
+import ast
+import hashlib
 import os
 import sys
+import threading
 import types
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from ._versions import MANDATORY, Version, params_digest, version_params, version_parameters
 from .errors import MLPipelineError, ScriptError
 
 
 @dataclass
-class VersionSpec:
+class VersionInfo:
+    """One version as a script declares it: its name and plain-data parameters."""
+
     name: str
     params: Dict[str, Any]
     params_sha256: str
 
 
+VersionSpec = VersionInfo  # deprecated alias (lifecycle.VersionSpec is the runnable spec); to be removed
+
+
 @dataclass
 class ScriptInfo:
+    """What loading a script told us: its versions, the fingerprint of what
+    trains, and ``deps``, the ``[abs path, sha256]`` of every file it read while
+    loading (not the script itself)."""
+
     path: str
     sha256: str
-    versions: List[VersionSpec] = field(default_factory=list)
+    versions: List[VersionInfo] = field(default_factory=list)
+    fingerprint: str = ""
+    deps: List[List[str]] = field(default_factory=list)
 
     def to_json(self) -> Dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> "ScriptInfo":
-        return cls(data["path"], data["sha256"], [VersionSpec(**v) for v in data["versions"]])
+        return cls(data["path"], data["sha256"], [VersionInfo(**v) for v in data["versions"]],
+                   data.get("fingerprint") or "", [list(d) for d in data.get("deps") or []])
 
     @property
     def names(self) -> List[str]:
@@ -42,8 +63,6 @@ class ScriptInfo:
 
 
 def file_sha256(path: str) -> str:
-    import hashlib
-
     with open(path, "rb") as handle:
         return hashlib.sha256(handle.read()).hexdigest()
 
@@ -163,17 +182,220 @@ def get_model(module: types.ModuleType, path: str) -> Any:
     return model
 
 
-def describe(model: Any, path: str, sha256: str) -> ScriptInfo:
+def describe(model: Any, path: str, sha256: str, deps: Optional[List[List[str]]] = None,
+             fingerprint: str = "") -> ScriptInfo:
+    """The plain-data description of a loaded, checked MODEL."""
     specs = []
     for version in model.versions.get_versions():
         params = version_params(version)
-        specs.append(VersionSpec(version[version_parameters.NAME], params, params_digest(params)))
-    return ScriptInfo(os.path.abspath(path), sha256, specs)
+        specs.append(VersionInfo(version[version_parameters.NAME], params, params_digest(params)))
+    return ScriptInfo(os.path.abspath(path), sha256, specs, fingerprint, list(deps or []))
 
 
-def load_script(path: str) -> Tuple[types.ModuleType, Any, ScriptInfo]:
-    """Import, check and describe a model script."""
-    sha = file_sha256(path)
-    module = load_module(path)
-    model = get_model(module, path)
-    return module, model, describe(model, path, sha)
+def load_script(path: str, reads: Optional["Reads"] = None) -> Tuple[types.ModuleType, Any, ScriptInfo]:
+    """Import, check and describe a model script, recording the files it reads.
+
+    Pass your own ``reads`` to learn the dependencies even when loading fails
+    (``reads.deps`` is set once loading ends, either way).
+    """
+    path = os.path.abspath(path)
+    reads = reads if reads is not None else Reads(path)
+    with reads:
+        module = load_module(path)
+        reads.module = module
+        model = get_model(module, path)
+    source = module.__mlpipeline_source__
+    sha = hashlib.sha256(source).hexdigest()  # of the bytes that ran, not a second read
+    return module, model, describe(model, path, sha, reads.deps, fingerprint(path, source, reads.deps))
+
+
+# --- What a script reads while it loads ------------------------------------------------------------------
+
+_local = threading.local()      # .sinks: the recordings active on this thread
+_hook_lock = threading.Lock()
+_hook_installed = False
+_roots: Optional[Tuple[str, ...]] = None
+
+
+def _audit(event: str, args: tuple) -> None:
+    """The one audit hook (it cannot be removed): notes files opened for
+    reading, only while a ``recording()`` is active on the calling thread."""
+    if event != "open":
+        return
+    sinks = getattr(_local, "sinks", None)
+    if not sinks:
+        return
+    try:  # an exception here would fail the script's own open()
+        path, mode, flags = args
+        if isinstance(path, int):
+            return
+        if isinstance(mode, str):
+            if any(c in mode for c in "wax+"):
+                return
+        elif flags & os.O_ACCMODE != os.O_RDONLY:
+            return
+        path = os.path.abspath(os.fsdecode(path))
+        for sink in sinks:
+            sink.add(path)
+    except Exception:  # noqa: BLE001 - never break an open() for bookkeeping
+        pass
+
+
+class recording:  # noqa: N801 - used as a context manager, like contextlib's
+    """``with recording() as opened:`` collects the absolute paths this thread
+    opens for reading until the block ends (filtering is the caller's)."""
+
+    def __init__(self) -> None:
+        self.opened: Set[str] = set()
+
+    def __enter__(self) -> Set[str]:
+        global _hook_installed
+        with _hook_lock:
+            if not _hook_installed:
+                sys.addaudithook(_audit)
+                _hook_installed = True
+        sinks = _local.__dict__.setdefault("sinks", [])
+        sinks.append(self.opened)
+        return self.opened
+
+    def __exit__(self, *exc: Any) -> None:
+        sinks = _local.sinks
+        for index in range(len(sinks) - 1, -1, -1):
+            if sinks[index] is self.opened:
+                del sinks[index]
+                break
+
+
+def _excluded_roots() -> Tuple[str, ...]:
+    global _roots
+    if _roots is None:
+        import site
+
+        roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+                 os.path.dirname(os.path.abspath(__file__)), "/proc", "/dev", "/sys", "/etc"}
+        try:
+            roots.update(site.getsitepackages())
+            roots.add(site.getusersitepackages())
+        except AttributeError:  # old virtualenv's site module
+            pass
+        roots |= {os.path.realpath(r) for r in roots}
+        _roots = tuple(sorted({r.rstrip(os.sep) + os.sep for r in roots if r and r.rstrip(os.sep)}))
+    return _roots
+
+
+def is_local_file(path: str) -> bool:
+    """True for a file that belongs to the user's project, not to Python, an
+    installed package, mlpipeline itself or the system (/proc, /dev, /sys, /etc)."""
+    parts = path.split(os.sep)
+    if "__pycache__" in parts or "site-packages" in parts or "dist-packages" in parts:
+        return False
+    roots = _excluded_roots()
+    return not (path.startswith(roots) or os.path.realpath(path).startswith(roots))
+
+
+def _module_file(module: Any) -> Optional[str]:
+    try:
+        file = vars(module).get("__file__")
+    except TypeError:  # not a module: something put a plain object in sys.modules
+        return None
+    return os.path.abspath(file) if isinstance(file, str) and file.endswith(".py") else None
+
+
+def _used_module_files(module: types.ModuleType) -> Set[str]:
+    """Local modules the script's namespace refers to (modules, or classes and
+    functions defined in them), followed through those modules. This finds a
+    helper that an earlier load in this process had already imported."""
+    files: Set[str] = set()
+    seen, todo = {id(module)}, [module]
+    while todo:
+        for obj in list(vars(todo.pop()).values()):
+            if isinstance(obj, types.ModuleType):
+                target: Any = obj
+            elif isinstance(obj, type):
+                target = sys.modules.get(vars(obj).get("__module__") or "")
+            elif isinstance(obj, types.FunctionType):
+                target = sys.modules.get(obj.__module__ or "")
+            else:
+                continue
+            if target is None or id(target) in seen:
+                continue
+            seen.add(id(target))
+            file = _module_file(target)
+            if file and is_local_file(file):
+                files.add(file)
+                todo.append(target)
+    return files
+
+
+class Reads:
+    """The files a script reads while it loads, as ``deps`` (``[abs path,
+    sha256]``, sorted): local modules it imports and data files it opens for
+    reading, not the script itself. Use as a context manager around loading;
+    set ``module`` once it exists to also catch helpers imported earlier."""
+
+    def __init__(self, script: str):
+        self.script = os.path.abspath(script)
+        self.module: Optional[types.ModuleType] = None
+        self.deps: List[List[str]] = []
+        self._recording = recording()
+        self._before: Set[str] = set()
+
+    def __enter__(self) -> "Reads":
+        self._before = set(sys.modules)
+        self._opened = self._recording.__enter__()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._recording.__exit__(*exc)
+        paths = set(self._opened)
+        for name in set(sys.modules) - self._before:
+            file = _module_file(sys.modules.get(name))
+            if file:
+                paths.add(file)
+        if self.module is not None:
+            paths |= _used_module_files(self.module)
+        self.deps = _hashed(p for p in paths if p != self.script and is_local_file(p))
+
+
+def _hashed(paths: Iterable[str]) -> List[List[str]]:
+    deps = []
+    for path in sorted(set(paths)):
+        if os.path.isfile(path):  # a directory or a file that failed to open is no dependency
+            try:
+                deps.append([path, file_sha256(path)])
+            except OSError:
+                pass
+    return deps
+
+
+def _declares_versions(node: ast.AST) -> bool:
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in ("add_version", "addV")
+               for n in ast.walk(node))
+
+
+def fingerprint(path: str, source: bytes, deps: List[List[str]]) -> str:
+    """The sha256 of what trains, which ``-u`` compares besides a version's params.
+
+    It covers the script's code without its version declarations, and every
+    file the script read while loading. The rule: parse the script, drop each
+    top-level statement that contains a call to ``.add_version(...)`` or
+    ``.addV(...)`` anywhere inside it (so a loop that adds versions goes too),
+    keep everything else (``Versions(...)`` sets defaults, so it stays), and
+    hash ``ast.dump`` of the rest, so comments, blank lines and line numbers do
+    not count. Then add each dependency's path relative to the script's folder
+    and its content sha256, in sorted order. Adding a version leaves the
+    fingerprint as it was; editing the model class, a helper module it imports,
+    or a data file read at import changes it.
+    """
+    digest = hashlib.sha256()
+    try:
+        tree = ast.parse(source, path)
+    except (SyntaxError, ValueError):
+        digest.update(b"source\0" + source)
+    else:
+        body = [stmt for stmt in tree.body if not _declares_versions(stmt)]
+        digest.update(ast.dump(ast.Module(body=body, type_ignores=[])).encode())
+    folder = os.path.dirname(os.path.abspath(path))
+    for rel, sha in sorted((os.path.relpath(dep, folder), sha) for dep, sha in deps):
+        digest.update(f"\0{rel}\0{sha}".encode())
+    return digest.hexdigest()
