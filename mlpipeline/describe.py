@@ -166,6 +166,7 @@ class Describer:
         self._finished: List[_Finished] = []
         self._running: Dict[int, subprocess.Popen] = {}           # pid -> describe child
         self._workers: List[threading.Thread] = []
+        self._active = 0                                          # workers not yet past their last look at _todo
         self._closed = False
 
     # -- the caller's side -----------------------------------------------------------------------------------
@@ -268,9 +269,10 @@ class Describer:
             self._pending.add(path)
             self._todo.append((path, sha))
             self._workers = [w for w in self._workers if w.is_alive()]
-            if len(self._workers) < self.max_parallel:
+            if self._active < self.max_parallel:
                 worker = threading.Thread(target=self._work, name="mlpipeline-describe", daemon=True)
                 self._workers.append(worker)
+                self._active += 1
                 worker.start()
 
     # -- the background side ---------------------------------------------------------------------------------
@@ -279,6 +281,7 @@ class Describer:
         while True:
             with self._lock:
                 if self._closed or not self._todo:
+                    self._active -= 1
                     return
                 path, sha = self._todo.popleft()
             try:
@@ -295,17 +298,8 @@ class Describer:
 
     def _describe(self, path: str, sha: str) -> Optional[_Finished]:
         """Run one describe child to its end; None when ``close()`` cut it off."""
-        fd, result = tempfile.mkstemp(prefix="mlp-describe-", suffix=".json")
-        os.close(fd)
-        os.unlink(result)  # the child creates it once its entry is complete
-        try:
-            return self._run_child(path, sha, result)
-        finally:
-            for leftover in (result, result + ".part"):
-                try:
-                    os.unlink(leftover)
-                except FileNotFoundError:
-                    pass
+        with tempfile.TemporaryDirectory(prefix="mlp-describe-") as folder:
+            return self._run_child(path, sha, os.path.join(folder, "entry.json"))
 
     def _run_child(self, path: str, sha: str, result: str) -> Optional[_Finished]:
         if self._closed:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import py_compile
+import subprocess
 import sys
 import textwrap
 import threading
@@ -390,3 +391,27 @@ def test_script_info_reads_json_written_before_the_new_fields() -> None:
     info = ScriptInfo.from_json(old)
     assert info.names == ["v1"] and info.fingerprint == "" and info.deps == []
     assert isinstance(info.versions[0], VersionInfo)
+
+
+def test_a_describe_child_dies_with_its_runner(models: Path, tmp_path: Path) -> None:
+    script = write(models / "stuck.py", model_script("v1", before='''\
+        import os, time
+        open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "pid"), "w").write(str(os.getpid()))
+        time.sleep(60)
+        '''))
+    runner = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f'''\
+        import time
+        from mlpipeline.describe import Describer
+        describer = Describer({str(tmp_path)!r}, lambda key: None, lambda key, entry: None)
+        describer.lookup({str(script)!r})
+        time.sleep(60)
+        ''')], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        pid = int(wait_for(lambda: (models / "pid").exists() and (models / "pid").read_text(), proc=runner,
+                           what="the describe child's pid"))
+        runner.kill()                                    # SIGKILL: no close(), no cleanup in the runner
+        runner.wait()
+        wait_for(lambda: not pid_alive(pid), timeout=5, what="the describe child to die with its runner")
+    finally:
+        runner.kill()
+        runner.wait()
