@@ -11,7 +11,8 @@ import json
 import logging
 import os
 import sys
-from typing import Any, Optional
+import time
+from typing import Any, List, Optional, Tuple
 
 
 class Reporter:
@@ -29,14 +30,56 @@ class Reporter:
 
 class PipeReporter(Reporter):
     """Sends events as JSON lines over a pipe to the runner parent, and echoes
-    log lines to stdout so they also appear in the captured output."""
+    log lines to stdout so they also appear in the captured output.
+
+    Metrics are sent in batches (every ``FLUSH_ROWS`` points or ``FLUSH_EVERY``
+    seconds, and before any other event) so that a tight ``log_metric`` loop
+    costs little more than a list append."""
+
+    FLUSH_ROWS = 2000
+    FLUSH_EVERY = 0.1
 
     def __init__(self, fd: int):
-        self._file = os.fdopen(fd, "w", buffering=1, encoding="utf-8")
+        import threading
+
+        self._file = os.fdopen(fd, "w", encoding="utf-8")
+        self._lock = threading.Lock()
+        self._rows: List[Tuple[Any, Any, Any, str]] = []
+        self._sent_at = time.monotonic()
+        self._closed = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_now_and_then, daemon=True,
+                                         name="mlpipeline-metrics")
+        self._flusher.start()
+
+    def _write(self, line: str) -> None:
+        self._file.write(line)
+        self._file.flush()
+
+    def _flush_rows(self) -> None:
+        rows, self._rows = self._rows, []
+        self._sent_at = time.monotonic()
+        if rows:
+            self._write(json.dumps({"type": "metrics", "rows": [_plain_row(r) for r in rows]}) + "\n")
+
+    def _flush_now_and_then(self) -> None:
+        while not self._closed.wait(self.FLUSH_EVERY):
+            if self._rows and time.monotonic() - self._sent_at >= self.FLUSH_EVERY:
+                with self._lock:
+                    try:
+                        self._flush_rows()
+                    except (OSError, ValueError):
+                        return  # the parent is gone; the main thread will find out
 
     def send(self, event: str, **fields: Any) -> None:
-        self._file.write(json.dumps({"type": event, **fields}, default=repr) + "\n")
-        self._file.flush()
+        with self._lock:
+            self._flush_rows()
+            self._write(json.dumps({"type": event, **fields}, default=repr) + "\n")
+
+    def close(self) -> None:
+        """Send what is buffered and stop the flusher."""
+        self._closed.set()
+        with self._lock:
+            self._flush_rows()
 
     def log(self, message: str, level: int = logging.INFO) -> None:
         super().log(message, level)
@@ -44,7 +87,38 @@ class PipeReporter(Reporter):
 
     def metric(self, name: str, value: float, step: Optional[int] = None,
                split: str = "train") -> None:
-        self.send("metric", name=str(name), value=float(value), step=step, split=split)
+        with self._lock:
+            self._rows.append((name, value, step, split))
+            if len(self._rows) >= self.FLUSH_ROWS:
+                self._flush_rows()
+
+
+def _number(value: Any) -> Any:
+    """Plain Python numbers from numpy/tensor scalars, where events enter."""
+    if value is None or isinstance(value, (int, float)):
+        return value
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            value = item()
+        except (TypeError, ValueError):
+            pass
+    return value
+
+
+def _plain_row(row: Tuple[Any, Any, Any, str]) -> List[Any]:
+    name, value, step, split = row
+    value = _number(value)
+    step = _number(step)
+    try:
+        value = None if value is None else float(value)
+    except (TypeError, ValueError):
+        value = None
+    try:
+        step = None if step is None else int(step)
+    except (TypeError, ValueError):
+        step = None
+    return [str(name), value, step, str(split)]
 
 
 _current: Reporter = Reporter()

@@ -1,8 +1,7 @@
 """Entry point of the child processes the runner spawns.
 
-``python -c "...; mlpipeline.child.run(sys.argv[1:])" describe|run JSON FD``: loads the script, then
-either reports its versions or runs one version, sending events as JSON lines
-on file descriptor FD. stdout/stderr are the script's own, captured by the
+``python -c "...; mlpipeline.child.run(sys.argv[1:])" run JSON FD``: loads the script and runs the
+version the JSON spec names, sending events as JSON lines on file descriptor FD. stdout/stderr are the script's own, captured by the
 parent. The exit status is 0 only when a result was sent.
 """
 from __future__ import annotations
@@ -18,7 +17,8 @@ import traceback
 from . import _report
 from .errors import ScriptError
 
-_OWN_FILES = {os.path.join(os.path.dirname(__file__), name) for name in ("child.py", "execute.py", "executors.py")}
+_OWN_FILES = {os.path.join(os.path.dirname(__file__), *name.split("/"))
+              for name in ("child.py", "execute.py", "specs.py", "execution/inprocess.py")}
 
 
 def user_traceback(exc: BaseException) -> str:
@@ -52,19 +52,18 @@ def main(argv) -> int:
     if parent:
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     from ._packages import imported_packages
-    from .scripts import get_model, load_module, load_script
+    from .scripts import get_model, load_module
 
     try:
-        if op == "describe":
-            _, _, info = load_script(payload["script"])
-            reporter.send("described", info=info.to_json())
-            return 0
         from .execute import run_version
+        from .lifecycle import VersionSpec
+        from .specs import version_for
 
-        module = load_module(payload["script"])
-        model = get_model(module, payload["script"])
-        version = model.versions.get_version(payload["version"])
-        result = run_version(model, version, payload["script"], payload["model_dir"], payload["exec_mode"],
+        spec = VersionSpec.from_json(payload["spec"])
+        module = load_module(spec.script)
+        model = get_model(module, spec.script)
+        version = version_for(model, spec.version, spec.params)
+        result = run_version(model, version, spec.script, payload["model_dir"], payload["exec_mode"],
                              source=module.__mlpipeline_source__)
         reporter.send("result", result=result.to_json(), packages=imported_packages())
         return 0
@@ -82,6 +81,8 @@ def main(argv) -> int:
     except BaseException as exc:  # noqa: BLE001 - report everything, then exit non-zero
         reporter.send("error", error=f"{type(exc).__name__}: {exc}", traceback=user_traceback(exc), kind="version",
                       packages=imported_packages())
+    finally:
+        reporter.close()
     return 1
 
 

@@ -6,18 +6,17 @@ Errors become exit codes here and nowhere else: 0 all versions succeeded,
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from typing import List, Optional
 
 from . import __version__
-from .errors import MLPipelineError, UsageError
+from .errors import MLPipelineError, UsageError, display
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 INFO, WARNING, ERROR = 20, 30, 40  # logging's levels, without importing logging for --help
 # ledger.RunStatus's values, spelt out so that --help need not import the ledger (sqlite3)
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "timeout", "interrupted", "cancelled")
+RUN_STATUSES = ("queued", "running", "succeeded", "failed", "timeout", "interrupted", "cancelled", "pruned")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -85,9 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
     command("import-history", "import the original mlpipeline's history/output files")
     status = command("status", "the runner, what runs now, the queue and what is skipped")
-    cancel = command("cancel", "kill a running version (status cancelled)")
+    cancel = command("cancel", "ask the runner to kill a running version (status cancelled)")
     cancel.add_argument("run", metavar="RUN", help="run id or a unique prefix of its uid")
-    for sub in (runs, show, compare, commands.choices["import-history"], status):
+    command("pause", "ask the runner to start nothing new (running versions finish)")
+    command("resume", "ask a paused runner to go on with the queue")
+    metrics = command("metrics", "the points of a run's training curves")
+    metrics.add_argument("run", metavar="RUN", help="run id or a unique prefix of its uid")
+    metrics.add_argument("name", nargs="?", metavar="NAME", help="only this metric (loss or train/loss)")
+    for sub in (runs, show, compare, commands.choices["import-history"], status, metrics):
         sub.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
     return parser
 
@@ -106,16 +110,14 @@ RUNS_COLUMNS = {
 RUNS_COLUMNS["json"] = RUNS_COLUMNS["csv"]
 
 
-def _open_ledger(args: argparse.Namespace, create: bool = False):
-    """The project and its ledger. Queries never create one: without a ledger
-    they get ``None``."""
+def _open_ledger(args: argparse.Namespace):
+    """The project and its ledger, read-only. Queries never create one:
+    without a ledger they get ``None``."""
     from .config import find_project
-    from .ledger import DB_NAME, open_ledger
+    from .reader import open_reader
 
     project = find_project(args.directory)
-    if not create and not os.path.exists(os.path.join(project.outputs_dir, DB_NAME)):
-        return project, None
-    return project, open_ledger(project.outputs_dir)
+    return project, open_reader(project.outputs_dir)
 
 
 def _need_ledger(ledger, what: str):
@@ -172,98 +174,57 @@ def _install_stop_signals(runner) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .config import find_project
-    from .executors import make_executor
-    from .ledger import RunStatus, open_ledger
-    from .lock import RunnerLock
-    from .outputs import HostOutputs, NullOutputs, hostname
-    from .render import render
-    from .runner import Options, Runner
+    from .batch import BatchOptions, run_batch
 
-    gpus = _parse_gpus(args.gpus)
-    memory_limit = _parse_size(args.memory_limit)
-    if args.jobs is not None and args.jobs < 1:
-        raise UsageError(f"-j {args.jobs}: give a number of versions to run at once, 1 or more")
-    if args.timeout is not None and not (math.isfinite(args.timeout) and args.timeout > 0):
-        raise UsageError(f"--timeout {args.timeout:g}: give a positive number of seconds")
-    project = find_project(args.directory)
-    os.chdir(project.root)
-    for warning in project.warnings:
-        _say(warning, WARNING)
-    test = not args.run
-    if test and args.use_history:
-        _say("-u applies to execution mode (-r); test mode runs every version", WARNING)
-    isolate = args.isolate if args.isolate is not None else not test
-    jobs = args.jobs or (len(gpus) if gpus else 1)
-    if gpus and jobs > len(gpus):
-        raise UsageError(f"-j {jobs} with --gpus {args.gpus}: each running version gets a GPU of its own; "
-                         f"use -j {len(gpus)} or list more GPUs")
-    if memory_limit and not isolate:
-        raise UsageError("--memory-limit applies to versions in child processes; use it with -r or --isolate")
-    if jobs > 1 and not isolate:
-        raise UsageError(f"-j {jobs} runs versions side by side in child processes; drop --in-process")
-    host = hostname()
-    ledger = open_ledger(project.outputs_dir)
-    lock = None
-    watcher = None
-    if not test:
-        lock = RunnerLock(project.outputs_dir)
-        lock.acquire(host, "run")
-        from .watcher import ChangeWatcher
-
-        watcher = ChangeWatcher([project.config_path(False), os.path.join(project.root, "mlp.config")],
-                                project.models_dir).start()
-    outputs = NullOutputs() if (test or args.no_log) else HostOutputs(project.outputs_dir, host)
-    options = Options(test_mode=test, use_history=args.use_history, only_version=args.only_version,
-                      command=" ".join(["mlpipeline", *sys.argv[1:]]), jobs=jobs, gpus=gpus,
-                      watch=args.watch, timeout=args.timeout, stop_on_error=test, memory_limit=memory_limit)
-    runner = Runner(project, ledger, make_executor(isolate, cwd=project.root), options,
-                    outputs=outputs, host=host, notify=_say, watcher=watcher)
-    if isolate:
-        _install_stop_signals(runner)
-    outputs.log(f"session started: {options.command} (pid {os.getpid()})")
+    options = BatchOptions(directory=args.directory, run=args.run, use_history=args.use_history,
+                           no_log=args.no_log, only_version=args.only_version, isolate=args.isolate,
+                           jobs=args.jobs, gpus=_parse_gpus(args.gpus), watch=args.watch, timeout=args.timeout,
+                           memory_limit=_parse_size(args.memory_limit),
+                           command=" ".join(["mlpipeline", *sys.argv[1:]]))
+    isolated = args.isolate if args.isolate is not None else args.run
     try:
-        finished = runner.run()
+        result = run_batch(options, _say, prepare=_install_stop_signals if isolated else None)
     except KeyboardInterrupt:
-        outputs.log("session interrupted", WARNING)
         _say("interrupted", WARNING)
         return EXIT_INTERRUPTED
-    finally:
-        if lock is not None:
-            lock.release()
-    outputs.log("session ended")
-    failed = [f for f in finished if f.outcome.status != RunStatus.SUCCEEDED]
+    finished, test = result.finished, result.test
+    failed = result.failed
     if test and failed:
         if failed[0].outcome.traceback:
             print(failed[0].outcome.traceback.rstrip(), file=sys.stderr)
         _say(f"test mode stopped at the first failure (run {failed[0].run_id}); "
              f"{len(finished) - 1} version(s) passed before it")
         return EXIT_FAILED
-    stopped_early = runner.stopping and (runner.kill_requested or runner.queued_left())
     if not finished:
-        if stopped_early:
+        if result.stopped_early:
             return EXIT_INTERRUPTED
-        if runner.history_skips:
-            _say("nothing to run: every listed version already succeeded with its current script and "
+        if result.history_skipped:
+            _say("nothing to run: every listed version already succeeded with its current code, data and "
                  "parameters (-u); drop -u to run them again")
         else:
-            _say(f"nothing to run: {os.path.basename(project.config_path(test))} selects no versions "
+            _say(f"nothing to run: {result.config_name} selects no versions "
                  f"(see the [WHITELISTED_MODELS] section, or use_blacklist)")
         return EXIT_OK
     from .queries import list_runs
+    from .reader import Reader
+    from .render import render
 
-    rows = list_runs(ledger, ids=[f.run_id for f in finished], limit=None)
+    reader = Reader(result.ledger_path)
+    try:
+        rows = list_runs(reader, ids=[f.run_id for f in finished], limit=None)
+    finally:
+        reader.close()
     print(render(reversed(rows), BATCH_COLUMNS))
-    counts = {}
+    counts: dict = {}
     for f in finished:
         counts[f.outcome.status.value] = counts.get(f.outcome.status.value, 0) + 1
     counts.setdefault("succeeded", 0)
     counts.setdefault("failed", 0)
     order = ("succeeded", "failed", "timeout", "cancelled", "interrupted")
     _say(", ".join(f"{counts[s]} {s}" for s in order if s in counts)
-         + ("" if test else f"; ledger: {os.path.relpath(ledger.path)}")
-         + ("; stopped before the queue was done" if stopped_early else ""))
-    if stopped_early:
+         + ("" if test else f"; ledger: {display(result.ledger_path)}")
+         + ("; stopped before the queue was done" if result.stopped_early else ""))
+    if result.stopped_early:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if failed else EXIT_OK
 
@@ -273,7 +234,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     written = init_project(args.target)
     for path in written:
-        print(f"created {os.path.relpath(path)}")
+        print(f"created {display(path)}")
     import shlex
 
     where = "" if os.path.abspath(args.target) == os.getcwd() else f" -C {shlex.quote(args.target)}"
@@ -352,7 +313,11 @@ def cmd_import_history(args: argparse.Namespace) -> int:
     from .legacy_import import import_history
     from .render import render
 
-    project, ledger = _open_ledger(args, create=True)
+    from .config import find_project
+    from .ledger import open_ledger
+
+    project = find_project(args.directory)
+    ledger = open_ledger(project.outputs_dir)
     report = import_history(project, ledger)
     for problem in report.problems:
         _say(problem, WARNING)
@@ -371,7 +336,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     project, ledger = _open_ledger(args)
     state = project_status(project, ledger) if ledger is not None else \
-        {"runner": None, "running": [], "queue": [], "config_error": None, "recovered": []}
+        {"runner": None, "running": [], "queue": [], "config_error": None, "interrupted": []}
     if args.format == "json":
         print(render_record(state, "json"))
         return EXIT_OK
@@ -388,14 +353,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     runner = state["runner"]
     if runner and runner["alive"]:
         print(f"runner: pid {runner['pid']} on {runner['host']}, {runner['mode']} mode, since {runner['started']}"
-              f" ({runner['options_text']})")
+              f" ({runner['options_text']})" + ("; PAUSED: nothing new starts (mlpipeline resume)"
+                                                if runner["paused"] else ""))
     else:
         print("runner: none running" + (f" (last: pid {runner['pid']}, ended {runner['ended'] or '?'})"
                                         if runner else ""))
     if state["config_error"]:
         print(f"config error: {state['config_error']} (the runner keeps the last good queue)")
-    if state["recovered"]:
-        print(f"marked run(s) {', '.join(map(str, state['recovered']))} interrupted: their runner is gone")
+    if state["interrupted"]:
+        print(f"run(s) {', '.join(map(str, state['interrupted']))} interrupted: their runner is gone")
     if state["running"]:
         print("\nrunning:")
         print(render(state["running"], ("id", "script", "version", "gpu", "elapsed", "last_metric")))
@@ -414,18 +380,47 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
-    from .status import cancel_run
+    from .status import request
 
     project, ledger = _open_ledger(args)
-    row = cancel_run(project, _need_ledger(ledger, f"cancel {args.run}"), args.run)
-    _say(f"run {row['id']} ({row['script']} {row['version']}): {row['status']}")
+    asked = request(project, _need_ledger(ledger, f"cancel {args.run}"), "cancel", args.run)
+    run = asked["run"]
+    print(f"cancel requested for run {run['id']} ({run['script']} {run['version']}); the runner (pid "
+          f"{asked['runner']['pid']}) ends it at its next step; see mlpipeline status")
+    return EXIT_OK
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    from .status import request
+
+    project, ledger = _open_ledger(args)
+    asked = request(project, _need_ledger(ledger, args.command), args.command)
+    if args.command == "pause":
+        print(f"pause requested: the runner (pid {asked['runner']['pid']}) lets running versions finish and starts "
+              f"nothing new until mlpipeline resume")
+    else:
+        print(f"resume requested: the runner (pid {asked['runner']['pid']}) goes on with the queue")
+    return EXIT_OK
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from .queries import metric_curve
+    from .render import render
+
+    _, ledger = _open_ledger(args)
+    rows = metric_curve(_need_ledger(ledger, f"metrics {args.run}"), args.run, args.name)
+    if not rows and args.format == "table":
+        _say(f"run {args.run}: no metrics recorded")
+        return EXIT_OK
+    print(render(rows, ("split", "name", "step", "value"), args.format))
     return EXIT_OK
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"init": cmd_init, "runs": cmd_runs, "show": cmd_show, "compare": cmd_compare, "logs": cmd_logs,
-               "import-history": cmd_import_history, "status": cmd_status, "cancel": cmd_cancel}.get(args.command, cmd_run)
+               "import-history": cmd_import_history, "status": cmd_status, "cancel": cmd_cancel,
+               "pause": cmd_pause, "resume": cmd_pause, "metrics": cmd_metrics}.get(args.command, cmd_run)
     try:
         return handler(args)
     except MLPipelineError as exc:

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from .errors import ConfigError, UsageError
+from .errors import ConfigError, UsageError, display
 
 MAX_CONFIG_BYTES = 1 << 20
 PROJECT_FILE = "mlp.config"
@@ -37,8 +37,7 @@ class IniFile:
 
 
 def _display(path: str) -> str:
-    rel = os.path.relpath(path)
-    return rel if not rel.startswith("..") else path
+    return display(path)
 
 
 def read_ini(path: str) -> IniFile:

@@ -47,3 +47,12 @@ class LedgerError(MLPipelineError):
     """The run ledger cannot be opened or written."""
 
     exit_code = 2
+
+
+def display(path: str) -> str:
+    """A path as messages show it: relative to the current folder when it is
+    inside it, else absolute (never ``../../..``)."""
+    import os
+
+    rel = os.path.relpath(path)
+    return rel if not rel.startswith("..") else os.path.abspath(path)

@@ -1,44 +1,31 @@
-"""The run ledger: one SQLite file per project, ``outputs/mlpipeline.db``.
+"""The run ledger, write side: one SQLite file per project, ``outputs/mlpipeline.db``.
 
 WAL mode, a busy timeout, short transactions through ``Ledger.tx``, and the
-schema under named migrations. The runner parent is its only writer; a run's
-status changes in one place, ``Ledger.set_status``.
+schema under named migrations that only the writer applies. The runner (or a
+test session) is its only writer; a run's status changes in one place,
+``Ledger.set_status``. Readers open it read-only through ``reader.Reader``;
+other processes ask the runner to act through ``add_request``.
 """
 from __future__ import annotations
 
-import enum
 import json
 import os
 import sqlite3
 import time
 import uuid
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .errors import LedgerError, StorageError
+from .errors import LedgerError, StorageError, display
+from .lifecycle import MetricRow, Mode, RunStatus
+
+__all__ = ["APPLICATION_ID", "DB_NAME", "Ledger", "MIGRATIONS", "MetricRow", "Mode", "RunStatus", "add_request",
+           "open_ledger"]
 
 DB_NAME = "mlpipeline.db"
-
-
-class RunStatus(str, enum.Enum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-    INTERRUPTED = "interrupted"
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
-
-
-class Mode(str, enum.Enum):
-    TEST = "test"
-    RUN = "run"
-
+APPLICATION_ID = 0x4D4C5031  # "MLP1": marks the file as an mlpipeline ledger
+WAL_CHECKPOINT_ABOVE = 16 << 20  # bytes of WAL after which the writer truncates it
+JOURNAL_SIZE_LIMIT = 64 << 20
 
 MIGRATIONS: Sequence[Tuple[str, str]] = (
     ("0001_runs_and_metrics", """
@@ -126,39 +113,72 @@ MIGRATIONS: Sequence[Tuple[str, str]] = (
         ALTER TABLE runs ADD COLUMN cancel_requested REAL;
         ALTER TABLE runs ADD COLUMN runner_id INTEGER;
     """),
+    ("0005_requests_summaries_fingerprints", """
+        CREATE TABLE requests (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            kind TEXT NOT NULL,
+            run_id INTEGER,
+            payload TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            pid INTEGER,
+            consumed_at REAL,
+            consumed_by INTEGER,
+            result TEXT
+        );
+        CREATE INDEX requests_open ON requests (consumed_at, id);
+        CREATE TABLE metric_summary (
+            run_id INTEGER NOT NULL,
+            split TEXT NOT NULL,
+            name TEXT NOT NULL,
+            count INTEGER NOT NULL,
+            first_step INTEGER,
+            last_step INTEGER,
+            last REAL,
+            min REAL,
+            max REAL,
+            PRIMARY KEY (run_id, split, name)
+        ) WITHOUT ROWID;
+        INSERT INTO metric_summary (run_id, split, name, count, first_step, last_step, last, min, max)
+            SELECT run_id, split, name, COUNT(*), MIN(step), MAX(step), NULL, MIN(value), MAX(value)
+            FROM metrics GROUP BY run_id, split, name;
+        UPDATE metric_summary SET last = (SELECT m.value FROM metrics m WHERE m.run_id = metric_summary.run_id
+            AND m.split = metric_summary.split AND m.name = metric_summary.name ORDER BY m.rowid DESC LIMIT 1);
+        ALTER TABLE runs ADD COLUMN fingerprint TEXT;
+        ALTER TABLE runs ADD COLUMN pid_start INTEGER;
+        ALTER TABLE runs ADD COLUMN node TEXT;
+        ALTER TABLE runners ADD COLUMN pid_start INTEGER;
+        ALTER TABLE runners ADD COLUMN paused_at REAL;
+    """),
 )
 
 
-@dataclass
-class MetricRow:
-    name: str
-    value: float
-    step: Optional[int] = None
-    split: str = "train"
-
-
 class Ledger:
-    """Open (creating or migrating) the ledger at ``path``."""
+    """The writer: open (creating or migrating) the ledger at ``path``.
+
+    Only the runner, or a test session recording its runs, holds one."""
 
     def __init__(self, path: str, clock=time.time):
         self.path = path
         self.clock = clock
-        shown = os.path.relpath(path) if not os.path.relpath(path).startswith("..") else path
+        shown = display(path)
         self._shown = shown
+        self._last_checkpoint = 0.0
         folder = os.path.dirname(os.path.abspath(path))
         try:
             os.makedirs(folder, exist_ok=True)
         except FileExistsError:
-            raise LedgerError(f"{os.path.relpath(folder)}: exists but is not a folder; mlpipeline keeps its outputs "
+            raise LedgerError(f"{display(folder)}: exists but is not a folder; mlpipeline keeps its outputs "
                               f"there: move that file aside") from None
         except OSError as exc:
-            raise LedgerError(f"{os.path.relpath(folder)}: cannot create the outputs folder ({exc.strerror})") from None
+            raise LedgerError(f"{display(folder)}: cannot create the outputs folder ({exc.strerror})") from None
         try:
             self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
             self.conn.row_factory = sqlite3.Row
             self.conn.execute("PRAGMA busy_timeout = 30000")
+            self._check_ours()
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
+            self.conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             self._migrate()
         except sqlite3.OperationalError as exc:
             if "unable to open" in str(exc) or "readonly" in str(exc):
@@ -168,6 +188,21 @@ class Ledger:
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{shown}: not a usable SQLite ledger ({exc}); move it aside and run again "
                               f"(mlpipeline will not overwrite it)") from None
+
+    def _check_ours(self) -> None:
+        """Refuse a file that is some other program's database, or a newer ledger,
+        before changing anything in it."""
+        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if app_id not in (0, APPLICATION_ID) or (app_id == 0 and tables and "migrations" not in tables):
+            raise LedgerError(f"{self._shown}: is not an mlpipeline ledger (another program's SQLite database); "
+                              f"move it aside and run again (mlpipeline will not overwrite it)")
+        if "migrations" in tables:
+            applied = {row[0] for row in self.conn.execute("SELECT name FROM migrations")}
+            unknown = sorted(applied - {name for name, _ in MIGRATIONS})
+            if unknown:
+                raise LedgerError(f"{self._shown}: written by a newer mlpipeline (schema {unknown[-1]}); "
+                                  f"upgrade mlpipeline to read it")
 
     def close(self) -> None:
         self.conn.close()
@@ -197,23 +232,41 @@ class Ledger:
         with self.tx() as db:
             db.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at REAL NOT NULL)")
             applied = {row[0] for row in db.execute("SELECT name FROM migrations")}
-            known = {name for name, _ in MIGRATIONS}
-            unknown = sorted(applied - known)
-            if unknown:
-                raise LedgerError(f"{self._shown}: written by a newer mlpipeline (schema {unknown[-1]}); "
-                                  f"upgrade mlpipeline to read it")
             for name, script in MIGRATIONS:
                 if name not in applied:
                     for statement in script.split(";"):
                         if statement.strip():
                             db.execute(statement)
                     db.execute("INSERT INTO migrations (name, applied_at) VALUES (?, ?)", (name, self.clock()))
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+
+    def checkpoint(self, now: float, every: float = 2.0) -> None:
+        """Keep the WAL bounded while readers come and go: when it has grown past
+        ``WAL_CHECKPOINT_ABOVE``, copy it back and truncate it. Waits for readers
+        only briefly; a busy attempt is simply tried again later."""
+        if now - self._last_checkpoint < every:
+            return
+        self._last_checkpoint = now
+        try:
+            size = os.path.getsize(self.path + "-wal")
+        except OSError:
+            return
+        if size < WAL_CHECKPOINT_ABOVE:
+            return
+        self.conn.execute("PRAGMA busy_timeout = 200")
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.OperationalError:
+            pass
+        finally:
+            self.conn.execute("PRAGMA busy_timeout = 30000")
 
     # -- runs ---------------------------------------------------------------
 
     def start_run(self, *, script: str, version: Optional[str], mode: Mode, host: str,
                   params: Optional[Dict[str, Any]] = None, **fields: Any) -> sqlite3.Row:
-        """Insert a run as ``running`` and return its row."""
+        """Insert a run as ``running`` and return its row (``pid`` and ``pid_start``,
+        the owner's identity, come with ``fields``)."""
         now = self.clock()
         row = {
             "uid": uuid.uuid4().hex, "script": script, "version": version,
@@ -248,35 +301,53 @@ class Ledger:
             db.execute(f"UPDATE runs SET {assignments} WHERE id = ?", (*fields.values(), run_id))
 
     def add_metrics(self, run_id: int, rows: Iterable[MetricRow]) -> None:
-        now = self.clock()
-        values = [(run_id, r.split, r.name, r.step, r.value, now) for r in rows]
-        if values:
+        """Record a batch of points and fold them into the run's per-metric summary."""
+        rows = list(rows)
+        if rows:
             with self.tx() as db:
-                db.executemany("INSERT INTO metrics (run_id, split, name, step, value, recorded_at) "
-                               "VALUES (?, ?, ?, ?, ?, ?)", values)
+                self.insert_metrics(db, run_id, rows, self.clock())
+
+    @staticmethod
+    def insert_metrics(db: sqlite3.Connection, run_id: int, rows: Sequence[MetricRow], now: float) -> None:
+        """``add_metrics`` inside a transaction the caller holds."""
+        values = [(run_id, r.split, r.name, r.step, r.value, now) for r in rows]
+        summary: Dict[Tuple[str, str], List[Any]] = {}
+        for _, split, name, step, value, _ in values:
+            known = summary.get((split, name))
+            if known is None:
+                summary[(split, name)] = [1, step, step, value, value, value]
+                continue
+            known[0] += 1
+            known[2], known[3] = step, value
+            if value is not None:
+                known[4] = value if known[4] is None else min(known[4], value)
+                known[5] = value if known[5] is None else max(known[5], value)
+        db.executemany("INSERT INTO metrics (run_id, split, name, step, value, recorded_at) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", values)
+        db.executemany(
+            "INSERT INTO metric_summary (run_id, split, name, count, first_step, last_step, last, min, max) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, split, name) DO UPDATE SET "
+            "count = count + excluded.count, last_step = excluded.last_step, last = excluded.last, "
+            "min = CASE WHEN min IS NULL OR excluded.min < min THEN excluded.min ELSE min END, "
+            "max = CASE WHEN max IS NULL OR excluded.max > max THEN excluded.max ELSE max END",
+            [(run_id, split, name, *known) for (split, name), known in summary.items()])
 
     def get_run(self, run_id: int) -> Optional[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
 
-    def succeeded_last(self, script: str) -> Dict[str, Tuple[str, str]]:
-        """{version: (script_sha256, params_sha256)} for the versions of ``script``
-        whose last execution-mode run succeeded: what ``-u`` compares against."""
+    def succeeded_last(self, script: str) -> Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]]:
+        """{version: (fingerprint, params_sha256, script_sha256)} for the versions of
+        ``script`` whose last execution-mode run succeeded: what ``-u`` compares against."""
         rows = self.conn.execute(
-            "SELECT version, status, script_sha256, params_sha256 FROM runs WHERE id IN "
+            "SELECT version, status, fingerprint, params_sha256, script_sha256 FROM runs WHERE id IN "
             "(SELECT MAX(id) FROM runs WHERE script = ? AND mode = 'run' AND version IS NOT NULL GROUP BY version)",
             (script,))
-        return {r["version"]: (r["script_sha256"], r["params_sha256"]) for r in rows
+        return {r["version"]: (r["fingerprint"], r["params_sha256"], r["script_sha256"]) for r in rows
                 if r["status"] == RunStatus.SUCCEEDED.value}
 
-    def metrics(self, run_id: int) -> List[sqlite3.Row]:
-        return self.conn.execute("SELECT * FROM metrics WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
-
-    def runs(self, ids: Optional[Sequence[int]] = None, limit: Optional[int] = None) -> List[sqlite3.Row]:
-        if ids is not None:
-            marks = ", ".join("?" for _ in ids)
-            return self.conn.execute(f"SELECT * FROM runs WHERE id IN ({marks}) ORDER BY id", tuple(ids)).fetchall()
-        sql = "SELECT * FROM runs ORDER BY id DESC"
-        return self.conn.execute(sql + (" LIMIT ?" if limit else ""), ((limit,) if limit else ())).fetchall()
+    def runs(self, ids: Sequence[int]) -> List[sqlite3.Row]:
+        marks = ", ".join("?" for _ in ids)
+        return self.conn.execute(f"SELECT * FROM runs WHERE id IN ({marks}) ORDER BY id", tuple(ids)).fetchall()
 
     def heartbeat(self, run_ids: Sequence[int], runner_id: Optional[int] = None) -> None:
         now = self.clock()
@@ -290,40 +361,38 @@ class Ledger:
     def running_runs(self) -> List[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM runs WHERE status = 'running' ORDER BY id").fetchall()
 
-    def interrupt_stale(self, why: str, host: str, lock_holder: Optional[int]) -> List[sqlite3.Row]:
-        """Mark ``running`` runs whose owning process is gone as ``interrupted``
-        (runs of live processes, a test session's included, are left alone).
-        Returns the rows it marked."""
-        from .procs import owner_alive
+    def open_runners(self) -> List[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM runners WHERE ended_at IS NULL").fetchall()
 
-        now = self.clock()
-        stale = [row for row in self.running_runs() if not owner_alive(row, host, lock_holder, now)]
-        for row in stale:
+    def mark_interrupted(self, rows: Sequence[sqlite3.Row], why: str) -> None:
+        """Record runs whose owner is gone as ``interrupted``, ended at their last heartbeat."""
+        for row in rows:
             self.set_status(row["id"], RunStatus.INTERRUPTED, ended_at=row["heartbeat_at"] or row["started_at"],
                             error=why)
-        dead_runners = [r["id"] for r in self.conn.execute("SELECT * FROM runners WHERE ended_at IS NULL")
-                        if not owner_alive(r, host, lock_holder, now)]
-        if dead_runners:
-            with self.tx() as db:
-                db.executemany("UPDATE runners SET ended_at = COALESCE(heartbeat_at, started_at) WHERE id = ?",
-                               [(i,) for i in dead_runners])
-        return stale
 
-    # -- runners, queue snapshots and cancel requests ----------------------
+    def end_runners(self, runner_ids: Sequence[int]) -> None:
+        """Close the rows of runners that died without closing them."""
+        with self.tx() as db:
+            db.executemany("UPDATE runners SET ended_at = COALESCE(heartbeat_at, started_at) WHERE id = ?",
+                           [(i,) for i in runner_ids])
 
-    def register_runner(self, mode: Mode, host: str, options: Dict[str, Any]) -> int:
+    # -- runners, queue snapshots and requests ------------------------------
+
+    def register_runner(self, mode: Mode, host: str, options: Dict[str, Any], pid_start: Optional[int]) -> int:
         now = self.clock()
         with self.tx() as db:
-            return db.execute("INSERT INTO runners (pid, host, mode, options, started_at, heartbeat_at) "
-                              "VALUES (?, ?, ?, ?, ?, ?)",
-                              (os.getpid(), host, Mode(mode).value, json.dumps(options), now, now)).lastrowid
+            return int(db.execute("INSERT INTO runners (pid, pid_start, host, mode, options, started_at, heartbeat_at) "
+                                  "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                  (os.getpid(), pid_start, host, Mode(mode).value, json.dumps(options), now,
+                                   now)).lastrowid or 0)
 
     def end_runner(self, runner_id: int) -> None:
         with self.tx() as db:
             db.execute("UPDATE runners SET ended_at = ? WHERE id = ?", (self.clock(), runner_id))
 
-    def latest_runner(self) -> Optional[sqlite3.Row]:
-        return self.conn.execute("SELECT * FROM runners ORDER BY id DESC LIMIT 1").fetchone()
+    def set_paused(self, runner_id: int, paused: bool) -> None:
+        with self.tx() as db:
+            db.execute("UPDATE runners SET paused_at = ? WHERE id = ?", (self.clock() if paused else None, runner_id))
 
     def write_queue(self, runner_id: int, entries: Sequence[Tuple[str, Optional[str], str, Optional[str]]],
                     config_error: Optional[str]) -> None:
@@ -336,19 +405,13 @@ class Ledger:
             db.execute("UPDATE runners SET config_error = ?, queue_at = ? WHERE id = ?",
                        (config_error, self.clock(), runner_id))
 
-    def queue(self, runner_id: int) -> List[sqlite3.Row]:
-        return self.conn.execute("SELECT * FROM queue WHERE runner_id = ? ORDER BY position", (runner_id,)).fetchall()
+    def open_requests(self) -> List[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM requests WHERE consumed_at IS NULL ORDER BY id").fetchall()
 
-    def request_cancel(self, run_id: int) -> None:
+    def consume_request(self, request_id: int, runner_id: Optional[int], result: str) -> None:
         with self.tx() as db:
-            db.execute("UPDATE runs SET cancel_requested = ? WHERE id = ?", (self.clock(), run_id))
-
-    def cancel_requests(self, run_ids: Sequence[int]) -> List[int]:
-        if not run_ids:
-            return []
-        marks = ",".join("?" * len(run_ids))
-        return [r[0] for r in self.conn.execute(
-            f"SELECT id FROM runs WHERE id IN ({marks}) AND cancel_requested IS NOT NULL", tuple(run_ids))]
+            db.execute("UPDATE requests SET consumed_at = ?, consumed_by = ?, result = ? WHERE id = ?",
+                       (self.clock(), runner_id, result, request_id))
 
     # -- script descriptions, cached by content -----------------------------
 
@@ -360,6 +423,37 @@ class Ledger:
         with self.tx() as db:
             db.execute("INSERT OR REPLACE INTO script_cache (sha256, info, created_at) VALUES (?, ?, ?)",
                        (sha256, json.dumps(info), self.clock()))
+
+
+REQUEST_KINDS = ("cancel", "pause", "resume", "rerun", "reorder")
+
+
+def add_request(path: str, kind: str, run_id: Optional[int] = None, payload: Optional[Dict[str, Any]] = None,
+                clock=time.time) -> int:
+    """Ask the project's runner to act (the one door other processes use): one
+    INSERT into the requests table, no migration, nothing else written."""
+    if kind not in REQUEST_KINDS:
+        raise ValueError(f"unknown request {kind!r}")
+    shown = display(path)
+    try:
+        conn = sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=30, isolation_level=None)
+    except sqlite3.OperationalError as exc:
+        raise LedgerError(f"{shown}: cannot open the ledger to send a request ({exc})") from None
+    try:
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'requests'").fetchone() is None:
+            raise LedgerError(f"{shown}: written by an older mlpipeline that takes no requests; start the runner "
+                              f"(mlpipeline -r) once to upgrade it")
+        cursor = conn.execute("INSERT INTO requests (kind, run_id, payload, created_at, pid) VALUES (?, ?, ?, ?, ?)",
+                              (kind, run_id, json.dumps(payload or {}), clock(), os.getpid()))
+        return int(cursor.lastrowid or 0)
+    except sqlite3.OperationalError as exc:
+        if "readonly" in str(exc):
+            raise LedgerError(f"{shown}: read-only for you, so the runner cannot be asked to act; ask the user who "
+                              f"runs it (or fix the file's permissions)") from None
+        raise LedgerError(f"{shown}: cannot send the request ({exc})") from None
+    finally:
+        conn.close()
 
 
 def open_ledger(outputs_dir: str) -> Ledger:

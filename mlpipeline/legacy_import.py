@@ -22,7 +22,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .config import Project
 from .errors import UsageError
-from .ledger import Ledger, Mode, RunStatus
+from .ledger import Ledger, MetricRow, Mode, RunStatus
 
 SLACK = 2.0  # seconds between the original's writes for one run (t_history, log, output)
 PREFIXES = ("history-", "t_history-", "output-")
@@ -367,7 +367,7 @@ def _insert(ledger: Ledger, host: str, run: _Run, report: ImportReport) -> None:
             report.already_present += 1
             return
         recorded = run.ended_at or run.started_at or ledger.clock()
-        db.executemany("INSERT INTO metrics (run_id, split, name, step, value, recorded_at) VALUES (?, ?, ?, ?, ?, ?)",
-                       [(cursor.lastrowid, split, name, None, value, recorded) for split, name, value in metrics])
+        ledger.insert_metrics(db, cursor.lastrowid, [MetricRow(name, value, None, split)
+                                                     for split, name, value in metrics], recorded)
     report.imported += 1
     report.problems.extend(notes)

@@ -2,7 +2,8 @@
 
 The kernel drops the lock when its holder dies, however it dies, so a stale
 lock is simply one that can be taken; the file's text (pid, host, since) only
-says who holds a live one.
+says who holds a live one. Nothing tests the lock by taking it: whether a
+runner is alive is derived from its row in the ledger (``liveness``).
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import os
 import time
 from typing import Any, Dict, Optional
 
-from .errors import MLPipelineError
+from .errors import MLPipelineError, display
 
 LOCK_NAME = "runner.lock"
 
@@ -35,21 +36,6 @@ class RunnerLock:
         except (OSError, ValueError):
             return None
 
-    def is_held(self) -> bool:
-        """True when some process holds the lock now (tries it without keeping it)."""
-        if self._fd is not None:
-            return True
-        if not os.path.exists(self.path):
-            return False
-        fd = os.open(self.path, os.O_RDWR)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return True
-        finally:
-            os.close(fd)  # closing releases a lock we may have got
-        return False
-
     def acquire(self, host: str, mode: str) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
@@ -59,7 +45,7 @@ class RunnerLock:
             os.close(fd)
             who = self.holder() or {}
             since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(who.get("since", 0))) if who else "?"
-            raise LockHeld(f"{os.path.relpath(self.path)}: another runner is working on this project "
+            raise LockHeld(f"{display(self.path)}: another runner is working on this project "
                            f"(pid {who.get('pid', '?')} on host {who.get('host', '?')}, since {since}); "
                            f"wait for it, or stop it with kill {who.get('pid', 'PID')}") from None
         self.previous = self.holder()

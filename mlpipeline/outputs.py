@@ -21,6 +21,13 @@ def hostname() -> str:
     return socket.gethostname() or "localhost"
 
 
+def elapsed_text(seconds: float) -> str:
+    """``m:ss`` or ``h:mm:ss``."""
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
 def now_iso() -> str:
     return datetime.datetime.now().astimezone().isoformat(timespec="milliseconds")
 
@@ -55,9 +62,9 @@ class HostOutputs(NullOutputs):
             with open(path, "a", encoding="utf-8", errors="backslashreplace") as handle:
                 handle.write(text)
         except OSError as exc:
-            from .errors import StorageError
+            from .errors import StorageError, display
 
-            raise StorageError(f"{os.path.relpath(path)}: cannot write ({exc.strerror}); free some space and run "
+            raise StorageError(f"{display(path)}: cannot write ({exc.strerror}); free some space and run "
                                f"again (the ledger keeps what was recorded)") from None
 
     def log(self, message: str, level: int = logging.INFO) -> None:

@@ -1,19 +1,10 @@
-"""Is a process alive, and cleaning up after a runner that died.
-
-A run is ``running`` only while the process that owns it (its runner, or the
-test-mode process running it in-process) lives: that is derived from the pid
-on this host (and the project lock, for a runner) and from the heartbeat for
-runs of other hosts, never trusted from the row alone.
-"""
+"""Local processes: is one alive, who is it, and cleaning up after a runner that died."""
 from __future__ import annotations
 
 import os
 import signal
 import time
-from typing import Iterable, List, Mapping, Optional
-
-OTHER_HOST_STALE_AFTER = 600.0  # seconds without a heartbeat before another host's run counts as dead
-
+from typing import Iterable, List, Optional
 
 def pid_alive(pid: Optional[int]) -> bool:
     if not pid:
@@ -31,19 +22,15 @@ def pid_alive(pid: Optional[int]) -> bool:
         return True  # no /proc: trust kill(0)
 
 
-def owner_alive(row: Mapping, host: str, lock_holder: Optional[int], now: Optional[float] = None) -> bool:
-    """Is the owner of this ``running`` run still working on it?
-
-    An execution-mode run belongs to the runner holding the project lock for
-    its whole life (``lock_holder``: that pid, or None when the lock is free);
-    a test-mode run to its session's process."""
-    if row["host"] == host:
-        if row["mode"] == "run":
-            return lock_holder is not None and row["pid"] == lock_holder
-        return pid_alive(row["pid"])
-    now = time.time() if now is None else now
-    beat = row["heartbeat_at"] or row["started_at"] or 0
-    return now - beat < OTHER_HOST_STALE_AFTER
+def process_start(pid: Optional[int] = None) -> Optional[int]:
+    """When process ``pid`` (default: this one) started, in clock ticks since
+    boot: with the pid, an identity that a reused pid does not share."""
+    pid = os.getpid() if pid is None else pid
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            return int(handle.read().rsplit(b")", 1)[-1].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def kill_orphans(pids: Iterable[int], wait: float = 5.0) -> None:

@@ -1,6 +1,9 @@
 """Questions people ask the ledger: which runs, what happened in one, which
 version did best. Each returns plain rows (dicts of ledger values) that the CLI
 renders as a table, CSV or JSON — and that Python users can call directly.
+
+They read through a read-only ``reader.Reader`` and show every run's status as
+``liveness.Liveness`` derives it: a run whose runner died reads ``interrupted``.
 """
 from __future__ import annotations
 
@@ -13,7 +16,8 @@ import time
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import UsageError
-from .ledger import Ledger
+from .liveness import Liveness
+from .reader import Reader
 
 LOWER_IS_BETTER = re.compile(r"loss|err|mse|mae|rmse|perplexity|time", re.I)
 
@@ -22,13 +26,6 @@ def iso(timestamp: Optional[float]) -> Optional[str]:
     if timestamp is None:
         return None
     return datetime.datetime.fromtimestamp(timestamp).astimezone().isoformat(timespec="seconds")
-
-
-def elapsed_text(seconds: float) -> str:
-    """``m:ss`` or ``h:mm:ss``."""
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def parse_since(text: str, now: Optional[float] = None) -> float:
@@ -48,8 +45,12 @@ def parse_since(text: str, now: Optional[float] = None) -> float:
     return moment.timestamp()
 
 
-def resolve_run(ledger: Ledger, ref: str) -> sqlite3.Row:
-    """A run by numeric id or by a unique prefix of its uid."""
+def resolve_run(ledger: Reader, ref: str) -> Dict[str, Any]:
+    """A run by numeric id or by a unique prefix of its uid, its status derived."""
+    return Liveness(ledger.conn).derive(_find_run(ledger, ref))
+
+
+def _find_run(ledger: Reader, ref: str) -> sqlite3.Row:
     ref = str(ref).strip()
     if ref.isdigit():
         row = ledger.get_run(int(ref))
@@ -72,7 +73,7 @@ def resolve_run(ledger: Ledger, ref: str) -> sqlite3.Row:
                      f"give more characters or the numeric id")
 
 
-def _duration(row: sqlite3.Row, now: float) -> Optional[float]:
+def _duration(row: Dict[str, Any], now: float) -> Optional[float]:
     if row["started_at"] is None:
         return None
     end = row["ended_at"]
@@ -83,7 +84,7 @@ def _duration(row: sqlite3.Row, now: float) -> Optional[float]:
     return round(end - row["started_at"], 3)
 
 
-def _metric_values(ledger: Ledger, run_ids: Sequence[int], where: str,
+def _metric_values(ledger: Reader, run_ids: Sequence[int], where: str,
                    label: str = "{split}/{name}") -> Dict[int, Dict[str, float]]:
     """{run_id: {label: value}} for the metric rows matching ``where`` ({marks}
     stands for the run ids, queried 500 at a time)."""
@@ -96,7 +97,7 @@ def _metric_values(ledger: Ledger, run_ids: Sequence[int], where: str,
     return found
 
 
-def _eval_metrics(ledger: Ledger, run_ids: Sequence[int]) -> Dict[int, Dict[str, float]]:
+def _eval_metrics(ledger: Reader, run_ids: Sequence[int]) -> Dict[int, Dict[str, float]]:
     """Final (step-less) eval metrics per run: {run_id: {"test/acc": 0.9, ...}}."""
     found = _metric_values(ledger, run_ids, "run_id IN ({marks}) AND step IS NULL")
     # test results first: they are what a listing is read for
@@ -104,7 +105,7 @@ def _eval_metrics(ledger: Ledger, run_ids: Sequence[int]) -> Dict[int, Dict[str,
             for run_id, values in found.items()}
 
 
-def _curve_last(ledger: Ledger, run_ids: Sequence[int]) -> Dict[int, Dict[str, float]]:
+def _curve_last(ledger: Reader, run_ids: Sequence[int]) -> Dict[int, Dict[str, float]]:
     """The last point of every training curve per run: {run_id: {"train/loss (last)": 0.1}}."""
     return _metric_values(ledger, run_ids, "rowid IN (SELECT MAX(rowid) FROM metrics WHERE run_id IN ({marks}) "
                                            "AND step IS NOT NULL GROUP BY run_id, split, name)",
@@ -114,7 +115,7 @@ def _curve_last(ledger: Ledger, run_ids: Sequence[int]) -> Dict[int, Dict[str, f
 RUN_LIST_COLUMNS = ("id", "uid", "script", "version", "mode", "status", "started", "duration", "metrics", "error")
 
 
-def list_runs(ledger: Ledger, script: Optional[str] = None, version: Optional[str] = None,
+def list_runs(ledger: Reader, script: Optional[str] = None, version: Optional[str] = None,
               status: Optional[str] = None, mode: Optional[str] = None, since: Optional[float] = None,
               limit: Optional[int] = 50, ids: Optional[Sequence[int]] = None,
               now: Optional[float] = None) -> List[Dict[str, Any]]:
@@ -124,10 +125,14 @@ def list_runs(ledger: Ledger, script: Optional[str] = None, version: Optional[st
         clauses.append("(script = ? OR script LIKE ?)")
         name = script if script.endswith(".py") else script + ".py"
         args += [script, f"%/{os.path.basename(name)}"]
-    for column, value in (("version", version), ("status", status), ("mode", mode)):
+    for column, value in (("version", version), ("mode", mode)):
         if value:
             clauses.append(f"{column} = ?")
             args.append(value)
+    derived_filter = status in ("running", "interrupted")  # a dead runner's 'running' row reads interrupted
+    if status:
+        clauses.append("status IN ('running', 'interrupted')" if derived_filter else "status = ?")
+        args += [] if derived_filter else [status]
     if since is not None:
         clauses.append("started_at >= ?")
         args.append(since)
@@ -135,11 +140,14 @@ def list_runs(ledger: Ledger, script: Optional[str] = None, version: Optional[st
         clauses.append(f"id IN ({','.join('?' * len(ids))})")
         args += list(ids)
     sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id DESC"
-    if limit:
+    if limit and not derived_filter:
         sql += f" LIMIT {int(limit)}"
-    rows = ledger.conn.execute(sql, args).fetchall()
-    metrics = _eval_metrics(ledger, [r["id"] for r in rows])
     now = time.time() if now is None else now
+    liveness = Liveness(ledger.conn, now=now)
+    rows = [liveness.derive(r) for r in ledger.conn.execute(sql, args).fetchall()]
+    if derived_filter:
+        rows = [r for r in rows if r["status"] == status][:limit or None]
+    metrics = _eval_metrics(ledger, [r["id"] for r in rows])
     return [{
         "id": r["id"], "uid": r["uid"], "script": r["script"], "version": r["version"], "mode": r["mode"],
         "status": r["status"], "started": iso(r["started_at"]), "started_at": r["started_at"],
@@ -153,24 +161,47 @@ def _best(name: str, values: List[float]) -> float:
     return min(values) if LOWER_IS_BETTER.search(name) else max(values)
 
 
-def metric_summary(ledger: Ledger, run_id: int) -> List[Dict[str, Any]]:
-    """Per (split, name): the last value, the best one, how many points, the last step."""
-    series: Dict[Tuple[str, str], List[sqlite3.Row]] = {}
-    for row in ledger.metrics(run_id):
-        series.setdefault((row["split"], row["name"]), []).append(row)
+def metric_summary(ledger: Reader, run_id: int) -> List[Dict[str, Any]]:
+    """Per (split, name): the last value, the best one, how many points, the
+    last step — from the summaries the runner keeps, never the whole curves."""
+    if not ledger.has("0005"):  # a ledger no runner has upgraded yet: summarise the points
+        rows = ledger.conn.execute(
+            "SELECT split, name, COUNT(*) AS count, MAX(step) AS last_step, MIN(value) AS min, MAX(value) AS max, "
+            "(SELECT x.value FROM metrics x WHERE x.run_id = m.run_id AND x.split = m.split AND x.name = m.name "
+            "ORDER BY x.rowid DESC LIMIT 1) AS last FROM metrics m WHERE run_id = ? "
+            "GROUP BY split, name ORDER BY MIN(rowid)", (run_id,)).fetchall()
+    else:
+        rows = ledger.conn.execute("SELECT * FROM metric_summary WHERE run_id = ? ORDER BY split DESC, name",
+                                   (run_id,)).fetchall()
     summary = []
-    for (split, name), rows in series.items():
-        values = [r["value"] for r in rows if r["value"] is not None]
-        summary.append({"split": split, "name": name, "last": rows[-1]["value"],
-                        "best": _best(name, values) if values else None, "points": len(rows),
-                        "last_step": rows[-1]["step"]})
+    for row in rows:
+        best = row["min"] if LOWER_IS_BETTER.search(row["name"]) else row["max"]
+        summary.append({"split": row["split"], "name": row["name"], "last": row["last"], "best": best,
+                        "points": row["count"], "last_step": row["last_step"]})
     return summary
 
 
-def show_run(ledger: Ledger, ref: str) -> Dict[str, Any]:
+def metric_curve(ledger: Reader, ref: str, name: Optional[str] = None) -> List[Dict[str, Any]]:
+    """The points of one run's curves (all of them, or those named ``name`` or
+    ``split/name``), in the order they were recorded."""
+    run = resolve_run(ledger, ref)
+    sql, args = "SELECT split, name, step, value, recorded_at FROM metrics WHERE run_id = ?", [run["id"]]
+    if name:
+        split, _, bare = name.rpartition("/")
+        sql += " AND name = ?" + (" AND split = ?" if split else "")
+        args += [bare] + ([split] if split else [])
+    rows = [dict(r) for r in ledger.conn.execute(sql + " ORDER BY rowid", args)]
+    if name and not rows:
+        known = [f"{r[0]}/{r[1]}" for r in ledger.conn.execute(
+            "SELECT DISTINCT split, name FROM metrics WHERE run_id = ? LIMIT 50", (run["id"],))]
+        raise UsageError(f"run {run['id']} has no metric {name!r} (metrics: {', '.join(known) or 'none'})")
+    return rows
+
+
+def show_run(ledger: Reader, ref: str) -> Dict[str, Any]:
     """Everything about one run."""
-    row = resolve_run(ledger, ref)
-    data = {key: row[key] for key in row.keys()}
+    data = resolve_run(ledger, ref)
+    data.pop("derived", None)
     for key in ("params", "packages"):
         if data.get(key):
             try:
@@ -178,17 +209,17 @@ def show_run(ledger: Ledger, ref: str) -> Dict[str, Any]:
             except ValueError:
                 pass
     data["git_dirty"] = None if data.get("git_dirty") is None else bool(data["git_dirty"])
-    data["started"], data["ended"] = iso(row["started_at"]), iso(row["ended_at"])
-    data["duration"] = _duration(row, time.time())
-    data["metrics"] = metric_summary(ledger, row["id"])
-    run_dir = row["run_dir"]
+    data["started"], data["ended"] = iso(data["started_at"]), iso(data["ended_at"])
+    data["duration"] = _duration(data, time.time())
+    data["metrics"] = metric_summary(ledger, data["id"])
+    run_dir = data["run_dir"]
     data["log_path"] = os.path.join(run_dir, "output.log") if run_dir else None
     diff = os.path.join(run_dir, "git.diff") if run_dir else None
     data["git_diff_path"] = diff if diff and os.path.exists(diff) else None
     return data
 
 
-def compare_versions(ledger: Ledger, script: str, metric: Optional[str] = None,
+def compare_versions(ledger: Reader, script: str, metric: Optional[str] = None,
                      sort: Optional[str] = None, descending: bool = False) -> Tuple[List[str], List[Dict[str, Any]]]:
     """One row per version of ``script``: its latest successful execution-mode run
     (or, if none succeeded, its last run), the parameters that differ across
@@ -214,7 +245,8 @@ def compare_versions(ledger: Ledger, script: str, metric: Optional[str] = None,
     if not chosen:
         raise UsageError(f"compare {script!r}: only test-mode runs so far; run it with mlpipeline -r")
     ids = sorted(chosen.values())
-    runs = {r["id"]: r for r in ledger.runs(ids=ids)}
+    liveness = Liveness(ledger.conn)
+    runs = {r["id"]: liveness.derive(r) for r in ledger.runs(ids)}
     metrics = _eval_metrics(ledger, ids)
     params = {run_id: json.loads(runs[run_id]["params"] or "{}") for run_id in ids}
     keys = sorted({k for p in params.values() for k in p} - {"name"})
@@ -249,7 +281,7 @@ def compare_versions(ledger: Ledger, script: str, metric: Optional[str] = None,
     return columns, rows
 
 
-def follow_log(ledger: Ledger, ref: str, follow: bool = False, poll: float = 0.3,
+def follow_log(ledger: Reader, ref: str, follow: bool = False, poll: float = 0.3,
                sleep=time.sleep) -> Iterator[bytes]:
     """The captured output of a run; with ``follow``, keep yielding new output
     until the run is no longer running."""
@@ -272,7 +304,7 @@ def follow_log(ledger: Ledger, ref: str, follow: bool = False, poll: float = 0.3
                 yield data
         if not follow:
             return
-        current = ledger.get_run(row["id"])
+        current = Liveness(ledger.conn).derive(_find_run(ledger, str(row["id"])))
         if current["status"] not in ("running", "queued"):
             follow = False  # one last read picks up what was written before it ended
             continue

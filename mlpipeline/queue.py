@@ -1,37 +1,51 @@
 """The queue as the configs and scripts now stand.
 
 ``Planner.plan()`` re-reads the queue config, resolves the scripts it selects,
-learns each script's versions (from a child process, cached by content) and
-returns the versions in run order plus everything skipped and why.
+looks up each script's versions (described off the loop by a ``Describer``,
+cached by content) and returns the version specs in run order, the scripts
+still being described, and everything skipped and why.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 
+from . import repro
 from .config import Project, QueueConfig, read_queue_config, resolve_scripts
 from .errors import ConfigError, ScriptError, UsageError
-from .ledger import Ledger
-from .scripts import ScriptInfo, VersionSpec, display, file_sha256
+from .lifecycle import VersionSpec
+from .scripts import ScriptInfo, display, file_sha256
+
+
+class Described(Protocol):
+    info: Optional[ScriptInfo]
+    error: Optional[ScriptError]
+
+
+class Describer(Protocol):
+    def lookup(self, path: str) -> Optional[Described]: ...
+    def poll(self) -> List[str]: ...
+    def close(self) -> None: ...
 
 
 @dataclass
 class QueueItem:
-    script: str          # absolute path
-    rel: str             # path relative to the project root, as runs record it
+    spec: VersionSpec
     info: ScriptInfo
-    version: VersionSpec
 
     @property
     def key(self) -> Tuple[str, str]:
-        return (self.rel, self.version.name)
+        return self.spec.key
 
     @property
     def label(self) -> str:
-        return f"{self.rel} {self.version.name}"
+        return self.spec.label
+
+    @property
+    def rel(self) -> str:
+        return self.spec.rel
 
 
 @dataclass
@@ -40,33 +54,32 @@ class Plan:
     skipped: List[Tuple[str, Optional[str], str]] = field(default_factory=list)  # (script, version, reason)
     problems: List[str] = field(default_factory=list)       # config errors found while planning
     broken: List[Tuple[str, str, ScriptError]] = field(default_factory=list)  # (rel, sha, error)
+    pending: List[str] = field(default_factory=list)        # scripts still being described, in order
+    held_from: Optional[int] = None  # items from here on wait for a script before them to be described
     config_error: Optional[str] = None                      # the config edit that did not parse, if any
     timeout: Optional[float] = None
 
+    @property
+    def startable(self) -> List[QueueItem]:
+        return self.items if self.held_from is None else self.items[:self.held_from]
 
-def cache_key(path: str, sha: str) -> str:
-    """A script's description depends on its own text and on the modules next
-    to it that it may import; the key covers both."""
-    folder = os.path.dirname(path)
-    digest = hashlib.sha256(sha.encode())
-    for name in sorted(os.listdir(folder)):
-        if name.endswith(".py") and os.path.join(folder, name) != path:
-            stat = os.stat(os.path.join(folder, name))
-            digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return digest.hexdigest()
+
+def spec_of(path: str, rel: str, info: ScriptInfo, version: Any) -> VersionSpec:
+    return VersionSpec(script=path, rel=rel, version=version.name, params=version.params,
+                       params_sha256=version.params_sha256, fingerprint=getattr(info, "fingerprint", "") or info.sha256,
+                       script_sha256=info.sha256, seed=repro.seed_of(version.params))
 
 
 class Planner:
-    def __init__(self, project: Project, ledger: Ledger, executor, config_path: str,
+    def __init__(self, project: Project, describer: Describer, config_path: str,
                  only_version: Optional[str], say: Callable[..., None]):
-        self.project, self.ledger, self.executor = project, ledger, executor
+        self.project, self.describer = project, describer
         self.config_path = config_path
         self.only_version = only_version
         self.say = say
         self._config: Optional[QueueConfig] = None
         self._said: Set[str] = set()
         self._hashes: Dict[str, Tuple[int, int, str]] = {}  # path -> (mtime_ns, size, sha256)
-        self._infos: Dict[str, ScriptInfo] = {}             # cache key -> description, this session
 
     def say_once(self, message: str, level: int = logging.WARNING) -> None:
         if message not in self._said:
@@ -97,20 +110,6 @@ class Planner:
         self._hashes[path] = (stat.st_mtime_ns, stat.st_size, sha)
         return sha
 
-    def describe(self, path: str, sha: str) -> ScriptInfo:
-        key = cache_key(path, sha)
-        if key in self._infos:
-            return self._infos[key]
-        cached = self.ledger.cached_script(key)
-        if cached is not None:
-            info = ScriptInfo.from_json(cached)
-        else:
-            info = self.executor.describe(path)
-            self.ledger.cache_script(key, info.to_json())
-        info.path, info.sha256 = path, sha
-        self._infos[key] = info
-        return info
-
     def plan(self) -> Plan:
         config, config_error = self.read_config()
         plan = Plan(config_error=config_error, timeout=config.timeout)
@@ -124,28 +123,35 @@ class Planner:
             rel = self.project.rel(selection.path)
             try:
                 sha = self.sha256(selection.path)
-                info = self.describe(selection.path, sha)
+                described = self.describer.lookup(selection.path)
             except OSError:
                 plan.skipped.append((rel, None, "missing file (vanished while planning)"))
                 continue
-            except ScriptError as exc:
-                plan.broken.append((rel, sha, exc))
-                plan.skipped.append((rel, None, f"load error: {exc}"))
+            if described is None:
+                plan.pending.append(rel)
+                if plan.held_from is None:
+                    plan.held_from = len(plan.items)
                 continue
+            if described.error is not None or described.info is None:
+                error = described.error or ScriptError(f"{rel}: could not be described")
+                plan.broken.append((rel, sha, error))
+                plan.skipped.append((rel, None, f"load error: {error}"))
+                continue
+            info = described.info
             names = info.names
             for wanted in (selection.only or []) + selection.exclude:
                 if wanted not in names:
                     plan.problems.append(f"{where}:{selection.line}: {wanted!r} is not a version of {rel} "
                                          f"(versions: {', '.join(names)})")
-            for spec in info.versions:
-                if selection.only is not None and spec.name not in selection.only:
-                    plan.skipped.append((rel, spec.name, f"not whitelisted in {where}"))
-                elif spec.name in selection.exclude:
-                    plan.skipped.append((rel, spec.name, f"blacklisted in {where}"))
-                elif self.only_version and spec.name != self.only_version:
-                    plan.skipped.append((rel, spec.name, f"not --version {self.only_version}"))
+            for version in info.versions:
+                if selection.only is not None and version.name not in selection.only:
+                    plan.skipped.append((rel, version.name, f"not whitelisted in {where}"))
+                elif version.name in selection.exclude:
+                    plan.skipped.append((rel, version.name, f"blacklisted in {where}"))
+                elif self.only_version and version.name != self.only_version:
+                    plan.skipped.append((rel, version.name, f"not --version {self.only_version}"))
                 else:
-                    plan.items.append(QueueItem(selection.path, rel, info, spec))
+                    plan.items.append(QueueItem(spec_of(selection.path, rel, info, version), info))
         return plan
 
     def check_first(self, plan: Plan) -> None:
@@ -154,7 +160,7 @@ class Planner:
             more = f" (and {len(plan.problems) - 1} more)" if len(plan.problems) > 1 else ""
             raise ConfigError(plan.problems[0] + more)
         wanted = self.only_version
-        if wanted and not plan.items and not plan.broken:
+        if wanted and not plan.items and not plan.broken and not plan.pending:
             found = sorted({v for _, v, _ in plan.skipped if v})
             raise UsageError(f"--version {wanted}: no listed script has a version named {wanted!r} "
                              f"(versions: {', '.join(found) or 'none'})")

@@ -1,33 +1,32 @@
 """The loop that works through the queue.
 
-``Runner.run_once`` is one step: heartbeats, cancel requests and timeouts,
-then start versions while there are free slots (re-planning from the configs
-before each start), then wait briefly for the running ones' output and record
-those that finished. ``run`` calls it until nothing is left (or, with
-``--watch``, until it is told to stop).
+``Runner.run_once(now)`` is one step: consume requests (cancel, pause, resume,
+rerun, reorder) → poll the executor → record what arrived and what finished →
+schedule what the queue allows. ``run`` is the thin driver that calls it until
+nothing is left (or, with ``--watch``, until it is told to stop). The runner
+holds an executor and a describer without knowing which: it never sees a pid.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import selectors
 import shutil
 import signal
 import tempfile
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from . import repro
 from .config import Project
 from .errors import MLPipelineError, ScriptError
-from .executors import Job, Outcome
-from .ledger import Ledger, MetricRow, Mode, RunStatus
-from .outputs import NullOutputs
-from .procs import kill_orphans
-from .queries import elapsed_text
-from .queue import Plan, Planner, QueueItem
+from .ledger import Ledger
+from .lifecycle import Job, MetricRow, Mode, Outcome, RunStatus
+from .liveness import Liveness
+from .outputs import NullOutputs, elapsed_text
+from .procs import kill_orphans, process_start
+from .queue import Describer, Plan, Planner, QueueItem
 from .utils import ExecutionModeKeys
 from ._versions import version_parameters
 
@@ -37,8 +36,11 @@ log = logging.getLogger(__name__)
 logging.getLogger("mlpipeline").addHandler(logging.NullHandler())
 
 HEARTBEAT_EVERY = 2.0
-CANCEL_POLL_EVERY = 0.25
+REQUESTS_EVERY = 0.25
 PROGRESS_EVERY = 1.0
+METRICS_EVERY = 0.1      # seconds between metric batches written to the ledger
+METRICS_BATCH = 5000     # or this many points, whichever comes first
+POLL_WAIT = 0.1          # how long one step waits for a running version's events
 
 
 @dataclass
@@ -47,12 +49,12 @@ class Options:
     use_history: bool = False
     only_version: Optional[str] = None
     command: str = ""
-    jobs: int = 1
-    gpus: Optional[List[str]] = None
     watch: bool = False
     timeout: Optional[float] = None     # overrides [MLP] timeout in the queue config
     memory_limit: Optional[int] = None  # bytes of address space per version (child processes)
     stop_on_error: bool = False
+    label_output: bool = False          # prefix echoed output with the version (several at once)
+    options_text: Dict[str, Any] = field(default_factory=dict)  # shown by status
 
 
 @dataclass
@@ -67,39 +69,45 @@ class Finished:
 class Active:
     item: QueueItem
     run_id: int
-    handle: Any
-    started: float                      # monotonic
-    gpu: Optional[str] = None
+    ticket: int
+    started: float                      # the runner's clock
     timeout: Optional[float] = None
     model_dir: str = ""
-    last_progress: float = 0.0
+    last_progress: float = float("-inf")
+    ending: bool = False                # a cancel or timeout was sent
     before: Dict[str, int] = field(default_factory=dict)  # files around the project when it started
 
 
 class _RunSink:
-    """Routes one running version's events to the ledger, the log file and,
-    for metrics with a step, a progress line on the terminal."""
+    """Routes one running version's events to the runner: logs to the log
+    file, metrics to the batch the runner writes, placement to the run's row."""
 
     def __init__(self, runner: "Runner", run_id: int, label: str):
         self.runner, self.run_id, self.label = runner, run_id, label
         self.active: Optional[Active] = None
 
-    def started(self, child_pid: Optional[int]) -> None:
-        if child_pid:
-            self.runner.ledger.update_run(self.run_id, child_pid=child_pid)
+    def started(self, where: Mapping[str, Any]) -> None:
+        fields = {"child_pid": where.get("pid"), "gpu": where.get("gpu"), "node": where.get("node")}
+        fields = {k: v for k, v in fields.items() if v is not None}
+        if fields:
+            self.runner.ledger.update_run(self.run_id, **fields)
+        if where.get("gpu") is not None:
+            self.runner.say(f"{self.label}: on GPU {where['gpu']}", echo=False)
 
-    def log(self, message: str, level: int) -> None:
+    def log(self, message: str, level: int = logging.INFO) -> None:
         self.runner.say(message, level, echo=False)
 
-    def metric(self, row: MetricRow) -> None:
-        self.runner.ledger.add_metrics(self.run_id, [row])
+    def metrics(self, rows: Sequence[MetricRow]) -> None:
+        self.runner.queue_metrics(self.run_id, rows)
         active = self.active
-        if active is None or row.step is None:
+        if active is None:
             return
-        now = self.runner.monotonic()
-        if now - active.last_progress >= PROGRESS_EVERY:
+        stepped = next((r for r in reversed(rows) if r.step is not None), None)
+        now = self.runner.clock()
+        if stepped is not None and now - active.last_progress >= PROGRESS_EVERY:
             active.last_progress = now
-            self.runner.notify(f"{self.label}: step {row.step}  {row.split}/{row.name}={row.value:.4g}  "
+            value = "nan" if stepped.value is None else f"{stepped.value:.4g}"
+            self.runner.notify(f"{self.label}: step {stepped.step}  {stepped.split}/{stepped.name}={value}  "
                                f"({elapsed_text(now - active.started)})", logging.INFO)
 
 
@@ -142,38 +150,48 @@ def _shallow_state(folders: List[str]) -> Dict[str, int]:
 
 
 class Runner:
-    """Works through a project's queue with the executor it is given."""
+    """Works through a project's queue with the executor and describer it is given.
 
-    def __init__(self, project: Project, ledger: Ledger, executor: Any, options: Options,
+    ``clock`` is the monotonic clock every timing decision reads (heartbeats,
+    timeouts, metric batches); tests inject one."""
+
+    def __init__(self, project: Project, ledger: Ledger, executor: Any, describer: Describer, options: Options,
                  outputs: Any = None, host: str = "localhost",
                  notify: Optional[Callable[[str, int], None]] = None, watcher: Any = None,
-                 monotonic: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic):
         self.project = project
         self.ledger = ledger
         self.executor = executor
+        self.describer = describer
         self.options = options
         self.outputs = outputs or NullOutputs()
         self.host = host
         self.notify = notify or (lambda message, level: None)
         self.watcher = watcher
-        self.monotonic = monotonic
+        self.clock = clock
         self.mode = Mode.TEST if options.test_mode else Mode.RUN
-        self.jobs = max(1, options.jobs) if executor.parallel else 1
-        self.planner = Planner(project, ledger, executor, project.config_path(options.test_mode),
+        self.planner = Planner(project, describer, project.config_path(options.test_mode),
                                options.only_version, self.say)
-        # what ran in this batch: (script, version) -> (script sha256, params sha256, succeeded)
+        # what ran in this batch: (script, version) -> (fingerprint, params sha256, succeeded)
         self.ran: Dict[Tuple[str, str], Tuple[str, str, bool]] = {}
+        self.forced: Set[Tuple[str, str]] = set()         # asked to run again (rerun request)
+        self.priority: List[Tuple[str, str]] = []         # asked to run first (reorder request)
         self.broken_seen: Set[Tuple[str, str]] = set()   # (script, sha256) of scripts that failed to load
         self.history_skips: Set[Tuple[str, str]] = set()  # versions -u skipped (said once each)
         self.finished: List[Finished] = []
-        self.active: Dict[int, Active] = {}
-        self.free_gpus: List[str] = list(options.gpus or [])
+        self.active: Dict[int, Active] = {}               # ticket -> the run it carries
         self.runner_id: Optional[int] = None
         self.stopping = False          # finish the running versions, start nothing new
         self.kill_requested = False    # kill the running versions now
+        self.paused = False
+        self.waiting = False           # the last step found nothing to do but wait
         self._replan = True
-        self._planned_once = False
-        self._last_heartbeat = self._last_cancel_poll = float("-inf")
+        self._checked_first = False
+        self._metrics: Dict[int, List[MetricRow]] = {}
+        self._metric_count = 0
+        self._metrics_at = float("-inf")
+        self._last_heartbeat = self._last_requests = float("-inf")
+        self._identity = process_start()
 
     # -- messages -----------------------------------------------------------
 
@@ -185,24 +203,27 @@ class Runner:
     # -- life cycle ---------------------------------------------------------
 
     def begin(self) -> None:
-        """Register this runner (execution mode) and recover runs a dead runner
-        left ``running``. The caller holds the project lock."""
+        """Register this runner (execution mode) and repair the rows of runs a
+        dead runner left ``running``. The caller holds the project lock."""
         if self.mode != Mode.RUN:
             return
-        stale = self.ledger.interrupt_stale("the runner working on it stopped without finishing it "
-                                            f"(found at the start of runner pid {os.getpid()})", self.host,
-                                            lock_holder=os.getpid())
-        kill_orphans(row["child_pid"] for row in stale if row["child_pid"])
+        liveness = Liveness(self.ledger.conn, self.host)
+        stale = [row for row in self.ledger.running_runs() if not liveness.run_alive(row)]
+        self.ledger.mark_interrupted(stale, "the runner working on it stopped without finishing it "
+                                            f"(found at the start of runner pid {os.getpid()})")
+        dead = [r["id"] for r in self.ledger.open_runners() if not liveness.runner_alive(r)]
+        if dead:
+            self.ledger.end_runners(dead)
+        kill_orphans(row["child_pid"] for row in stale if row["child_pid"] and row["host"] == self.host)
         if stale:
             self.say(f"marked run(s) {', '.join(str(row['id']) for row in stale)} interrupted: their runner is gone",
                      logging.WARNING)
-        options = {"jobs": self.jobs, "gpus": self.options.gpus, "watch": self.options.watch,
-                   "use_history": self.options.use_history, "timeout": self.options.timeout}
-        self.runner_id = self.ledger.register_runner(self.mode, self.host, options)
+        self.runner_id = self.ledger.register_runner(self.mode, self.host, self.options.options_text, self._identity)
 
     def end(self) -> None:
         if self.watcher is not None:
             self.watcher.stop()
+        self.describer.close()
         if self.runner_id is not None:
             self.ledger.write_queue(self.runner_id, [], None)
             self.ledger.end_runner(self.runner_id)
@@ -215,20 +236,39 @@ class Runner:
         self.kill_requested = True
 
     def run(self) -> List[Finished]:
+        """The driver: step until nothing is left; wait briefly when idle."""
         self.begin()
         try:
             while self.run_once():
-                pass
-        except BaseException:
-            for active in self.active.values():  # never leave a version running unwatched
-                active.handle.kill(RunStatus.INTERRUPTED, "the runner stopped on an error")
+                if self.waiting:
+                    time.sleep(0.02)
+        except BaseException as exc:
+            self._abandon(exc)
             raise
         finally:
             self._end_quietly()
         return self.finished
 
+    def _abandon(self, exc: BaseException) -> None:
+        """Never leave a version running unwatched, nor its run ``running``."""
+        self.executor.close()
+        if isinstance(exc, KeyboardInterrupt):
+            why = "interrupted (Ctrl+C) while the version ran"
+        elif isinstance(exc, MLPipelineError):
+            why = f"the runner stopped while the version ran: {exc}"
+        else:
+            why = f"the runner stopped on an internal error while the version ran ({type(exc).__name__})"
+        for active in self.active.values():
+            try:
+                self.ledger.set_status(active.run_id, RunStatus.INTERRUPTED, error=why)
+            except MLPipelineError:
+                pass
+            self._cleanup(active)
+        self.active.clear()
+
     def _end_quietly(self) -> None:
         try:
+            self._flush_metrics()
             self.end()
         except MLPipelineError as exc:  # e.g. the disk is still full; the error that stopped us is shown
             log.warning("could not close the runner's records: %s", exc)
@@ -237,64 +277,140 @@ class Runner:
 
     def run_once(self, now: Optional[float] = None) -> bool:
         """One step of the loop; False when there is nothing left to do."""
-        now = self.monotonic() if now is None else now
-        self._tick(now)
-        if self.kill_requested:
-            for active in self.active.values():
-                active.handle.kill(RunStatus.INTERRUPTED, "the runner was told to stop twice (Ctrl+C or SIGTERM) "
-                                                          "and killed the version")
-        if not self.stopping:
-            self._fill()
+        now = self.clock() if now is None else now
+        self._consume_requests(now)
+        self._end_overdue(now)
+        finished = self.executor.poll(POLL_WAIT if self.active else 0.0)
+        now = self.clock()
+        self._flush_metrics(now, force=bool(finished))
+        for ticket, outcome in finished:
+            self._finish(ticket, outcome, now)
+        self._notice_changes(now)
+        self._heartbeat(now)
+        self.ledger.checkpoint(now)
+        if not self.stopping and not self.paused:
+            self._schedule()
+        return self._busy()
+
+    def _busy(self) -> bool:
         if self.active:
-            self._pump(0.1)
-            self._reap(self.monotonic())
+            self.waiting = False
             return True
+        self.waiting = True
         if self.stopping:
             return False
-        if self.options.watch:
-            time.sleep(0.05)
+        if self._replan or self.planner_pending or self.paused or self.options.watch:
             return True
         return False
 
-    def _tick(self, now: float) -> None:
-        if self.watcher is not None and self.watcher.settled():
+    @property
+    def planner_pending(self) -> bool:
+        return bool(getattr(self, "_pending", None))
+
+    def _consume_requests(self, now: float) -> None:
+        if self.runner_id is None or now - self._last_requests < REQUESTS_EVERY:
+            return
+        self._last_requests = now
+        for request in self.ledger.open_requests():
+            result = self._act(request["kind"], request["run_id"], json.loads(request["payload"] or "{}"))
+            self.ledger.consume_request(request["id"], self.runner_id, result)
+
+    def _act(self, kind: str, run_id: Optional[int], payload: Dict[str, Any]) -> str:
+        if kind == "cancel":
+            for ticket, active in self.active.items():
+                if active.run_id == run_id:
+                    active.ending = True
+                    self.executor.cancel(ticket, RunStatus.CANCELLED, "cancelled with mlpipeline cancel")
+                    return "cancelling"
+            return "not running in this runner"
+        if kind in ("pause", "resume"):
+            paused = kind == "pause"
+            if paused != self.paused:
+                self.paused = paused
+                self.ledger.set_paused(self.runner_id or 0, paused)
+                self.say("paused: running versions finish, nothing new starts (mlpipeline resume to go on)"
+                         if paused else "resumed")
+                self._replan = True
+            return kind + "d"
+        if kind == "rerun":
+            key = (str(payload.get("script")), str(payload.get("version")))
+            self.ran.pop(key, None)
+            self.history_skips.discard(key)
+            self.forced.add(key)
             self._replan = True
-            if self.active or self.stopping:  # no slot to fill: still show the new queue in status
+            return "queued again"
+        if kind == "reorder":
+            self.priority = [(str(s), str(v)) for s, v in payload.get("order", [])]
+            self._replan = True
+            return "reordered"
+        return f"unknown request {kind!r}"
+
+    def _end_overdue(self, now: float) -> None:
+        for ticket, active in self.active.items():
+            if self.kill_requested:
+                self.executor.cancel(ticket, RunStatus.INTERRUPTED, "the runner was told to stop twice (Ctrl+C or "
+                                                                    "SIGTERM) and killed the version")
+            elif not active.ending and active.timeout and now - active.started > active.timeout:
+                active.ending = True
+                self.executor.cancel(ticket, RunStatus.TIMEOUT, f"timed out after {active.timeout:g} s (the "
+                                                                f"version's timeout); its processes were killed")
+
+    def _notice_changes(self, now: float) -> None:
+        described = bool(self.describer.poll())
+        edited = self.watcher is not None and self.watcher.settled()
+        if described or edited:
+            self._replan = True
+            if self.stopping or self.paused or self.executor.capacity() <= 0:  # no slot to fill: show the new queue
                 self._snapshot(self._plan_now())
+
+    def _heartbeat(self, now: float) -> None:
         if now - self._last_heartbeat >= HEARTBEAT_EVERY and (self.active or self.runner_id is not None):
             self._last_heartbeat = now
-            self.ledger.heartbeat(list(self.active), self.runner_id)
-        if self.active and now - self._last_cancel_poll >= CANCEL_POLL_EVERY:
-            self._last_cancel_poll = now
-            for run_id in self.ledger.cancel_requests(list(self.active)):
-                self.active[run_id].handle.kill(RunStatus.CANCELLED, "cancelled with mlpipeline cancel")
-        for active in self.active.values():
-            if active.timeout and now - active.started > active.timeout:
-                active.handle.kill(RunStatus.TIMEOUT, f"timed out after {active.timeout:g} s (the version's "
-                                                      f"timeout); its process group was killed")
+            self.ledger.heartbeat([a.run_id for a in self.active.values()], self.runner_id)
+
+    # -- metrics, written in batches ---------------------------------------
+
+    def queue_metrics(self, run_id: int, rows: Sequence[MetricRow]) -> None:
+        self._metrics.setdefault(run_id, []).extend(rows)
+        self._metric_count += len(rows)
+        if self._metric_count >= METRICS_BATCH:
+            self._flush_metrics()
+
+    def _flush_metrics(self, now: Optional[float] = None, force: bool = True) -> None:
+        now = self.clock() if now is None else now
+        if not self._metrics or (not force and now - self._metrics_at < METRICS_EVERY
+                                 and self._metric_count < METRICS_BATCH):
+            return
+        batches, self._metrics, self._metric_count = self._metrics, {}, 0
+        self._metrics_at = now
+        for run_id, rows in batches.items():
+            self.ledger.add_metrics(run_id, rows)
 
     # -- planning -----------------------------------------------------------
 
     def _plan_now(self) -> Plan:
         plan = self.planner.plan()
+        self._pending = plan.pending
         fault_point("planned")
-        if not self._planned_once:
-            self.planner.check_first(plan)
-            self._planned_once = True
+        if not self._checked_first:
+            if not plan.pending:
+                self.planner.check_first(plan)
+                self._checked_first = True
         else:
             self.planner.warn_problems(plan)
         return plan
 
     def _history(self, plan: Plan) -> Set[Tuple[str, str]]:
         """Keys of the plan's versions that ``-u`` skips: their last execution-mode
-        run succeeded with this script content and these parameters (one query a script)."""
+        run succeeded with what trains unchanged (one query a script)."""
         if not (self.options.use_history and self.mode == Mode.RUN):
             return set()
         done = set()
         for rel in {item.rel for item in plan.items}:
             last = self.ledger.succeeded_last(rel)
-            done |= {item.key for item in plan.items if item.rel == rel
-                     and last.get(item.version.name) == (item.info.sha256, item.version.params_sha256)}
+            for item in plan.items:
+                if item.rel == rel and item.key not in self.forced and _unchanged(item, last.get(item.spec.version)):
+                    done.add(item.key)
         return done
 
     def _snapshot(self, plan: Plan) -> None:
@@ -302,38 +418,45 @@ class Runner:
             return
         running = {a.item.key for a in self.active.values()}
         history = self._history(plan)
-        entries = [(item.rel, item.version.name, *self._state(item, history, running)) for item in plan.items]
+        entries = [(item.rel, item.spec.version, *self._state(item, history, running)) for item in self._ordered(plan)]
+        entries += [(rel, None, "describing", "loading the script to learn its versions") for rel in plan.pending]
         entries += [(script, version, "skipped", reason) for script, version, reason in plan.skipped]
         self.ledger.write_queue(self.runner_id, entries, plan.config_error)
+
+    def _ordered(self, plan: Plan) -> List[QueueItem]:
+        """The plan's startable versions, those a reorder request named first."""
+        items = plan.startable
+        if not self.priority:
+            return items
+        rank = {key: i for i, key in enumerate(self.priority)}
+        return sorted(items, key=lambda item: rank.get(item.key, len(rank)))
 
     def _state(self, item: QueueItem, history: Set[Tuple[str, str]],
                running: Set[Tuple[str, str]]) -> Tuple[str, Optional[str]]:
         """(state, reason) of a queued version: running, finished, skipped or queued.
 
         A version runs once per batch; it runs again in the same batch (under
-        --watch, say) only when its script or parameters changed since, and it
-        failed or -u asks for changed scripts to run again."""
+        --watch, say) only when what trains or its parameters changed since, and
+        it failed or -u asks for changed versions to run again."""
         key = item.key
-        if key not in self.ran and key not in history and key not in running:
-            return "queued", None
         if key in running:
             return "running", None
         previous = self.ran.get(key)
         if previous is not None:
-            unchanged = previous[:2] == (item.info.sha256, item.version.params_sha256)
+            unchanged = previous[:2] == (item.spec.fingerprint, item.spec.params_sha256)
             if unchanged or (previous[2] and not self.options.use_history):
                 return "finished", f"{'succeeded' if previous[2] else 'failed'} in this batch"
-        if item.key in history:
-            return "skipped", "already succeeded with this script and these parameters (-u)"
+        if key in history:
+            return "skipped", "already succeeded with this code, data and these parameters (-u)"
         return "queued", None
 
-    def _next(self, plan: Plan):
+    def _next(self, plan: Plan) -> Optional[Tuple[str, Any]]:
         for rel, sha, error in plan.broken:
             if (rel, sha) not in self.broken_seen:
-                return ("broken", rel, sha, error)
+                return ("broken", (rel, sha, error))
         history = self._history(plan)
         running = {a.item.key for a in self.active.values()}
-        for item in plan.items:
+        for item in self._ordered(plan):
             state, reason = self._state(item, history, running)
             if state == "queued":
                 return ("run", item)
@@ -342,30 +465,36 @@ class Runner:
                 self.say(f"{item.label}: skipped, {reason}")
         return None
 
-    def _fill(self) -> None:
-        while self._replan and len(self.active) < self.jobs and not self.stopping:
+    def _schedule(self) -> None:
+        while self._replan and self.executor.capacity() > 0 and not self.stopping:
             plan = self._plan_now()
+            if not self._checked_first:  # the first plan is checked whole before anything starts
+                self._snapshot(plan)
+                self._replan = False
+                return
             step = self._next(plan)
             if step is None:
-                self._replan = False
+                self._replan = bool(plan.pending)
+                self._snapshot(plan)
+                if plan.pending:
+                    return
             elif step[0] == "broken":
-                self._record_broken(*step[1:])
+                self._record_broken(*step[1])
+                self._snapshot(plan)
             else:
                 self._start(step[1], plan)
-                if not self.executor.parallel:
-                    self._reap(self.monotonic())
-            self._snapshot(plan)
+                self._snapshot(plan)
 
     # -- running ------------------------------------------------------------
 
     def model_dir(self, item: QueueItem) -> str:
-        stem = os.path.splitext(os.path.basename(item.script))[0]
-        suffix = item.version.params.get(version_parameters.MODEL_DIR_SUFFIX) or f"-{item.version.name}"
+        stem = os.path.splitext(os.path.basename(item.spec.script))[0]
+        suffix = item.spec.params.get(version_parameters.MODEL_DIR_SUFFIX) or f"-{item.spec.version}"
         return os.path.join(self.project.outputs_dir, "model_ckpts", f"{stem}{suffix}")
 
     def _record_broken(self, rel: str, sha: str, error: ScriptError) -> None:
         self.broken_seen.add((rel, sha))
-        run = self.ledger.start_run(script=rel, version=None, mode=self.mode, host=self.host,
+        run = self.ledger.start_run(script=rel, version=None, mode=self.mode, host=self.host, pid_start=self._identity,
                                     script_sha256=sha, command=self.options.command, runner_id=self.runner_id)
         outcome = Outcome(RunStatus.FAILED, error=str(error), traceback=error.details, script_error=True)
         self.ledger.set_status(run["id"], RunStatus.FAILED, error=outcome.error, traceback=outcome.traceback or None)
@@ -377,18 +506,19 @@ class Runner:
             self.stopping = True
 
     def _start(self, item: QueueItem, plan: Plan) -> None:
-        self.ran[item.key] = (item.info.sha256, item.version.params_sha256, False)
+        spec = item.spec
+        self.ran[item.key] = (spec.fingerprint, spec.params_sha256, False)
+        self.forced.discard(item.key)
         test = self.options.test_mode
         model_dir = tempfile.mkdtemp(prefix="mlp-test-") if test else self.model_dir(item)
-        gpu = self.free_gpus.pop(0) if self.free_gpus else None
         git = repro.git_state(self.project.root)
         run = self.ledger.start_run(
-            script=item.rel, version=item.version.name, mode=self.mode, host=self.host,
-            params=item.version.params, script_sha256=item.info.sha256,
-            params_sha256=item.version.params_sha256, model_dir=None if test else model_dir,
+            script=spec.rel, version=spec.version, mode=self.mode, host=self.host, pid_start=self._identity,
+            params=dict(spec.params), script_sha256=spec.script_sha256, fingerprint=spec.fingerprint,
+            params_sha256=spec.params_sha256, model_dir=None if test else model_dir,
             command=self.options.command, python_version=repro.python_version(),
-            seed=repro.seed_of(item.version.params), git_commit=git.commit if git else None,
-            git_dirty=int(git.dirty) if git else None, gpu=gpu, runner_id=self.runner_id)
+            seed=spec.seed, git_commit=git.commit if git else None,
+            git_dirty=int(git.dirty) if git else None, runner_id=self.runner_id)
         run_id = run["id"]
         run_dir = None if test else os.path.join(self.project.outputs_dir, "runs", str(run_id))
         if run_dir:
@@ -396,62 +526,46 @@ class Runner:
             if git:
                 repro.save_diff(run_dir, git)
         where = "test mode, 1 step" if test else "model dir " + os.path.relpath(model_dir, self.project.root)
-        self.say(f"{item.label}: started (run {run_id}, {where}{', GPU ' + gpu if gpu else ''})")
+        self.say(f"{item.label}: started (run {run_id}, {where})")
         exec_mode = ExecutionModeKeys.TEST if test else ExecutionModeKeys.TRAIN
-        env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
-        label = f"[{item.rel} {item.version.name}] " if self.jobs > 1 else ""
         sink = _RunSink(self, run_id, item.label)
         timeout = self.options.timeout or plan.timeout
-        active = Active(item, run_id, None, self.monotonic(), gpu, timeout, model_dir)
+        job = Job(spec, model_dir, exec_mode, run_dir, f"[{spec.rel} {spec.version}] " if self.options.label_output
+                  else "", timeout, self.options.memory_limit)
+        active = Active(item, run_id, 0, self.clock(), timeout, model_dir)
         sink.active = active
-        self.active[run_id] = active
         fault_point("started")
         active.before = _shallow_state(self._litter_folders())
         try:
-            active.handle = self.executor.start(Job(item.script, item.version.name, model_dir, exec_mode, run_dir,
-                                                    env, label, self.options.memory_limit), sink)
+            active.ticket = self.executor.submit(job, sink)
         except BaseException as exc:
-            del self.active[run_id]
             why = (f"the runner stopped before the version started: {exc}" if isinstance(exc, MLPipelineError)
-                   else "interrupted (Ctrl+C) while running")
+                   else "interrupted (Ctrl+C) while starting")
             try:
                 self.ledger.set_status(run_id, RunStatus.INTERRUPTED, error=why)
             finally:
                 self._cleanup(active)
             raise
+        self.active[active.ticket] = active
 
-    def _pump(self, timeout: float) -> None:
-        with selectors.DefaultSelector() as selector:
-            for active in self.active.values():
-                for fd in active.handle.fds():
-                    selector.register(fd, selectors.EVENT_READ, active)
-            if not selector.get_map():
-                # Output is done; the child is exiting. Wait for that itself rather than sleep blindly.
-                next(iter(self.active.values())).handle.wait_exit(min(timeout, 0.05))
-                return
-            for key, _ in selector.select(timeout):
-                key.data.handle.on_ready(key.fd)
-
-    def _reap(self, now: float) -> None:
-        for run_id, active in list(self.active.items()):
-            active.handle.check(now)
-            outcome = active.handle.outcome()
-            if outcome is None:
-                continue
-            del self.active[run_id]
-            self._cleanup(active)
-            self._warn_litter(run_id, active)
-            self._record(run_id, active.item, outcome, now - active.started)
-            self.ran[active.item.key] = (*self.ran[active.item.key][:2], outcome.status == RunStatus.SUCCEEDED)
-            self.finished.append(Finished(run_id, active.item, active.item.rel, outcome))
-            self._replan = True
-            if outcome.status != RunStatus.SUCCEEDED and self.options.stop_on_error:
-                self.stopping = True
+    def _finish(self, ticket: int, outcome: Outcome, now: float) -> None:
+        active = self.active.pop(ticket, None)
+        if active is None:
+            return
+        self._cleanup(active)
+        self._warn_litter(active)
+        self._record(active.run_id, active.item, outcome, now - active.started)
+        fingerprint, params, _ = self.ran[active.item.key]
+        self.ran[active.item.key] = (fingerprint, params, outcome.status == RunStatus.SUCCEEDED)
+        self.finished.append(Finished(active.run_id, active.item, active.item.rel, outcome))
+        self._replan = True
+        if outcome.status != RunStatus.SUCCEEDED and self.options.stop_on_error:
+            self.stopping = True
 
     def _litter_folders(self) -> List[str]:
         return [self.project.root, self.project.models_dir]
 
-    def _warn_litter(self, run_id: int, active: Active) -> None:
+    def _warn_litter(self, active: Active) -> None:
         """Say which files next to the configs and scripts changed while a
         version ran: a version should write inside its model dir."""
         after = _shallow_state(self._litter_folders())
@@ -460,13 +574,10 @@ class Runner:
         if changed:
             shown = ", ".join(os.path.relpath(p, self.project.root) for p in changed[:5])
             more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
-            self.say(f"{active.item.label}: wrote outside its model dir while it ran (run {run_id}): {shown}{more}; "
-                     f"keep a version's files in the model_dir it is given", logging.WARNING)
+            self.say(f"{active.item.label}: wrote outside its model dir while it ran (run {active.run_id}): {shown}"
+                     f"{more}; keep a version's files in the model_dir it is given", logging.WARNING)
 
     def _cleanup(self, active: Active) -> None:
-        if active.gpu is not None:
-            self.free_gpus.append(active.gpu)
-            self.free_gpus.sort(key=lambda g: (self.options.gpus or []).index(g))
         if self.options.test_mode:
             shutil.rmtree(active.model_dir, ignore_errors=True)
 
@@ -474,6 +585,7 @@ class Runner:
         result = outcome.result or {}
         rows = [MetricRow(name, value, None, "train") for name, value in result.get("eval_train", {}).items()]
         rows += [MetricRow(name, value, None, "test") for name, value in result.get("eval_test", {}).items()]
+        self._flush_metrics()
         self.ledger.add_metrics(run_id, rows)
         fault_point("record")
         self.ledger.set_status(
@@ -484,9 +596,9 @@ class Runner:
             packages=json.dumps(outcome.packages, sort_keys=True) if outcome.packages else None)
         took = elapsed_text(seconds)
         if outcome.status == RunStatus.SUCCEEDED:
-            self.outputs.output_block(script=item.rel, version=item.version.name, result=result,
-                                      params=item.version.params,
-                                      epochs=item.version.params.get(version_parameters.EPOC_COUNT))
+            self.outputs.output_block(script=item.rel, version=item.spec.version, result=result,
+                                      params=dict(item.spec.params),
+                                      epochs=item.spec.params.get(version_parameters.EPOC_COUNT))
             self.say(f"{item.label}: succeeded in {took} (run {run_id}); train: {result.get('eval_train_text') or '-'}; "
                      f"test: {result.get('eval_test_text') or '-'}")
         else:
@@ -502,4 +614,18 @@ class Runner:
         except Exception:  # noqa: BLE001 - only a hint for the exit code
             return False
         history = self._history(plan)
-        return any(self._state(item, history, set())[0] == "queued" for item in plan.items)
+        return bool(plan.pending) or any(self._state(item, history, set())[0] == "queued" for item in plan.items)
+
+
+def _unchanged(item: QueueItem, last: Optional[Tuple[Optional[str], Optional[str], Optional[str]]]) -> bool:
+    """Did the version's last successful run train the same thing? Same
+    parameters and the same fingerprint (runs recorded before fingerprints
+    existed compare the script's content instead)."""
+    if last is None:
+        return False
+    fingerprint, params_sha256, script_sha256 = last
+    if params_sha256 != item.spec.params_sha256:
+        return False
+    if fingerprint:
+        return fingerprint == item.spec.fingerprint
+    return script_sha256 == item.spec.script_sha256

@@ -34,7 +34,6 @@ class VersionInfo:
     params_sha256: str
 
 
-VersionSpec = VersionInfo  # deprecated alias (lifecycle.VersionSpec is the runnable spec); to be removed
 
 
 @dataclass

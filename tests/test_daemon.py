@@ -187,7 +187,7 @@ def test_cancel_a_running_version(project):
     wait_for(lambda: started(project, "stuck"), proc=runner)
     result = project.run("cancel", "1")
     assert result.returncode == 0, result.stderr
-    assert "cancelled" in result.stderr
+    assert "cancel requested for run 1" in result.stdout  # returns at once; the runner acts at its next step
     runner.communicate(timeout=60)
     assert [(r["version"], r["status"]) for r in project.runs()] == [("stuck", "cancelled"), ("next", "succeeded")]
     again = project.run("cancel", "2")

@@ -119,7 +119,10 @@ def test_use_history_reruns_only_changed_script(project):
     project.configure(["a.py", "b.py"])
     assert project.run("-r", "-u").returncode == 0
     path = project.models / "b.py"
-    path.write_text(path.read_text() + "\n# edited\n")
+    path.write_text(path.read_text() + "\n# a comment changes nothing that trains\n")
+    assert project.run("-r", "-u").returncode == 0
+    assert ran(project) == [("a.py", "v1"), ("a.py", "v2"), ("b.py", "w1")]
+    path.write_text(path.read_text() + "\nEDITED = True\n")  # code: what trains may have changed
     assert project.run("-r", "-u").returncode == 0
     assert ran(project) == [("a.py", "v1"), ("a.py", "v2"), ("b.py", "w1"), ("b.py", "w1")]
 

@@ -171,7 +171,7 @@ def test_logs_shows_and_follows_captured_output(project):
     assert project.run("logs", "1").stdout == out
 
 
-def test_older_ledger_is_migrated_in_place(project):
+def test_older_ledger_is_read_as_is_and_migrated_only_by_the_writer(project):
     project.outputs.mkdir(parents=True)
     path = project.outputs / "mlpipeline.db"
     with sqlite3.connect(path) as conn:
@@ -181,13 +181,22 @@ def test_older_ledger_is_migrated_in_place(project):
             conn.execute("INSERT INTO migrations VALUES (?, 0)", (name,))
         conn.execute("INSERT INTO runs (uid, script, version, mode, status, host, started_at, ended_at) "
                      "VALUES ('abc123', 'models/old.py', 'v0', 'run', 'succeeded', 'h', 1.0, 2.0)")
+        conn.execute("INSERT INTO metrics (run_id, split, name, step, value, recorded_at) "
+                     "VALUES (1, 'test', 'acc', NULL, 0.5, 2.0)")
+    before = path.read_bytes()
     rows = cli_json(project, "runs")
     assert [(r["script"], r["version"], r["status"]) for r in rows] == [("models/old.py", "v0", "succeeded")]
+    shown = cli_json(project, "show", "1")
+    assert [(m["name"], m["last"], m["points"]) for m in shown["metrics"]] == [("acc", 0.5, 1)]
+    assert path.read_bytes() == before  # readers never migrate or write
+    Ledger(str(path)).close()  # the writer (a runner, a test session) migrates
     with sqlite3.connect(path) as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM migrations ORDER BY name")]
         columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+        summary = conn.execute("SELECT name, count, last FROM metric_summary").fetchall()
     assert names == [name for name, _ in MIGRATIONS]
-    assert {"git_commit", "packages", "source"} <= columns
+    assert {"git_commit", "packages", "source", "fingerprint"} <= columns
+    assert summary == [("acc", 1, 0.5)]
 
 
 def test_newer_ledger_is_refused_by_the_cli(project):

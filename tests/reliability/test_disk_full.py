@@ -48,7 +48,7 @@ SCRIPTS = {
     "b_filler.py": FILLER,
     "c_after.py": model_script("print('after trained')", versions=("after1", "after2")),
 }
-STOP_LINE = re.compile(r"^mlpipeline: error: (?P<path>models/outputs/[^:\s]+): cannot .*free some space")
+STOP_LINE = re.compile(r"^mlpipeline: error: (?P<path>(?:/\S*/)?models/outputs/[^:\s]+): cannot .*free some space")
 
 
 def mount_tmpfs(where, options: str) -> bool:
@@ -102,7 +102,8 @@ class Injected:
     def install(self, monkeypatch) -> None:
         import builtins
 
-        from mlpipeline import executors, outputs
+        from mlpipeline import outputs
+        from mlpipeline.execution import local as executors
 
         real_open, real_makedirs = builtins.open, os.makedirs
 

@@ -1,0 +1,135 @@
+"""One batch: ``mlpipeline`` (test mode) or ``mlpipeline -r`` (execution mode).
+
+``run_batch`` holds the policy the CLI used to: which executor and describer a
+mode gets, the project lock, the watcher, the log files, and what the batch
+amounted to. It returns a ``BatchResult``; the CLI renders it and picks the
+exit code.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional
+
+from .config import Project, find_project
+from .errors import UsageError
+from .lifecycle import RunStatus
+from .runner import Finished, Options, Runner
+
+
+DESCRIBE_TIMEOUT = 120.0  # seconds a script may take to load, unless --timeout says otherwise
+
+
+@dataclass
+class BatchOptions:
+    directory: Optional[str] = None
+    run: bool = False                    # execution mode
+    use_history: bool = False
+    no_log: bool = False
+    only_version: Optional[str] = None
+    isolate: Optional[bool] = None       # None: child processes in execution mode, in-process in test mode
+    jobs: Optional[int] = None
+    gpus: Optional[List[str]] = None
+    watch: bool = False
+    timeout: Optional[float] = None
+    memory_limit: Optional[int] = None
+    command: str = "mlpipeline"
+
+
+@dataclass
+class BatchResult:
+    project: Project
+    test: bool
+    finished: List[Finished] = field(default_factory=list)
+    stopped_early: bool = False          # stopped (signal) with versions left to run
+    history_skipped: bool = False        # -u skipped versions that already succeeded
+    ledger_path: str = ""
+    config_name: str = ""
+
+    @property
+    def failed(self) -> List[Finished]:
+        return [f for f in self.finished if f.outcome.status != RunStatus.SUCCEEDED]
+
+
+def _check(options: BatchOptions, isolate: bool, jobs: int) -> None:
+    if options.jobs is not None and options.jobs < 1:
+        raise UsageError(f"-j {options.jobs}: give a number of versions to run at once, 1 or more")
+    if options.timeout is not None and not (math.isfinite(options.timeout) and options.timeout > 0):
+        raise UsageError(f"--timeout {options.timeout:g}: give a positive number of seconds")
+    gpus = options.gpus
+    if gpus and jobs > len(gpus):
+        raise UsageError(f"-j {jobs} with --gpus {','.join(gpus)}: each running version gets a GPU of its own; "
+                         f"use -j {len(gpus)} or list more GPUs")
+    if options.memory_limit and not isolate:
+        raise UsageError("--memory-limit applies to versions in child processes; use it with -r or --isolate")
+    if jobs > 1 and not isolate:
+        raise UsageError(f"-j {jobs} runs versions side by side in child processes; drop --in-process")
+
+
+def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
+              prepare: Optional[Callable[[Runner], None]] = None) -> BatchResult:
+    """Run the project's queue once (or, with ``watch``, until stopped).
+
+    ``notify`` receives progress lines; ``prepare`` sees the runner before it
+    starts (the CLI installs its signal handlers there)."""
+    from .execution.inprocess import InProcessExecutor
+    from .execution.local import LocalExecutor
+    from .describe import Describer
+    from .ledger import open_ledger
+    from .lock import RunnerLock
+    from .outputs import HostOutputs, NullOutputs, hostname
+
+    test = not options.run
+    isolate = options.isolate if options.isolate is not None else not test
+    jobs = options.jobs or (len(options.gpus) if options.gpus else 1)
+    _check(options, isolate, jobs)
+    project = find_project(options.directory)
+    for warning in project.warnings:
+        notify(warning, 30)
+    if test and options.use_history:
+        notify("-u applies to execution mode (-r); test mode runs every version", 30)
+    host = hostname()
+    ledger = open_ledger(project.outputs_dir)
+    lock = watcher = describer = None
+    try:
+        if not test:
+            lock = RunnerLock(project.outputs_dir)
+            lock.acquire(host, "run")
+            from .watcher import ChangeWatcher
+
+            watcher = ChangeWatcher([project.config_path(False), os.path.join(project.root, "mlp.config")],
+                                    project.models_dir).start()
+        outputs = NullOutputs() if (test or options.no_log) else HostOutputs(project.outputs_dir, host)
+        executor = (LocalExecutor(jobs=jobs, gpus=options.gpus, cwd=project.root) if isolate
+                    else InProcessExecutor())
+        describer = Describer(project.root, ledger.cached_script, ledger.cache_script,
+                              timeout=options.timeout or DESCRIBE_TIMEOUT, in_process=not isolate)
+        shown = {"jobs": jobs, "gpus": options.gpus, "watch": options.watch, "use_history": options.use_history,
+                 "timeout": options.timeout}
+        runner_options = Options(test_mode=test, use_history=options.use_history, only_version=options.only_version,
+                                 command=options.command, watch=options.watch, timeout=options.timeout,
+                                 stop_on_error=test, memory_limit=options.memory_limit, label_output=jobs > 1,
+                                 options_text=shown)
+        runner = Runner(project, ledger, executor, describer, runner_options, outputs=outputs, host=host,
+                        notify=notify, watcher=watcher)
+        if prepare is not None:
+            prepare(runner)
+        outputs.log(f"session started: {options.command} (pid {os.getpid()})")
+        try:
+            finished = runner.run()
+        except KeyboardInterrupt:
+            outputs.log("session interrupted", 30)
+            raise
+        outputs.log("session ended")
+        stopped_early = runner.stopping and (runner.kill_requested or runner.queued_left())
+        return BatchResult(project, test, finished, stopped_early, bool(runner.history_skips), ledger.path,
+                           os.path.basename(project.config_path(test)))
+    finally:
+        if describer is not None:
+            describer.close()
+        if watcher is not None:
+            watcher.stop()
+        if lock is not None:
+            lock.release()
+        ledger.close()

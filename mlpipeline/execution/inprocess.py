@@ -1,0 +1,145 @@
+"""Versions in the runner's own process: fast, and a debugger works.
+
+A submitted job runs when the runner next polls, to the end, in this thread.
+Its ``timeout`` is enforced with an interval timer that raises inside the
+version (in the main thread), since nothing else can interrupt it.
+"""
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from typing import Any, Dict, List, Optional, Tuple
+
+from .. import _report
+from ..errors import ScriptError
+from ..lifecycle import Job, MetricRow, Outcome, RunStatus, Sink
+from .base import Finished
+
+
+class _SinkReporter(_report.Reporter):
+    """Script events go to the terminal and straight to the sink."""
+
+    def __init__(self, sink: Sink):
+        self.sink = sink
+
+    def log(self, message: str, level: int = logging.INFO) -> None:
+        super().log(message, level)
+        self.sink.log(str(message), level)
+
+    def metric(self, name: str, value: float, step: Optional[int] = None, split: str = "train") -> None:
+        self.sink.metrics([MetricRow(*_report._plain_row((name, value, step, split)))])
+
+
+class VersionTimeout(BaseException):
+    """Raised inside an in-process version when its time is up (a BaseException,
+    so a script's ``except Exception`` cannot swallow it)."""
+
+
+class InProcessExecutor:
+    """One job at a time, run in this process when polled.
+
+    A script is imported once per content (sha256) and reused for its versions."""
+
+    def __init__(self) -> None:
+        self._loaded: Dict[str, Any] = {}
+        self._pending: Optional[Tuple[int, Job, Sink]] = None
+        self._cancelled: List[Finished] = []
+        self._next_ticket = 1
+
+    def capacity(self) -> int:
+        return 0 if self._pending else 1
+
+    def running(self) -> int:
+        return 1 if self._pending else 0
+
+    def submit(self, job: Job, sink: Sink) -> int:
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        self._pending = (ticket, job, sink)
+        sink.started({})
+        return ticket
+
+    def cancel(self, ticket: int, status: RunStatus, reason: str, cold: bool = True) -> None:
+        if self._pending and self._pending[0] == ticket:  # not started yet: it never will be
+            self._pending = None
+            self._cancelled.append((ticket, Outcome(status, error=reason)))
+
+    def close(self) -> None:
+        self._pending = None
+
+    def _load(self, path: str) -> Any:
+        from ..scripts import file_sha256, load_module
+
+        key = f"{path}:{file_sha256(path)}"
+        if key not in self._loaded:
+            self._loaded[key] = load_module(path)
+        return self._loaded[key]
+
+    def poll(self, timeout: float) -> List[Finished]:
+        finished, self._cancelled = self._cancelled, []
+        if self._pending is not None:
+            ticket, job, sink = self._pending
+            try:
+                finished.append((ticket, self._run(job, sink)))
+            finally:
+                self._pending = None
+        return finished
+
+    def _run(self, job: Job, sink: Sink) -> Outcome:
+        from ..child import user_traceback
+        from ..execute import run_version
+        from ..scripts import get_model
+        from ..specs import version_for
+        from .._packages import imported_packages
+
+        spec = job.spec
+        previous = _report.install(_SinkReporter(sink))
+        alarm = _Alarm(job.timeout)
+        try:
+            with alarm:
+                module = self._load(spec.script)
+                model = get_model(module, spec.script)
+                version = version_for(model, spec.version, spec.params)
+                result = run_version(model, version, spec.script, job.model_dir, job.exec_mode,
+                                     source=getattr(module, "__mlpipeline_source__", None))
+            return Outcome(RunStatus.SUCCEEDED, result=result.to_json(), packages=imported_packages())
+        except VersionTimeout as exc:
+            return Outcome(RunStatus.TIMEOUT, error=f"timed out after {job.timeout:g} s (the version's timeout); "
+                                                    f"it was stopped inside this process",
+                           traceback=user_traceback(exc), packages=imported_packages())
+        except ScriptError as exc:
+            return Outcome(RunStatus.FAILED, error=str(exc), traceback=exc.details, script_error=True)
+        except SystemExit as exc:  # a hook that calls sys.exit() must not end the whole session quietly
+            return Outcome(RunStatus.FAILED, error=f"the version called sys.exit({exc.code!r}) before finishing",
+                           traceback=user_traceback(exc), packages=imported_packages())
+        except Exception as exc:  # noqa: BLE001 - a failing version is an outcome, not a crash
+            return Outcome(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
+                           traceback=user_traceback(exc), packages=imported_packages())
+        finally:
+            _report.install(previous)
+
+
+class _Alarm:
+    """Raise ``VersionTimeout`` in the main thread after ``seconds`` (no-op
+    without a timeout or off the main thread)."""
+
+    def __init__(self, seconds: Optional[float]):
+        self.seconds = seconds
+        self._previous: Any = None
+        self._armed = False
+
+    def _fire(self, signum: int, frame: Any) -> None:
+        raise VersionTimeout(f"timed out after {self.seconds:g} s")
+
+    def __enter__(self) -> "_Alarm":
+        if self.seconds and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+            self._armed = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._previous)

@@ -1,0 +1,330 @@
+"""Versions in child processes on this machine, one process group each.
+
+The local executor owns everything that is a local process: pids, process
+groups, the pipes it reads, GPUs handed out through ``CUDA_VISIBLE_DEVICES``.
+The runner sees tickets, events and outcomes.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from ..errors import StorageError, display
+from ..lifecycle import Job, MetricRow, Outcome, RunStatus, Sink
+from .base import Finished, signal_name
+
+REAP_GRACE = 2.0   # seconds a finished child's leftover processes may keep its pipes open
+WARM_GRACE = 10.0  # seconds a warm cancel waits before it kills
+CHILD_MAIN = "import sys; from mlpipeline.child import run; run(sys.argv[1:])"  # -c: cheaper than -m
+
+
+class ChildRun:
+    """A ``mlpipeline.child`` process and its two pipes: the script's own
+    output (echoed and kept) and the JSON-lines event pipe."""
+
+    def __init__(self, op: str, payload: Dict[str, Any], on_event: Callable[[Dict[str, Any]], None],
+                 capture: Callable[[bytes], None], cwd: Optional[str], env: Dict[str, str]):
+        read_fd, write_fd = os.pipe()
+        payload = {**payload, "parent_pid": os.getpid()}
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-c", CHILD_MAIN, op, json.dumps(payload), str(write_fd)],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                pass_fds=(write_fd,), start_new_session=True, cwd=cwd,
+                env={**os.environ, **env, "PYTHONUNBUFFERED": "1"})
+        except BaseException:
+            os.close(read_fd)
+            raise
+        finally:
+            os.close(write_fd)
+        assert self.proc.stdout is not None
+        self.out_fd = self.proc.stdout.fileno()
+        self.event_fd = read_fd
+        self.open = {self.out_fd, read_fd}
+        self.on_event, self.capture = on_event, capture
+        self.final: Dict[str, Any] = {}
+        self._pending = b""
+        self._exited_at: Optional[float] = None
+        self.killed: Optional[tuple] = None  # (status, reason) when we ended it
+        self.kill_at: Optional[float] = None  # a warm cancel's deadline
+        self.returncode: Optional[int] = None
+        try:  # readable the moment the process exits: no polling for it (Linux 5.3+)
+            self.pid_fd: Optional[int] = os.pidfd_open(self.proc.pid)
+        except (AttributeError, OSError):
+            self.pid_fd = None
+
+    def fds(self) -> List[int]:
+        return sorted(self.open) + ([self.pid_fd] if self.pid_fd is not None else [])
+
+    def on_ready(self, fd: int) -> None:
+        if fd == self.pid_fd:  # the process exited; its pipes may still hold output to read
+            self._close_pid_fd()
+            return
+        try:
+            data = os.read(fd, 1 << 16)
+        except OSError:
+            data = b""
+        if not data:
+            self._close(fd)
+            return
+        if fd == self.out_fd:
+            self.capture(data)
+            return
+        self._pending += data
+        if b"\n" not in data:
+            return
+        *lines, self._pending = self._pending.split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                event = json.loads(line)
+            except ValueError:
+                continue  # a script that wrote to our pipe by accident; ignore it
+            if not isinstance(event, dict):
+                continue
+            if event.get("type") in ("result", "error"):
+                self.final = event
+            self.on_event(event)
+
+    def _close(self, fd: int) -> None:
+        if fd in self.open:
+            self.open.discard(fd)
+            if fd == self.out_fd:
+                assert self.proc.stdout is not None
+                self.proc.stdout.close()
+            else:
+                os.close(fd)
+
+    def check(self, now: float) -> None:
+        """Reap the child once its pipes are closed; if it has exited but left
+        processes holding its pipes, kill them after a grace period."""
+        if self.returncode is not None:
+            return
+        if self.kill_at is not None and now >= self.kill_at:
+            self._killpg(signal.SIGKILL)
+        code = self.proc.poll()
+        if code is None:
+            return
+        self._close_pid_fd()
+        if self.open:
+            self._exited_at = self._exited_at or now
+            if now - self._exited_at < REAP_GRACE:
+                return
+            self._killpg(signal.SIGKILL)
+            for fd in list(self.open):
+                self._close(fd)
+        self.returncode = code
+
+    def _close_pid_fd(self) -> None:
+        if self.pid_fd is not None:
+            os.close(self.pid_fd)
+            self.pid_fd = None
+
+    def _killpg(self, signum: int) -> None:
+        try:
+            os.killpg(self.proc.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def kill(self, status: RunStatus, reason: str, cold: bool = True, now: Optional[float] = None) -> None:
+        if self.killed is None:
+            self.killed = (status, reason)
+        if cold:
+            self._killpg(signal.SIGKILL)
+        elif self.kill_at is None:
+            self._killpg(signal.SIGTERM)
+            self.kill_at = (time.monotonic() if now is None else now) + WARM_GRACE
+
+    def wait(self) -> None:
+        """Block until finished (short-lived children)."""
+        with selectors.DefaultSelector() as selector:
+            for fd in self.fds():
+                selector.register(fd, selectors.EVENT_READ)
+            while self.open:
+                for key, _ in selector.select(timeout=0.5):
+                    self.on_ready(key.fd)
+                    if key.fd not in self.open:
+                        selector.unregister(key.fd)
+                self.check(time.monotonic())
+        self.proc.wait()
+        self.check(time.monotonic())
+
+    def outcome(self) -> Outcome:
+        code = self.returncode
+        assert code is not None
+        final = self.final
+        packages = final.get("packages") or {}
+        exit_code, signum = (code, None) if code >= 0 else (None, -code)
+        if self.killed is not None:
+            status, reason = self.killed
+            return Outcome(status, exit_code=exit_code, signal=signum, error=reason, packages=packages)
+        if code == 0 and final.get("type") == "result":
+            return Outcome(RunStatus.SUCCEEDED, result=final["result"], exit_code=0, packages=packages)
+        if final.get("type") == "error":
+            return Outcome(RunStatus.FAILED, exit_code=exit_code, signal=signum, error=final["error"],
+                           packages=packages, traceback=final.get("traceback") or "",
+                           script_error=final.get("kind") == "script")
+        if signum is not None:
+            return Outcome(RunStatus.FAILED, signal=signum,
+                           error=f"the version's process was killed by {signal_name(signum)}")
+        return Outcome(RunStatus.FAILED, exit_code=code,
+                       error=f"the version's process exited with code {code} before reporting a result")
+
+
+class _Echo:
+    """Copies a child's output to the terminal, each line prefixed when asked."""
+
+    def __init__(self, enabled: bool, label: str):
+        self.enabled, self.label = enabled, label.encode()
+        self._partial = b""
+
+    def __call__(self, data: bytes) -> None:
+        if not self.enabled:
+            return
+        if self.label:
+            data = self._partial + data
+            *lines, self._partial = data.split(b"\n")
+            data = b"".join(self.label + line + b"\n" for line in lines)
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+
+
+class _Running:
+    def __init__(self, run: ChildRun, log_file: Any, gpu: Optional[str]):
+        self.run, self.log_file, self.gpu = run, log_file, gpu
+
+    def close_log(self) -> None:
+        if self.log_file is not None:
+            self.log_file.close()
+            self.log_file = None
+
+
+def _event_handler(sink: Sink) -> Callable[[Dict[str, Any]], None]:
+    def on_event(event: Dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind == "metrics":
+            sink.metrics([MetricRow(r[0], r[1], r[2], r[3]) for r in event.get("rows", ())])
+        elif kind == "log":
+            sink.log(str(event.get("message", "")), int(event.get("level", logging.INFO)))
+        elif kind == "metric":
+            sink.metrics([MetricRow(event["name"], event["value"], event.get("step"), event.get("split", "train"))])
+    return on_event
+
+
+class LocalExecutor:
+    """Runs each version in a fresh child process (``mlpipeline.child``), up to
+    ``jobs`` at once, each with a GPU of its own when ``gpus`` are given.
+
+    GPU memory is freed when a child exits and a crash cannot take the runner
+    down. Its stdout/stderr are shown live (``echo``) and kept in
+    ``run_dir/output.log``; events arrive as JSON lines on a pipe of their own.
+    """
+
+    def __init__(self, jobs: int = 1, gpus: Optional[List[str]] = None, cwd: Optional[str] = None,
+                 echo: bool = True, clock: Callable[[], float] = time.monotonic):
+        self.jobs = max(1, jobs)
+        self.gpus = list(gpus or [])
+        self.free_gpus = list(self.gpus)
+        self.cwd = cwd
+        self.echo = echo
+        self.clock = clock
+        self._running: Dict[int, _Running] = {}
+        self._next_ticket = 1
+
+    def capacity(self) -> int:
+        free = self.jobs - len(self._running)
+        return min(free, len(self.free_gpus)) if self.gpus else free
+
+    def running(self) -> int:
+        return len(self._running)
+
+    def submit(self, job: Job, sink: Sink) -> int:
+        if self.capacity() <= 0:
+            raise RuntimeError("LocalExecutor.submit beyond capacity")
+        log_file = None
+        if job.run_dir:
+            try:
+                os.makedirs(job.run_dir, exist_ok=True)
+                log_file = open(os.path.join(job.run_dir, "output.log"), "ab")
+            except OSError as exc:
+                raise StorageError(f"{display(exc.filename or job.run_dir)}: cannot create the run's output "
+                                   f"({exc.strerror}); free some space and run again") from None
+        gpu = self.free_gpus.pop(0) if self.gpus else None
+        echo = _Echo(self.echo, job.label)
+
+        def capture(data: bytes) -> None:
+            if log_file is not None and not log_file.closed:
+                try:
+                    log_file.write(data)
+                    log_file.flush()
+                except OSError as exc:
+                    raise StorageError(f"{display(log_file.name)}: cannot keep the version's output "
+                                       f"({exc.strerror}); free some space and run again") from None
+            echo(data)
+
+        payload = {"spec": job.spec.to_json(), "model_dir": job.model_dir, "exec_mode": job.exec_mode,
+                   "memory_limit": job.memory_limit}
+        env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
+        try:
+            run = ChildRun("run", payload, _event_handler(sink), capture, self.cwd, env)
+        except BaseException:
+            if gpu is not None:
+                self._free_gpu(gpu)
+            if log_file is not None:
+                log_file.close()
+            raise
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        self._running[ticket] = _Running(run, log_file, gpu)
+        sink.started({"pid": run.proc.pid, "gpu": gpu})
+        return ticket
+
+    def _free_gpu(self, gpu: str) -> None:
+        self.free_gpus.append(gpu)
+        self.free_gpus.sort(key=self.gpus.index)
+
+    def poll(self, timeout: float) -> List[Finished]:
+        if not self._running:
+            return []
+        with selectors.DefaultSelector() as selector:
+            for ticket, running in self._running.items():
+                for fd in running.run.fds():
+                    selector.register(fd, selectors.EVENT_READ, running)
+            if selector.get_map():
+                for key, _ in selector.select(timeout):
+                    key.data.run.on_ready(key.fd)
+            else:  # output is done and the child is exiting: wait for that rather than sleep blindly
+                try:
+                    next(iter(self._running.values())).run.proc.wait(min(timeout, 0.05))
+                except subprocess.TimeoutExpired:
+                    pass
+        now = self.clock()
+        finished: List[Finished] = []
+        for ticket, running in list(self._running.items()):
+            running.run.check(now)
+            if running.run.returncode is None:
+                continue
+            del self._running[ticket]
+            running.close_log()
+            if running.gpu is not None:
+                self._free_gpu(running.gpu)
+            finished.append((ticket, running.run.outcome()))
+        return finished
+
+    def cancel(self, ticket: int, status: RunStatus, reason: str, cold: bool = True) -> None:
+        running = self._running.get(ticket)
+        if running is not None:
+            running.run.kill(status, reason, cold, self.clock())
+
+    def close(self) -> None:
+        for running in self._running.values():
+            running.run.kill(RunStatus.INTERRUPTED, "the runner stopped")
+            running.close_log()

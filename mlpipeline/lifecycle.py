@@ -1,0 +1,116 @@
+"""The vocabulary of a run's life, shared by storage and execution.
+
+Storage (the ledger) and execution (the executors) both import this module and
+nothing of each other: a run's status, the spec that starts a version, the
+events a running version sends, and how it ended.
+"""
+from __future__ import annotations
+
+import enum
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Dict, Mapping, Optional, Protocol, Sequence, Tuple
+
+
+class RunStatus(str, enum.Enum):
+    """Where a run stands. Written through to the ledger; changed in one place
+    (``ledger.Ledger.set_status``)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    INTERRUPTED = "interrupted"
+    CANCELLED = "cancelled"
+    PRUNED = "pruned"
+
+    @property
+    def finished(self) -> bool:
+        return self not in (RunStatus.QUEUED, RunStatus.RUNNING)
+
+
+class Mode(str, enum.Enum):
+    TEST = "test"
+    RUN = "run"
+
+
+@dataclass(frozen=True)
+class VersionSpec:
+    """Everything needed to start one version: which script, which version,
+    with which parameters. A version the script does not declare (a sweep's
+    proposal) starts from the script's first version with these parameters."""
+
+    script: str                     # absolute path of the model script
+    rel: str                        # the script's path relative to the project root, as runs record it
+    version: str
+    params: Mapping[str, Any]       # plain JSON data
+    params_sha256: str = ""
+    fingerprint: str = ""           # what trains: code and data read at load, not the version declarations
+    script_sha256: str = ""
+    seed: Optional[str] = None
+
+    @property
+    def key(self) -> Tuple[str, str]:
+        return (self.rel, self.version)
+
+    @property
+    def label(self) -> str:
+        return f"{self.rel} {self.version}"
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"script": self.script, "rel": self.rel, "version": self.version, "params": dict(self.params),
+                "params_sha256": self.params_sha256, "fingerprint": self.fingerprint,
+                "script_sha256": self.script_sha256, "seed": self.seed}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> "VersionSpec":
+        return cls(**{k: data[k] for k in ("script", "rel", "version", "params") },
+                   **{k: data.get(k, "") for k in ("params_sha256", "fingerprint", "script_sha256")},
+                   seed=data.get("seed"))
+
+
+@dataclass(frozen=True)
+class Job:
+    """A spec placed for one run: where it keeps its files and how it is bounded."""
+
+    spec: VersionSpec
+    model_dir: str
+    exec_mode: str                       # ExecutionModeKeys.TRAIN or .TEST
+    run_dir: Optional[str] = None        # where a child's captured output is kept
+    label: str = ""                      # prefix for echoed output lines when versions run side by side
+    timeout: Optional[float] = None      # seconds; executors that cannot be interrupted enforce it themselves
+    memory_limit: Optional[int] = None   # bytes of address space (RLIMIT_AS) for a child
+
+
+@dataclass
+class MetricRow:
+    name: str
+    value: Optional[float]
+    step: Optional[int] = None
+    split: str = "train"
+
+
+@dataclass
+class Outcome:
+    """How a version ended."""
+
+    status: RunStatus
+    result: Optional[Dict[str, Any]] = None
+    exit_code: Optional[int] = None
+    signal: Optional[int] = None
+    error: str = ""
+    traceback: str = ""
+    script_error: bool = False   # the script could not be loaded at all
+    packages: Dict[str, str] = field(default_factory=dict)  # versions of what the script imported
+
+
+class Sink(Protocol):
+    """Receives one running version's events as they happen."""
+
+    def started(self, where: Mapping[str, Any]) -> None:
+        """The version is placed: ``where`` may hold ``pid``, ``gpu``, ``node``."""
+
+    def log(self, message: str, level: int = logging.INFO) -> None: ...
+
+    def metrics(self, rows: Sequence[MetricRow]) -> None: ...

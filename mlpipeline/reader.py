@@ -1,0 +1,103 @@
+"""The run ledger, read side: opened read-only, never migrated, never written.
+
+``runs``, ``show``, ``compare``, ``status``, ``logs`` and the web page read
+through a ``Reader``. It opens the file with ``mode=ro`` (or ``immutable=1``
+when the folder is read-only and SQLite cannot share the WAL index), so it works
+on a read-only project and for another user, and it cannot change the file, a
+foreign or empty one included.
+"""
+from __future__ import annotations
+
+import os
+import sqlite3
+import urllib.parse
+from typing import List, Optional, Sequence
+
+from .errors import LedgerError, display
+from .ledger import APPLICATION_ID, DB_NAME, MIGRATIONS
+
+
+class Reader:
+    """A read-only connection to the ledger at ``path``."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._shown = display(path)
+        self.immutable = False
+        self.conn = self._connect()
+        self.applied = self._check()
+
+    def _connect(self) -> sqlite3.Connection:
+        quoted = urllib.parse.quote(os.path.abspath(self.path))
+        try:
+            conn = sqlite3.connect(f"file:{quoted}?mode=ro", uri=True, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 5000")
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "unable to open" not in str(exc) and "readonly" not in str(exc):
+                raise LedgerError(f"{self._shown}: cannot read the ledger ({exc})") from None
+            # A read-only folder: SQLite cannot create the WAL index; read the file as it is.
+            try:
+                conn = sqlite3.connect(f"file:{quoted}?immutable=1", uri=True, isolation_level=None,
+                                       check_same_thread=False)
+                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            except sqlite3.DatabaseError as again:
+                raise LedgerError(f"{self._shown}: cannot read the ledger ({again}); check that you may read the "
+                                  f"file and its folder") from None
+            self.immutable = True
+        except sqlite3.DatabaseError as exc:
+            raise LedgerError(f"{self._shown}: not a usable SQLite ledger ({exc}); move it aside "
+                              f"(mlpipeline will not overwrite it)") from None
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA query_only = 1")
+        return conn
+
+    def _check(self) -> set:
+        app_id = self.conn.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if app_id not in (0, APPLICATION_ID) or "migrations" not in tables or "runs" not in tables:
+            if not tables and app_id == 0:
+                raise LedgerError(f"{self._shown}: is empty, not a ledger; move it aside, then run mlpipeline to "
+                                  f"record runs")
+            raise LedgerError(f"{self._shown}: is not an mlpipeline ledger (another program's SQLite database); "
+                              f"move it aside (mlpipeline will not overwrite it)")
+        applied = {row[0] for row in self.conn.execute("SELECT name FROM migrations")}
+        unknown = sorted(applied - {name for name, _ in MIGRATIONS})
+        if unknown:
+            raise LedgerError(f"{self._shown}: written by a newer mlpipeline (schema {unknown[-1]}); "
+                              f"upgrade mlpipeline to read it")
+        return applied
+
+    def has(self, migration_prefix: str) -> bool:
+        """Has the schema reached the migration whose name starts with this?"""
+        return any(name.startswith(migration_prefix) for name in self.applied)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- the lookups every query shares ------------------------------------
+
+    def get_run(self, run_id: int) -> Optional[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+
+    def runs(self, ids: Sequence[int]) -> List[sqlite3.Row]:
+        marks = ", ".join("?" for _ in ids)
+        return self.conn.execute(f"SELECT * FROM runs WHERE id IN ({marks}) ORDER BY id", tuple(ids)).fetchall()
+
+    def latest_runner(self) -> Optional[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM runners ORDER BY id DESC LIMIT 1").fetchone()
+
+    def queue(self, runner_id: int) -> List[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM queue WHERE runner_id = ? ORDER BY position", (runner_id,)).fetchall()
+
+    def running_runs(self) -> List[sqlite3.Row]:
+        return self.conn.execute("SELECT * FROM runs WHERE status = 'running' ORDER BY id").fetchall()
+
+
+def open_reader(outputs_dir: str) -> Optional[Reader]:
+    """The project's ledger, read-only; None when nothing was recorded yet."""
+    path = os.path.join(outputs_dir, DB_NAME)
+    if not os.path.exists(path):
+        return None
+    return Reader(path)

@@ -1,0 +1,31 @@
+"""From a ``VersionSpec`` back to the version object a script's hooks receive.
+
+A spec carries a version's parameters as plain data. A version the script
+declares keeps its own objects (its dataloader, say) for every parameter the
+spec leaves as declared; a parameter the spec changes, or a version the script
+does not declare at all (a sweep's proposal, built on the first declared
+version), takes the spec's value.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Mapping
+
+from ._versions import version_params, version_parameters
+
+
+def version_for(model: Any, name: str, params: Mapping[str, Any]) -> Any:
+    """The version ``name`` of ``model`` with ``params`` applied (a copy; the
+    script's own declarations are left as they are)."""
+    versions = model.versions
+    declared = {v[version_parameters.NAME]: v for v in versions.get_versions()}
+    base = declared.get(name)
+    if base is None:
+        base = next(iter(declared.values()))
+    version = copy.copy(base)
+    plain = version_params(base)
+    for key, value in params.items():
+        if key != version_parameters.NAME and plain.get(key) != value:
+            version[key] = value
+    version[version_parameters.NAME] = name
+    return version
