@@ -15,7 +15,7 @@ setup(
             "tensorflow>=2.13; platform_machine != 'x86_64' and platform_machine != 'AMD64'",
             "tensorboard",
         ],
-        "dev": ["pytest>=7", "hypothesis"],
+        "dev": ["pytest>=7", "hypothesis", "ruff", "mypy"],
     },
     entry_points={"console_scripts": ["mlpipeline=mlpipeline.cli:main"]},
 )

@@ -40,7 +40,7 @@ class Version(dict):
     def __setattr__(self, key: str, value: Any) -> None:
         self[key] = value
 
-    def __deepcopy__(self, memo: dict) -> "Version":
+    def __deepcopy__(self, memo: dict) -> Version:
         # The dataloader is shared on purpose (it may hold a whole dataset).
         return Version({k: (v if k == version_parameters.DATALOADER else copy.deepcopy(v, memo))
                         for k, v in self.items()})

@@ -40,7 +40,9 @@ def _exit_with_parent(parent: int) -> None:
 
 
 def main(argv) -> int:
-    op, payload, fd = argv[0], json.loads(argv[1]), int(argv[2])
+    if argv[0] != "run":
+        raise SystemExit(f"mlpipeline.child: unknown operation {argv[0]!r}")
+    payload, fd = json.loads(argv[1]), int(argv[2])
     reporter = _report.PipeReporter(fd)
     _report.install(reporter)
     limit = payload.get("memory_limit")
@@ -88,7 +90,7 @@ def main(argv) -> int:
 
 def run(argv) -> None:
     """Process entry point: ``python -c 'from mlpipeline.child import run; ...'``."""
-    sys.stdout.reconfigure(line_buffering=True)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     sys.exit(main(argv))
 
 

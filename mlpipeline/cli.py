@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 from . import __version__
 from .errors import MLPipelineError, UsageError, display
@@ -20,7 +20,7 @@ RUN_STATUSES = ("queued", "running", "succeeded", "failed", "timeout", "interrup
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, exit 2
+    def error(self, message: str) -> NoReturn:  # one line, exit 2
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -54,7 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--memory-limit", metavar="SIZE",
                         help="address-space limit per version, e.g. 4G or 512M (child processes only)")
     parser.add_argument("-V", "--mlpipeline-version", action="version", version=f"mlpipeline {__version__}")
-    common = argparse.ArgumentParser(add_help=False)  # -C works before or after a command
+    common = _Parser(add_help=False)  # -C works before or after a command
     common.add_argument("-C", dest="directory", metavar="DIR", default=argparse.SUPPRESS,
                         help="the project folder (default: current)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -293,7 +293,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from .render import render
 
     _, ledger = _open_ledger(args)
-    columns, rows = compare_versions(_need_ledger(ledger, f"compare {args.script}"), args.script, metric=args.metric, sort=args.sort, descending=args.desc)
+    columns, rows = compare_versions(_need_ledger(ledger, f"compare {args.script}"), args.script, metric=args.metric,
+                                     sort=args.sort, descending=args.desc)
     print(render(rows, columns, args.format))
     return EXIT_OK
 

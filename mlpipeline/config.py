@@ -59,8 +59,8 @@ def read_ini(path: str) -> IniFile:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = data[:exc.start].count(b"\n") + 1
-        raise ConfigError(f"{name}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+        where = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{name}:{where}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
     ini = IniFile(path)
     section: Optional[str] = None
     for number, raw in enumerate(text.splitlines(), start=1):

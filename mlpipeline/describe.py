@@ -61,7 +61,7 @@ class Described:
         return {"info": self.info.to_json() if self.info else None, "error": error, "deps": self.deps}
 
     @classmethod
-    def from_entry(cls, entry: Dict[str, Any]) -> "Described":
+    def from_entry(cls, entry: Dict[str, Any]) -> Described:
         info = ScriptInfo.from_json(entry["info"]) if entry.get("info") else None
         error = ScriptError(*entry["error"]) if entry.get("error") else None
         if info is None and error is None:
@@ -235,7 +235,7 @@ class Describer:
         for worker in workers:
             worker.join()
 
-    def __enter__(self) -> "Describer":
+    def __enter__(self) -> Describer:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -367,7 +367,7 @@ def _insert(ledger: Ledger, host: str, run: _Run, report: ImportReport) -> None:
             report.already_present += 1
             return
         recorded = run.ended_at or run.started_at or ledger.clock()
-        ledger.insert_metrics(db, cursor.lastrowid, [MetricRow(name, value, None, split)
+        ledger.insert_metrics(db, int(cursor.lastrowid or 0), [MetricRow(name, value, None, split)
                                                      for split, name, value in metrics], recorded)
     report.imported += 1
     report.problems.extend(notes)

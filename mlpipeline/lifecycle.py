@@ -64,7 +64,7 @@ class VersionSpec:
                 "script_sha256": self.script_sha256, "seed": self.seed}
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> "VersionSpec":
+    def from_json(cls, data: Mapping[str, Any]) -> VersionSpec:
         return cls(**{k: data[k] for k in ("script", "rel", "version", "params") },
                    **{k: data.get(k, "") for k in ("params_sha256", "fingerprint", "script_sha256")},
                    seed=data.get("seed"))

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Union
 
 from .procs import pid_alive, process_start
 
+RowLike = Union[Mapping[str, Any], sqlite3.Row]
 OTHER_HOST_STALE_AFTER = 600.0  # seconds without a heartbeat before another host's owner counts as gone
 
 
@@ -47,7 +48,7 @@ class Liveness:
         self.now = time.time() if now is None else now
         self._runners: Dict[int, bool] = {}
 
-    def runner_alive(self, runner: Mapping[str, Any]) -> bool:
+    def runner_alive(self, runner: RowLike) -> bool:
         return owner_alive({k: runner[k] for k in runner.keys()}, self.host, self.now)
 
     def _runner_id_alive(self, runner_id: int) -> bool:
@@ -56,15 +57,16 @@ class Liveness:
             self._runners[runner_id] = row is not None and self.runner_alive(row)
         return self._runners[runner_id]
 
-    def run_alive(self, run: Mapping[str, Any]) -> bool:
+    def run_alive(self, run: RowLike) -> bool:
         keys = run.keys()
         runner_id = run["runner_id"] if "runner_id" in keys else None
         if runner_id is not None:
             return self._runner_id_alive(runner_id)
-        owner = {k: run[k] for k in ("host", "pid", "pid_start", "heartbeat_at", "started_at") if k in keys}
+        owner: Dict[str, Any] = {k: run[k] for k in ("host", "pid", "pid_start", "heartbeat_at", "started_at")
+                                 if k in keys}
         return owner_alive(owner, self.host, self.now)
 
-    def derive(self, run: Mapping[str, Any]) -> Dict[str, Any]:
+    def derive(self, run: RowLike) -> Dict[str, Any]:
         """The run as a dict, with ``status`` (and ``ended_at``, ``error``) as
         they truly stand: a ``running`` run whose owner is gone is ``interrupted``."""
         data = {k: run[k] for k in run.keys()}

@@ -11,7 +11,7 @@ import logging
 import os
 import re
 import socket
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
 RULE = "-------------------------------------------"
@@ -39,12 +39,14 @@ def clean(text: Any) -> str:
 class NullOutputs:
     """Writes nothing (test mode, ``-n``)."""
 
-    log_path = output_path = None
+    log_path: Optional[str] = None
+    output_path: Optional[str] = None
 
     def log(self, message: str, level: int = logging.INFO) -> None:
         pass
 
-    def output_block(self, **fields: Any) -> None:
+    def output_block(self, *, script: str, version: str, result: Dict[str, Any],
+                     params: Dict[str, Any], epochs: Any) -> None:
         pass
 
 
@@ -53,8 +55,8 @@ class HostOutputs(NullOutputs):
 
     def __init__(self, outputs_dir: str, host: str):
         os.makedirs(outputs_dir, exist_ok=True)
-        self.log_path = os.path.join(outputs_dir, f"log-{host}")
-        self.output_path = os.path.join(outputs_dir, f"output-{host}")
+        self.log_path = self._log = os.path.join(outputs_dir, f"log-{host}")
+        self.output_path = self._output = os.path.join(outputs_dir, f"output-{host}")
 
     @staticmethod
     def _append(path: str, text: str) -> None:
@@ -70,7 +72,7 @@ class HostOutputs(NullOutputs):
     def log(self, message: str, level: int = logging.INFO) -> None:
         stamp = f"[{now_iso()}]::{logging.getLevelName(level)} - "
         lines = clean(message).splitlines() or [""]
-        self._append(self.log_path, "".join(stamp + line + "\n" for line in lines))
+        self._append(self._log, "".join(stamp + line + "\n" for line in lines))
 
     def output_block(self, *, script: str, version: str, result: Dict[str, Any],
                      params: Dict[str, Any], epochs: Any) -> None:
@@ -94,4 +96,4 @@ class HostOutputs(NullOutputs):
             f"\t\t{RULE}\n"
             f"\t\tDATALOADER SUMMERY:\n{indented(result.get('dataloader_summary', ''))}"
         )
-        self._append(self.output_path, block)
+        self._append(self._output, block)

@@ -120,7 +120,8 @@ def list_runs(ledger: Reader, script: Optional[str] = None, version: Optional[st
               limit: Optional[int] = 50, ids: Optional[Sequence[int]] = None,
               now: Optional[float] = None) -> List[Dict[str, Any]]:
     """Runs newest first, with their final eval metrics."""
-    clauses, args = [], []
+    clauses: List[str] = []
+    args: List[Any] = []
     if script:
         clauses.append("(script = ? OR script LIKE ?)")
         name = script if script.endswith(".py") else script + ".py"

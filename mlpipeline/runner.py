@@ -82,7 +82,7 @@ class _RunSink:
     """Routes one running version's events to the runner: logs to the log
     file, metrics to the batch the runner writes, placement to the run's row."""
 
-    def __init__(self, runner: "Runner", run_id: int, label: str):
+    def __init__(self, runner: Runner, run_id: int, label: str):
         self.runner, self.run_id, self.label = runner, run_id, label
         self.active: Optional[Active] = None
 
@@ -418,7 +418,8 @@ class Runner:
             return
         running = {a.item.key for a in self.active.values()}
         history = self._history(plan)
-        entries = [(item.rel, item.spec.version, *self._state(item, history, running)) for item in self._ordered(plan)]
+        entries: List[Tuple[str, Optional[str], str, Optional[str]]] = [
+            (item.rel, item.spec.version, *self._state(item, history, running)) for item in self._ordered(plan)]
         entries += [(rel, None, "describing", "loading the script to learn its versions") for rel in plan.pending]
         entries += [(script, version, "skipped", reason) for script, version, reason in plan.skipped]
         self.ledger.write_queue(self.runner_id, entries, plan.config_error)

@@ -52,7 +52,7 @@ class ScriptInfo:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, data: Dict[str, Any]) -> "ScriptInfo":
+    def from_json(cls, data: Dict[str, Any]) -> ScriptInfo:
         return cls(data["path"], data["sha256"], [VersionInfo(**v) for v in data["versions"]],
                    data.get("fingerprint") or "", [list(d) for d in data.get("deps") or []])
 
@@ -110,7 +110,7 @@ def load_module(path: str) -> types.ModuleType:
     module = types.ModuleType(_module_name(path))
     module.__file__ = path
     module.__mlpipeline_script__ = True  # type: ignore[attr-defined]
-    module.__mlpipeline_source__ = source  # the exact bytes that run: copied into the model dir
+    module.__mlpipeline_source__ = source  # type: ignore[attr-defined]  # the exact bytes that run: copied into the model dir
     sys.modules[module.__name__] = module
     try:
         exec(code, module.__dict__)
@@ -169,7 +169,7 @@ def get_model(module: types.ModuleType, path: str) -> Any:
     if not isinstance(model, Model) and not all(hasattr(model, m) for m in ("train_model", "evaluate_model")):
         raise ScriptError(f"{name}: MODEL is of type {type(model).__name__}, not an mlpipeline.helper.Model; "
                           f"set MODEL to an instance of your Model subclass")
-    versions = getattr(model, "versions", None)
+    versions: Any = getattr(model, "versions", None)
     if not hasattr(versions, "get_versions"):
         raise ScriptError(f"{name}: MODEL.versions is a {type(versions).__name__}, not mlpipeline.utils.Versions; "
                           f"pass a Versions object to Model(versions)")
@@ -191,7 +191,7 @@ def describe(model: Any, path: str, sha256: str, deps: Optional[List[List[str]]]
     return ScriptInfo(os.path.abspath(path), sha256, specs, fingerprint, list(deps or []))
 
 
-def load_script(path: str, reads: Optional["Reads"] = None) -> Tuple[types.ModuleType, Any, ScriptInfo]:
+def load_script(path: str, reads: Optional[Reads] = None) -> Tuple[types.ModuleType, Any, ScriptInfo]:
     """Import, check and describe a model script, recording the files it reads.
 
     Pass your own ``reads`` to learn the dependencies even when loading fails
@@ -339,7 +339,7 @@ class Reads:
         self._recording = recording()
         self._before: Set[str] = set()
 
-    def __enter__(self) -> "Reads":
+    def __enter__(self) -> Reads:
         self._before = set(sys.modules)
         self._opened = self._recording.__enter__()
         return self

@@ -11,7 +11,7 @@ import logging
 import os
 import threading
 import time
-from typing import Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ class ChangeWatcher:
         self.clock = clock
         self._lock = threading.Lock()
         self._last_event: Optional[float] = None
-        self._observer = None
+        self._observer: Any = None
         self._mtimes: Dict[str, Tuple[int, int]] = {}
         self.mode = "off"
 
@@ -40,7 +40,7 @@ class ChangeWatcher:
             with self._lock:
                 self._last_event = self.clock()
 
-    def start(self) -> "ChangeWatcher":
+    def start(self) -> ChangeWatcher:
         # watchdog logs its own shutdown races; they are not the user's business
         logging.getLogger("watchdog").addHandler(logging.NullHandler())
         try:

@@ -1,6 +1,8 @@
 """Fixtures shared by every test folder (helpers live in helpers.py)."""
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -15,3 +17,18 @@ def project(tmp_path: Path) -> Project:
     proj.write("mlp.config", "[MLP]\nmodels_dir = models\n")
     proj.models.mkdir(parents=True, exist_ok=True)
     return proj
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Fail a test that leaves a thread running (a watcher, a describer, a
+    flusher that nobody stopped): a week-long runner would pile them up."""
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 3.0
+    while True:
+        leaked = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+        if not leaked or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    assert not leaked, f"threads left running: {', '.join(sorted(t.name for t in leaked))}"

@@ -132,7 +132,7 @@ class _Alarm:
     def _fire(self, signum: int, frame: Any) -> None:
         raise VersionTimeout(f"timed out after {self.seconds:g} s")
 
-    def __enter__(self) -> "_Alarm":
+    def __enter__(self) -> _Alarm:
         if self.seconds and threading.current_thread() is threading.main_thread():
             self._previous = signal.signal(signal.SIGALRM, self._fire)
             signal.setitimer(signal.ITIMER_REAL, self.seconds)

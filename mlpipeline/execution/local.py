@@ -295,7 +295,7 @@ class LocalExecutor:
         if not self._running:
             return []
         with selectors.DefaultSelector() as selector:
-            for ticket, running in self._running.items():
+            for running in self._running.values():
                 for fd in running.run.fds():
                     selector.register(fd, selectors.EVENT_READ, running)
             if selector.get_map():

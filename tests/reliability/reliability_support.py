@@ -108,7 +108,7 @@ class PeakMemory:
                 self.samples.append(values["VmRSS"])
             time.sleep(self.every)
 
-    def __enter__(self) -> "PeakMemory":
+    def __enter__(self) -> PeakMemory:
         self._thread.start()
         return self
 
