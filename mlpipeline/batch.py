@@ -102,7 +102,7 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
                                     project.models_dir).start()
         outputs = NullOutputs() if (test or options.no_log) else HostOutputs(project.outputs_dir, host)
         executor = (LocalExecutor(jobs=jobs, gpus=options.gpus, cwd=project.root) if isolate
-                    else InProcessExecutor())
+                    else InProcessExecutor(cwd=project.root))
         describer = Describer(project.root, ledger.cached_script, ledger.cache_script,
                               timeout=options.timeout or DESCRIBE_TIMEOUT, in_process=not isolate)
         shown = {"jobs": jobs, "gpus": options.gpus, "watch": options.watch, "use_history": options.use_history,

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .errors import ScriptError
+from .procs import working_dir
 from .scripts import Reads, ScriptInfo, display, file_sha256, load_script
 
 log = logging.getLogger(__name__)
@@ -194,7 +195,8 @@ class Describer:
                 self._memo[path] = (key, described)
                 return described
         if self.in_process:
-            entry = describe_entry(path)
+            with working_dir(self.cwd):  # where a child would load it: the project root
+                entry = describe_entry(path)
             key = cache_key(path, entry.pop("sha256") or sha)
             self.cache_put(key, entry)
             described = Described.from_entry(entry)

@@ -1,10 +1,11 @@
 """Local processes: is one alive, who is it, and cleaning up after a runner that died."""
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
-from typing import Iterable, List, Optional
+from typing import Iterable, Iterator, List, Optional
 
 def pid_alive(pid: Optional[int]) -> bool:
     if not pid:
@@ -20,6 +21,22 @@ def pid_alive(pid: Optional[int]) -> bool:
             return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
     except OSError:
         return True  # no /proc: trust kill(0)
+
+
+@contextlib.contextmanager
+def working_dir(path: Optional[str]) -> Iterator[None]:
+    """Run a block in ``path`` (the project root), as a version's child process
+    would, and come back: in-process versions see the same current folder as
+    isolated ones, and the runner's own current folder is left as it was after."""
+    if not path or os.path.abspath(path) == os.getcwd():
+        yield
+        return
+    previous = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def process_start(pid: Optional[int] = None) -> Optional[int]:

@@ -192,6 +192,7 @@ class Runner:
         self._metrics_at = float("-inf")
         self._last_heartbeat = self._last_requests = float("-inf")
         self._identity = process_start()
+        self._succeeded: Dict[str, Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]]] = {}
 
     # -- messages -----------------------------------------------------------
 
@@ -407,7 +408,9 @@ class Runner:
             return set()
         done = set()
         for rel in {item.rel for item in plan.items}:
-            last = self.ledger.succeeded_last(rel)
+            last = self._succeeded.get(rel)
+            if last is None:  # asked once a script, again only after one of its runs finished
+                last = self._succeeded[rel] = self.ledger.succeeded_last(rel)
             for item in plan.items:
                 if item.rel == rel and item.key not in self.forced and _unchanged(item, last.get(item.spec.version)):
                     done.add(item.key)
@@ -556,6 +559,7 @@ class Runner:
         self._cleanup(active)
         self._warn_litter(active)
         self._record(active.run_id, active.item, outcome, now - active.started)
+        self._succeeded.pop(active.item.rel, None)
         fingerprint, params, _ = self.ran[active.item.key]
         self.ran[active.item.key] = (fingerprint, params, outcome.status == RunStatus.SUCCEEDED)
         self.finished.append(Finished(active.run_id, active.item, active.item.rel, outcome))

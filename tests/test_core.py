@@ -348,3 +348,66 @@ def test_import_direction_between_layers():
     assert not {m for m in runner if m.startswith("mlpipeline.execution")}
     assert "mlpipeline.queries" not in runner and "mlpipeline.status" not in runner
     assert json.loads(json.dumps(sorted(runner)))  # sanity: the parser found imports at all
+
+
+SPEC_SCRIPT = '''
+import json, os
+from mlpipeline.helper import Model, DataLoader
+from mlpipeline.utils import Versions
+
+class L(DataLoader):
+    def get_train_input(self, mode=None, **kw): return None
+    def get_test_input(self, **kw): return None
+    def get_train_sample_count(self): return 4
+    def get_test_sample_count(self): return 1
+
+class M(Model):
+    def pre_execution_hook(self, version, model_dir, exec_mode="test"):
+        self.version = version
+    def train_model(self, input_fn, steps):
+        with open(os.path.join(os.path.dirname(__file__), "seen-" + self.version["name"]), "w") as f:
+            json.dump({"lr": self.version["lr"], "loader": type(self.version["dataloader"]).__name__,
+                       "steps": steps}, f)
+    def evaluate_model(self, input_fn, steps): return {"lr": self.version["lr"]}
+
+versions = Versions(L(), batch_size=2, epoc_count=1, lr=0.1)
+versions.add_version("declared")
+MODEL = M(versions)
+'''
+
+
+@pytest.mark.parametrize("where", ["child", "in-process"])
+def test_a_version_starts_from_its_spec_even_one_the_script_does_not_declare(tmp_path, where):
+    """A version existed only as a name inside its script: nothing could start one from a spec."""
+    from mlpipeline.execution.inprocess import InProcessExecutor
+    from mlpipeline.execution.local import LocalExecutor
+    from mlpipeline.lifecycle import Job, VersionSpec
+    from mlpipeline.utils import ExecutionModeKeys
+
+    script = tmp_path / "m.py"
+    script.write_text(SPEC_SCRIPT)
+    executor = LocalExecutor(cwd=str(tmp_path), echo=False) if where == "child" else InProcessExecutor()
+    events: List[tuple] = []
+
+    class Sink:
+        def started(self, where):
+            events.append(("started", dict(where)))
+
+        def log(self, message, level=20):
+            events.append(("log", message))
+
+        def metrics(self, rows):
+            events.append(("metrics", rows))
+
+    outcomes = {}
+    for name, lr in (("declared", 0.5), ("proposed", 0.01)):  # a changed parameter; a version never declared
+        spec = VersionSpec(script=str(script), rel="m.py", version=name, params={"lr": lr, "name": name})
+        ticket = executor.submit(Job(spec, str(tmp_path / f"dir-{name}"), ExecutionModeKeys.TRAIN), Sink())
+        deadline = time.monotonic() + 60
+        while ticket not in outcomes and time.monotonic() < deadline:
+            outcomes.update(dict(executor.poll(0.1)))
+    assert {t: o.status for t, o in outcomes.items()} == {1: RunStatus.SUCCEEDED, 2: RunStatus.SUCCEEDED}, outcomes
+    seen = {name: json.loads((tmp_path / f"seen-{name}").read_text()) for name in ("declared", "proposed")}
+    assert seen == {"declared": {"lr": 0.5, "loader": "L", "steps": 2},
+                    "proposed": {"lr": 0.01, "loader": "L", "steps": 2}}  # the declared loader object is kept
+    assert outcomes[2].result["eval_test"] == {"lr": 0.01}

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from .. import _report
 from ..errors import ScriptError
 from ..lifecycle import Job, MetricRow, Outcome, RunStatus, Sink
+from ..procs import working_dir
 from .base import Finished
 
 
@@ -41,7 +42,8 @@ class InProcessExecutor:
 
     A script is imported once per content (sha256) and reused for its versions."""
 
-    def __init__(self) -> None:
+    def __init__(self, cwd: Optional[str] = None) -> None:
+        self.cwd = cwd  # the project root: where a child process would run the version
         self._loaded: Dict[str, Any] = {}
         self._pending: Optional[Tuple[int, Job, Sink]] = None
         self._cancelled: List[Finished] = []
@@ -97,7 +99,7 @@ class InProcessExecutor:
         previous = _report.install(_SinkReporter(sink))
         alarm = _Alarm(job.timeout)
         try:
-            with alarm:
+            with alarm, working_dir(self.cwd):
                 module = self._load(spec.script)
                 model = get_model(module, spec.script)
                 version = version_for(model, spec.version, spec.params)
