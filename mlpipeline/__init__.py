@@ -4,4 +4,4 @@ Kept import-light on purpose: ``mlpipeline --help`` must not pull in numpy,
 TensorFlow, tabulate or watchdog.
 """
 
-__version__ = "2.0.0.dev0"
+__version__ = "3.0.0.dev0"

@@ -101,7 +101,7 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
             watcher = ChangeWatcher([project.config_path(False), os.path.join(project.root, "mlp.config")],
                                     project.models_dir).start()
         outputs = NullOutputs() if (test or options.no_log) else HostOutputs(project.outputs_dir, host)
-        executor = (LocalExecutor(jobs=jobs, gpus=options.gpus, cwd=project.root) if isolate
+        executor = (LocalExecutor(jobs=jobs, gpus=options.gpus, cwd=project.root, sweep=not test) if isolate
                     else InProcessExecutor(cwd=project.root))
         describer = Describer(project.root, ledger.cached_script, ledger.cache_script,
                               timeout=options.timeout or DESCRIBE_TIMEOUT, in_process=not isolate)

@@ -28,8 +28,23 @@ def user_traceback(exc: BaseException) -> str:
     return "Traceback (most recent call last):\n" + "".join(lines)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Let the kernel kill this process when the runner dies (PR_SET_PDEATHSIG),
+    even while the version holds the GIL in C code. What the version started
+    is ended by the next runner (its processes carry the run's markers)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # 1: PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass  # not Linux: the watch thread below is all there is
+    if os.getppid() != parent:  # the runner died before the line above
+        os._exit(137)
+
+
 def _exit_with_parent(parent: int) -> None:
-    """Leave when the runner that started us is gone (SIGKILL of the runner)."""
+    """Leave, with the whole process group, when the runner that started us is
+    gone and this interpreter still runs Python (SIGKILL of the runner)."""
     while True:
         time.sleep(1.0)
         if os.getppid() != parent:
@@ -52,6 +67,7 @@ def main(argv) -> int:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     parent = payload.get("parent_pid")
     if parent:
+        _die_with_parent(parent)
         threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
     from ._packages import imported_packages
     from .scripts import get_model, load_module

@@ -14,6 +14,7 @@ from . import __version__
 from .errors import MLPipelineError, UsageError, display
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+SHOW_VERSION = "\0show"  # `mlpipeline --version` with no NAME
 INFO, WARNING, ERROR = 20, 30, 40  # logging's levels, without importing logging for --help
 # ledger.RunStatus's values, spelt out so that --help need not import the ledger (sqlite3)
 RUN_STATUSES = ("queued", "running", "succeeded", "failed", "timeout", "interrupted", "cancelled", "pruned")
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="skip versions whose last run succeeded with the same script and parameters")
     parser.add_argument("-n", "--no-log", action="store_true", help="write no log-<host>/output-<host> files")
     parser.add_argument("-C", dest="directory", metavar="DIR", help="the project folder (default: current)")
-    parser.add_argument("--version", dest="only_version", metavar="NAME", help="run only versions named NAME")
+    parser.add_argument("--version", dest="only_version", nargs="?", const=SHOW_VERSION, metavar="NAME",
+                        help="alone: print mlpipeline's version; with NAME: run only versions named NAME")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--isolate", action="store_true", default=None,
                        help="run each version in a child process (default in execution mode)")
@@ -97,8 +99,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _say(message: str, level: int = INFO) -> None:
+    """A line for the person at the terminal. A closed stderr (``2>&1 | head``)
+    silences it; it never stops a batch (the log file and the ledger go on)."""
     prefix = {WARNING: "warning: ", ERROR: "error: "}.get(level, "")
-    print(f"mlpipeline: {prefix}{message}", file=sys.stderr, flush=True)
+    _write(sys.stderr, f"mlpipeline: {prefix}{message}")
+
+
+def _write(stream, text: str) -> None:
+    try:
+        print(text, file=stream, flush=True)
+    except (BrokenPipeError, ValueError, OSError):  # the reader went away (| head, quit less)
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+        except (OSError, ValueError):
+            pass
+
+
+def _out(text: str) -> None:
+    _write(sys.stdout, text)
 
 
 BATCH_COLUMNS = ("id", "script", "version", "status", "duration", "metrics", "error")
@@ -151,26 +169,40 @@ def _parse_size(text: Optional[str]) -> Optional[int]:
     return size
 
 
-def _install_stop_signals(runner) -> None:
-    """First SIGINT/SIGTERM: finish the running versions, then stop. Second: kill them."""
-    import signal
+class _StopSignals:
+    """First SIGINT/SIGTERM/SIGHUP: finish the running versions, then stop.
+    Second: kill them. Installed before anything starts; a signal that arrives
+    before the runner exists is passed on when it does."""
 
-    count = 0
+    def __init__(self) -> None:
+        import signal
 
-    def handler(signum, frame):
-        nonlocal count
-        count += 1
+        self.count = 0
+        self.runner = None
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, self.handler)
+
+    def handler(self, signum, frame) -> None:
+        import signal
+
+        self.count += 1
         name = signal.Signals(signum).name
-        if count == 1:
-            runner.request_stop()
-            _say(f"{name}: finishing the running version(s), then stopping; {name} again kills them",
-                 WARNING)
+        if self.count == 1:
+            _say(f"{name}: finishing the running version(s), then stopping; {name} again kills them", WARNING)
         else:
-            runner.request_kill()
             _say(f"{name} again: killing the running version(s)", WARNING)
+        self._forward()
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
+    def attach(self, runner) -> None:
+        self.runner = runner
+        self._forward()
+
+    def _forward(self) -> None:
+        if self.runner is None or not self.count:
+            return
+        self.runner.request_stop()
+        if self.count > 1:
+            self.runner.request_kill()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -182,8 +214,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                            memory_limit=_parse_size(args.memory_limit),
                            command=" ".join(["mlpipeline", *sys.argv[1:]]))
     isolated = args.isolate if args.isolate is not None else args.run
+    stops = _StopSignals() if isolated else None
     try:
-        result = run_batch(options, _say, prepare=_install_stop_signals if isolated else None)
+        result = run_batch(options, _say, prepare=stops.attach if stops else None)
     except KeyboardInterrupt:
         _say("interrupted", WARNING)
         return EXIT_INTERRUPTED
@@ -191,7 +224,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     failed = result.failed
     if test and failed:
         if failed[0].outcome.traceback:
-            print(failed[0].outcome.traceback.rstrip(), file=sys.stderr)
+            _write(sys.stderr, failed[0].outcome.traceback.rstrip())
         _say(f"test mode stopped at the first failure (run {failed[0].run_id}); "
              f"{len(finished) - 1} version(s) passed before it")
         return EXIT_FAILED
@@ -214,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         rows = list_runs(reader, ids=[f.run_id for f in finished], limit=None)
     finally:
         reader.close()
-    print(render(reversed(rows), BATCH_COLUMNS))
+    _out(render(reversed(rows), BATCH_COLUMNS))
     counts: dict = {}
     for f in finished:
         counts[f.outcome.status.value] = counts.get(f.outcome.status.value, 0) + 1
@@ -419,6 +452,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "only_version", None) == SHOW_VERSION:
+        print(f"mlpipeline {__version__}")
+        return EXIT_OK
     handler = {"init": cmd_init, "runs": cmd_runs, "show": cmd_show, "compare": cmd_compare, "logs": cmd_logs,
                "import-history": cmd_import_history, "status": cmd_status, "cancel": cmd_cancel,
                "pause": cmd_pause, "resume": cmd_pause, "metrics": cmd_metrics}.get(args.command, cmd_run)

@@ -204,14 +204,20 @@ class Project:
 
 
 def find_project(directory: Optional[str] = None) -> Project:
-    """Open the project whose mlp.config is in ``directory`` (default: the current one)."""
-    root = os.path.abspath(directory or os.getcwd())
-    if not os.path.isdir(root):
-        raise UsageError(f"{root}: no such folder")
+    """Open the project whose mlp.config is in ``directory`` (default: the current
+    one) or the nearest folder above it, the way git finds ``.git``: run from
+    ``models/`` and the project is found."""
+    start = os.path.abspath(directory or os.getcwd())
+    if not os.path.isdir(start):
+        raise UsageError(f"{start}: no such folder")
+    root = start
+    while not os.path.isfile(os.path.join(root, PROJECT_FILE)):
+        parent = os.path.dirname(root)
+        if parent == root:
+            raise UsageError(f"no {PROJECT_FILE} in {start} or any folder above it; run 'mlpipeline init' to "
+                             f"create a project here, or pass -C DIR")
+        root = parent
     path = os.path.join(root, PROJECT_FILE)
-    if not os.path.isfile(path):
-        raise UsageError(f"no {PROJECT_FILE} in {root}; run 'mlpipeline init' to create a project here, "
-                         f"or pass -C DIR")
     ini = read_ini(path)
     warnings: List[str] = []
     models_dir: Optional[str] = None

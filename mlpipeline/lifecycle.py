@@ -81,6 +81,7 @@ class Job:
     label: str = ""                      # prefix for echoed output lines when versions run side by side
     timeout: Optional[float] = None      # seconds; executors that cannot be interrupted enforce it themselves
     memory_limit: Optional[int] = None   # bytes of address space (RLIMIT_AS) for a child
+    tag: str = ""                        # the run's uid: marks every process the version starts
 
 
 @dataclass

@@ -5,7 +5,7 @@ import contextlib
 import os
 import signal
 import time
-from typing import Iterable, Iterator, List, Optional
+from typing import Iterator, List, Optional
 
 def pid_alive(pid: Optional[int]) -> bool:
     if not pid:
@@ -50,20 +50,40 @@ def process_start(pid: Optional[int] = None) -> Optional[int]:
         return None
 
 
-def kill_orphans(pids: Iterable[int], wait: float = 5.0) -> None:
-    """Kill the process groups of children a dead runner left behind (they
-    would otherwise train on for up to a second, into the same model dirs)."""
-    mine: List[int] = []
-    for pid in pids:
+def marked(name: str, value: str) -> List[int]:
+    """Live processes (not this one) whose environment holds ``name=value``.
+
+    Every process a version starts inherits the markers its child process was
+    given, whether it stays in the version's process group or leaves it
+    (``setsid``, a daemonising helper), so the markers find them all."""
+    needle = f"{name}={value}".encode() + b"\0"
+    me = os.getpid()
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == me:
+            continue
         try:
-            with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if b"mlpipeline.child" not in handle.read():
-                    continue  # the pid was reused by something else
-            os.killpg(pid, signal.SIGKILL)
-            mine.append(pid)
+            with open(f"/proc/{entry}/environ", "rb") as handle:
+                if needle in handle.read() + b"\0" and pid_alive(int(entry)):
+                    found.append(int(entry))
         except OSError:
-            pass
+            continue
+    return found
+
+
+def kill_marked(name: str, value: str, wait: float = 5.0) -> List[int]:
+    """SIGKILL every process marked ``name=value`` (and its process group) and
+    wait, up to ``wait`` seconds, until they are gone. Returns their pids."""
+    pids = marked(name, value)
+    for pid in pids:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
     deadline = time.monotonic() + wait
-    while mine and time.monotonic() < deadline:
-        mine = [pid for pid in mine if pid_alive(pid)]
+    alive = pids
+    while alive and time.monotonic() < deadline:
         time.sleep(0.01)
+        alive = [pid for pid in alive if pid_alive(pid)]
+    return pids

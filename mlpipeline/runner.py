@@ -25,7 +25,7 @@ from .ledger import Ledger
 from .lifecycle import Job, MetricRow, Mode, Outcome, RunStatus
 from .liveness import Liveness
 from .outputs import NullOutputs, elapsed_text
-from .procs import kill_orphans, process_start
+from .procs import process_start
 from .queue import Describer, Plan, Planner, QueueItem
 from .utils import ExecutionModeKeys
 from ._versions import version_parameters
@@ -215,7 +215,6 @@ class Runner:
         dead = [r["id"] for r in self.ledger.open_runners() if not liveness.runner_alive(r)]
         if dead:
             self.ledger.end_runners(dead)
-        kill_orphans(row["child_pid"] for row in stale if row["child_pid"] and row["host"] == self.host)
         if stale:
             self.say(f"marked run(s) {', '.join(str(row['id']) for row in stale)} interrupted: their runner is gone",
                      logging.WARNING)
@@ -535,7 +534,7 @@ class Runner:
         sink = _RunSink(self, run_id, item.label)
         timeout = self.options.timeout or plan.timeout
         job = Job(spec, model_dir, exec_mode, run_dir, f"[{spec.rel} {spec.version}] " if self.options.label_output
-                  else "", timeout, self.options.memory_limit)
+                  else "", timeout, self.options.memory_limit, run["uid"])
         active = Active(item, run_id, 0, self.clock(), timeout, model_dir)
         sink.active = active
         fault_point("started")

@@ -6,6 +6,7 @@ The runner sees tickets, events and outcomes.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -18,11 +19,15 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import StorageError, display
 from ..lifecycle import Job, MetricRow, Outcome, RunStatus, Sink
+from ..procs import kill_marked
 from .base import Finished, signal_name
 
 REAP_GRACE = 2.0   # seconds a finished child's leftover processes may keep its pipes open
 WARM_GRACE = 10.0  # seconds a warm cancel waits before it kills
-CHILD_MAIN = "import sys; from mlpipeline.child import run; run(sys.argv[1:])"  # -c: cheaper than -m
+# -c: cheaper than -m. The first entry of sys.path (the current folder, the project root) goes: a json.py or
+# mlpipeline.py there must not shadow the standard library or mlpipeline; the script's own folder comes first later.
+CHILD_MAIN = "import sys; del sys.path[0]; from mlpipeline.child import run; run(sys.argv[1:])"
+MARK_RUN, MARK_VERSION, MARK_PROJECT = "MLPIPELINE_RUN", "MLPIPELINE_VERSION", "MLPIPELINE_PROJECT"
 
 
 class ChildRun:
@@ -50,7 +55,7 @@ class ChildRun:
         self.open = {self.out_fd, read_fd}
         self.on_event, self.capture = on_event, capture
         self.final: Dict[str, Any] = {}
-        self._pending = b""
+        self._pending = bytearray()
         self._exited_at: Optional[float] = None
         self.killed: Optional[tuple] = None  # (status, reason) when we ended it
         self.kill_at: Optional[float] = None  # a warm cancel's deadline
@@ -77,10 +82,12 @@ class ChildRun:
         if fd == self.out_fd:
             self.capture(data)
             return
-        self._pending += data
+        self._pending += data  # a bytearray: a 32 MB log line arriving in pieces costs linear time
         if b"\n" not in data:
             return
-        *lines, self._pending = self._pending.split(b"\n")
+        cut = self._pending.rfind(b"\n")
+        lines = bytes(self._pending[:cut]).split(b"\n")
+        del self._pending[:cut + 1]
         for line in lines:
             if not line.strip():
                 continue
@@ -122,6 +129,10 @@ class ChildRun:
             for fd in list(self.open):
                 self._close(fd)
         self.returncode = code
+
+    def end_group(self) -> None:
+        """End whatever the version left in its process group."""
+        self._killpg(signal.SIGKILL)
 
     def _close_pid_fd(self) -> None:
         if self.pid_fd is not None:
@@ -180,26 +191,43 @@ class ChildRun:
 
 
 class _Echo:
-    """Copies a child's output to the terminal, each line prefixed when asked."""
+    """Copies a child's output to the terminal, each line prefixed when asked.
+
+    A closed stdout (``mlpipeline -r | head``) only stops the echo; the output
+    is still kept in the run's output.log. A line without an end (a ``\r``
+    progress bar) is passed on in pieces, so memory stays bounded."""
+
+    MAX_PARTIAL = 1 << 16
 
     def __init__(self, enabled: bool, label: str):
         self.enabled, self.label = enabled, label.encode()
-        self._partial = b""
+        self._partial = bytearray()
 
     def __call__(self, data: bytes) -> None:
         if not self.enabled:
             return
         if self.label:
-            data = self._partial + data
-            *lines, self._partial = data.split(b"\n")
-            data = b"".join(self.label + line + b"\n" for line in lines)
-        sys.stdout.buffer.write(data)
-        sys.stdout.flush()
+            self._partial += data
+            cut = max(self._partial.rfind(b"\n"), self._partial.rfind(b"\r"))
+            if cut < 0 and len(self._partial) < self.MAX_PARTIAL:
+                return
+            end = cut + 1 if cut >= 0 else len(self._partial)
+            chunk, self._partial = bytes(self._partial[:end]), self._partial[end:]
+            pieces = chunk.replace(b"\r", b"\r\0").split(b"\n")
+            data = b"".join((self.label + piece.replace(b"\r\0", b"\r" + self.label) + b"\n")
+                            for piece in pieces[:-1])
+            if pieces[-1]:
+                data += self.label + pieces[-1].replace(b"\r\0", b"\r" + self.label)
+        try:
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        except (OSError, ValueError):  # the reader went away: keep running, keep the log file
+            self.enabled = False
 
 
 class _Running:
-    def __init__(self, run: ChildRun, log_file: Any, gpu: Optional[str]):
-        self.run, self.log_file, self.gpu = run, log_file, gpu
+    def __init__(self, run: ChildRun, log_file: Any, gpu: Optional[str], mark: str):
+        self.run, self.log_file, self.gpu, self.mark = run, log_file, gpu, mark
 
     def close_log(self) -> None:
         if self.log_file is not None:
@@ -229,7 +257,7 @@ class LocalExecutor:
     """
 
     def __init__(self, jobs: int = 1, gpus: Optional[List[str]] = None, cwd: Optional[str] = None,
-                 echo: bool = True, clock: Callable[[], float] = time.monotonic):
+                 echo: bool = True, clock: Callable[[], float] = time.monotonic, sweep: bool = False):
         self.jobs = max(1, jobs)
         self.gpus = list(gpus or [])
         self.free_gpus = list(self.gpus)
@@ -238,6 +266,11 @@ class LocalExecutor:
         self.clock = clock
         self._running: Dict[int, _Running] = {}
         self._next_ticket = 1
+        self.project_mark = hashlib.sha256(os.path.abspath(cwd or os.getcwd()).encode()).hexdigest()[:16]
+        # With the project's lock held (execution mode), processes a dead runner's versions left are ended first.
+        self.sweep = sweep
+        if sweep:
+            kill_marked(MARK_PROJECT, self.project_mark)
 
     def capacity(self) -> int:
         free = self.jobs - len(self._running)
@@ -272,7 +305,14 @@ class LocalExecutor:
 
         payload = {"spec": job.spec.to_json(), "model_dir": job.model_dir, "exec_mode": job.exec_mode,
                    "memory_limit": job.memory_limit}
-        env = {"CUDA_VISIBLE_DEVICES": gpu} if gpu is not None else {}
+        version_mark = hashlib.sha256(f"{self.project_mark}\0{job.spec.rel}\0{job.spec.version}".encode()).hexdigest()[:16]
+        if self.sweep:  # no process of an earlier run of this version may still be at work in its model dir
+            kill_marked(MARK_VERSION, version_mark)
+        env = {MARK_RUN: job.tag or f"{os.getpid()}-{self._next_ticket}"}
+        if self.sweep:  # only the lock holder's versions are marked as the project's (a test session's are not)
+            env.update({MARK_PROJECT: self.project_mark, MARK_VERSION: version_mark})
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
         try:
             run = ChildRun("run", payload, _event_handler(sink), capture, self.cwd, env)
         except BaseException:
@@ -283,7 +323,7 @@ class LocalExecutor:
             raise
         ticket = self._next_ticket
         self._next_ticket += 1
-        self._running[ticket] = _Running(run, log_file, gpu)
+        self._running[ticket] = _Running(run, log_file, gpu, env[MARK_RUN])
         sink.started({"pid": run.proc.pid, "gpu": gpu})
         return ticket
 
@@ -313,6 +353,8 @@ class LocalExecutor:
             if running.run.returncode is None:
                 continue
             del self._running[ticket]
+            running.run.end_group()
+            kill_marked(MARK_RUN, running.mark)  # helpers that left the group (setsid) end with the version too
             running.close_log()
             if running.gpu is not None:
                 self._free_gpu(running.gpu)
@@ -327,4 +369,5 @@ class LocalExecutor:
     def close(self) -> None:
         for running in self._running.values():
             running.run.kill(RunStatus.INTERRUPTED, "the runner stopped")
+            kill_marked(MARK_RUN, running.mark, wait=1.0)
             running.close_log()
