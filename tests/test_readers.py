@@ -184,6 +184,22 @@ def test_another_user_reads_what_a_killed_runner_left_in_the_wal(public_project)
     assert ledger_state(project) == before
 
 
+@needs_root
+def test_another_user_reads_the_wal_of_a_project_copied_without_its_shm(public_project):
+    """Defect: readers failed for another user; with no -shm to share (a copy or backup that skipped it) the
+    runs still in a killed runner's WAL must be read, not reported as an empty ledger or left out."""
+    project = public_project
+    runner, child = start_stuck_runner(project)
+    kill_runner(runner, child)
+    assert ledger_state(project)[1], "a SIGKILLed runner leaves a WAL behind; this test needs one"
+    (project.outputs / "mlpipeline.db-shm").unlink()
+    make_read_only(project.root)
+    listed = run_as_nobody(project, "runs", "--format", "json")
+    assert listed.returncode == 0, listed.stderr
+    assert [(r["version"], r["status"]) for r in json.loads(listed.stdout)] == [("stuck", "interrupted"),
+                                                                                ("done", "succeeded")]
+
+
 needs_mount = pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("unshare"),
                                  reason="a read-only bind mount needs root and unshare")
 
@@ -358,6 +374,26 @@ def test_after_sighup_the_run_reads_running_only_while_its_runner_lives(project)
             runner.kill()
             runner.communicate()
     check_reads_interrupted(project)
+
+
+def test_a_sigkilled_test_session_leaves_its_run_interrupted(project):
+    """Defect: a test session (an in-process runner) that died left its run `running` forever."""
+    project.script("a.py", tracer({"done": {}, "stuck": {"action": "forever"}}))
+    project.configure(["a.py"])
+    session = project.start()
+    wait_for(lambda: (project.root / "started-stuck").exists(), proc=session)
+    session.kill()
+    session.communicate(timeout=10)
+    listed = {r["version"]: r for r in cli_json(project, "runs")}
+    assert listed["stuck"]["status"] == "interrupted" and listed["stuck"]["mode"] == "test"
+    assert cli_json(project, "show", "2")["status"] == "interrupted"
+    follower = project.start("logs", "2", "-f")
+    try:
+        follower.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        follower.kill()
+        follower.communicate()
+        raise AssertionError("logs -f kept following the run of a dead test session")
 
 
 def test_liveness_reads_a_reused_pid_as_interrupted(tmp_path):
