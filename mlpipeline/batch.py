@@ -44,6 +44,7 @@ class BatchResult:
     finished: List[Finished] = field(default_factory=list)
     stopped_early: bool = False          # stopped (signal) with versions left to run
     history_skipped: bool = False        # -u skipped versions that already succeeded
+    missing: List[str] = field(default_factory=list)  # listed scripts that do not exist (why, per script)
     ledger_path: str = ""
     config_name: str = ""
 
@@ -90,12 +91,13 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
     if test and options.use_history:
         notify("-u applies to execution mode (-r); test mode runs every version", 30)
     host = hostname()
-    ledger = open_ledger(project.outputs_dir)
-    lock = watcher = describer = None
+    lock = watcher = describer = ledger = None
     try:
-        if not test:
+        if not test:  # the lock first: a refused runner writes nothing
             lock = RunnerLock(project.outputs_dir)
             lock.acquire(host, "run")
+        ledger = open_ledger(project.outputs_dir)
+        if not test:
             from .watcher import ChangeWatcher
 
             watcher = ChangeWatcher([project.config_path(False), os.path.join(project.root, "mlp.config")],
@@ -123,13 +125,15 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
             raise
         outputs.log("session ended")
         stopped_early = runner.stopping and (runner.kill_requested or runner.queued_left())
-        return BatchResult(project, test, finished, stopped_early, bool(runner.history_skips), ledger.path,
-                           os.path.basename(project.config_path(test)))
+        return BatchResult(project, test, finished, stopped_early=stopped_early,
+                           history_skipped=bool(runner.history_skips), ledger_path=ledger.path,
+                           config_name=os.path.basename(project.config_path(test)), missing=runner.missing)
     finally:
         if describer is not None:
             describer.close()
         if watcher is not None:
             watcher.stop()
+        if ledger is not None:
+            ledger.close()
         if lock is not None:
             lock.release()
-        ledger.close()

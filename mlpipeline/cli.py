@@ -231,6 +231,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not finished:
         if result.stopped_early:
             return EXIT_INTERRUPTED
+        if result.missing:
+            for reason in result.missing:
+                _say(f"not run: {reason}", ERROR)
+            return EXIT_FAILED
         if result.history_skipped:
             _say("nothing to run: every listed version already succeeded with its current code, data and "
                  "parameters (-u); drop -u to run them again")
@@ -257,9 +261,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     _say(", ".join(f"{counts[s]} {s}" for s in order if s in counts)
          + ("" if test else f"; ledger: {display(result.ledger_path)}")
          + ("; stopped before the queue was done" if result.stopped_early else ""))
+    for reason in result.missing:
+        _say(f"not run: {reason}", ERROR)
     if result.stopped_early:
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if failed else EXIT_OK
+    return EXIT_FAILED if failed or result.missing else EXIT_OK
 
 
 def cmd_init(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ import sqlite3
 import time
 import uuid
 from contextlib import contextmanager
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from .errors import LedgerError, StorageError, display
 from .lifecycle import MetricRow, Mode, RunStatus
@@ -26,6 +26,7 @@ DB_NAME = "mlpipeline.db"
 APPLICATION_ID = 0x4D4C5031  # "MLP1": marks the file as an mlpipeline ledger
 WAL_CHECKPOINT_ABOVE = 16 << 20  # bytes of WAL after which the writer truncates it
 JOURNAL_SIZE_LIMIT = 64 << 20
+BUSY_TIMEOUT_MS = 2000  # SQLite's own wait for a lock; past it the writer backs off and tries again
 
 MIGRATIONS: Sequence[Tuple[str, str]] = (
     ("0001_runs_and_metrics", """
@@ -163,6 +164,8 @@ class Ledger:
         shown = display(path)
         self._shown = shown
         self._last_checkpoint = 0.0
+        self.on_busy: Callable[[str], None] = lambda message: None  # told when another program holds the lock
+        self.give_up: Callable[[], bool] = lambda: False             # asked while waiting for it
         folder = os.path.dirname(os.path.abspath(path))
         try:
             os.makedirs(folder, exist_ok=True)
@@ -174,7 +177,7 @@ class Ledger:
         try:
             self.conn = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
             self.conn.row_factory = sqlite3.Row
-            self.conn.execute("PRAGMA busy_timeout = 30000")
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self._check_ours()
             self.conn.execute("PRAGMA journal_mode = WAL")
             self.conn.execute("PRAGMA synchronous = NORMAL")
@@ -207,12 +210,36 @@ class Ledger:
     def close(self) -> None:
         self.conn.close()
 
+    def _begin(self) -> None:
+        """BEGIN IMMEDIATE, waiting out another program that holds the write lock
+        (a VACUUM, a DB browser) for as long as it takes: the versions keep
+        running meanwhile, and nothing recorded is lost."""
+        delay, said = 0.05, False
+        while True:
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                if said:
+                    self.on_busy(f"{self._shown}: the ledger is free again; recording goes on")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc):
+                    raise
+                if self.give_up():
+                    raise StorageError(f"{self._shown}: another program holds the ledger's write lock; stopped "
+                                       f"waiting for it as asked") from None
+                if not said:
+                    said = True
+                    self.on_busy(f"{self._shown}: another program holds the ledger's write lock (a VACUUM, a DB "
+                                 f"browser?); waiting for it, the running versions go on")
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction. A write the disk refuses becomes a
         StorageError; the transaction is rolled back, so what was recorded stays."""
         try:
-            self.conn.execute("BEGIN IMMEDIATE")
+            self._begin()
             try:
                 yield self.conn
             except BaseException:
@@ -259,7 +286,7 @@ class Ledger:
         except sqlite3.OperationalError:
             pass
         finally:
-            self.conn.execute("PRAGMA busy_timeout = 30000")
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
 
     # -- runs ---------------------------------------------------------------
 

@@ -112,6 +112,15 @@ def _curve_last(ledger: Reader, run_ids: Sequence[int]) -> Dict[int, Dict[str, f
                           label="{split}/{name} (last)")
 
 
+def _script_match(script: str) -> Tuple[str, List[Any]]:
+    """A WHERE clause for runs of ``script``: its path as runs record it
+    (models/a.py), or its file name with or without .py — matched exactly, case
+    included (``Case.py`` is not ``case.py``)."""
+    name = os.path.basename(script if script.endswith(".py") else script + ".py")
+    glob = "".join(f"[{c}]" if c in "*?[" else c for c in name)
+    return "(script = ? OR script = ? OR script GLOB ?)", [script, name, f"*/{glob}"]
+
+
 RUN_LIST_COLUMNS = ("id", "uid", "script", "version", "mode", "status", "started", "duration", "metrics", "error")
 
 
@@ -123,9 +132,9 @@ def list_runs(ledger: Reader, script: Optional[str] = None, version: Optional[st
     clauses: List[str] = []
     args: List[Any] = []
     if script:
-        clauses.append("(script = ? OR script LIKE ?)")
-        name = script if script.endswith(".py") else script + ".py"
-        args += [script, f"%/{os.path.basename(name)}"]
+        clause, more = _script_match(script)
+        clauses.append(clause)
+        args += more
     for column, value in (("version", version), ("mode", mode)):
         if value:
             clauses.append(f"{column} = ?")
@@ -225,9 +234,8 @@ def compare_versions(ledger: Reader, script: str, metric: Optional[str] = None,
     """One row per version of ``script``: its latest successful execution-mode run
     (or, if none succeeded, its last run), the parameters that differ across
     versions, then the metrics."""
-    name = script if script.endswith(".py") else script + ".py"
-    scripts = [r[0] for r in ledger.conn.execute(
-        "SELECT DISTINCT script FROM runs WHERE script = ? OR script LIKE ?", (script, f"%/{os.path.basename(name)}"))]
+    clause, args = _script_match(script)
+    scripts = [r[0] for r in ledger.conn.execute(f"SELECT DISTINCT script FROM runs WHERE {clause}", args)]
     if not scripts:
         known = [r[0] for r in ledger.conn.execute("SELECT DISTINCT script FROM runs ORDER BY script LIMIT 20")]
         raise UsageError(f"compare {script!r}: no runs of that script (scripts with runs: {', '.join(known) or 'none'})")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 
@@ -56,6 +57,7 @@ class Plan:
     broken: List[Tuple[str, str, ScriptError]] = field(default_factory=list)  # (rel, sha, error)
     pending: List[str] = field(default_factory=list)        # scripts still being described, in order
     held_from: Optional[int] = None  # items from here on wait for a script before them to be described
+    missing: List[str] = field(default_factory=list)        # listed scripts that do not exist: why, per script
     config_error: Optional[str] = None                      # the config edit that did not parse, if any
     timeout: Optional[float] = None
 
@@ -70,6 +72,18 @@ def spec_of(path: str, rel: str, info: ScriptInfo, version: Any) -> VersionSpec:
                        script_sha256=info.sha256, seed=repro.seed_of(version.params))
 
 
+SETTLE = 0.05      # seconds between the two reads that show a config has settled
+SETTLE_TRIES = 20  # then the last good queue stands until the next pass
+
+
+def _read_bytes(path: str) -> Optional[bytes]:
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
 class Planner:
     def __init__(self, project: Project, describer: Describer, config_path: str,
                  only_version: Optional[str], say: Callable[..., None]):
@@ -80,20 +94,48 @@ class Planner:
         self._config: Optional[QueueConfig] = None
         self._said: Set[str] = set()
         self._hashes: Dict[str, Tuple[int, int, str]] = {}  # path -> (mtime_ns, size, sha256)
+        self._last_bytes: Optional[bytes] = None             # the config as last read and parsed
+        self._bad: Tuple[Optional[bytes], Optional[str]] = (None, None)  # the last edit that did not parse
 
     def say_once(self, message: str, level: int = logging.WARNING) -> None:
         if message not in self._said:
             self._said.add(message)
             self.say(message, level)
 
+    def _settled_bytes(self) -> Optional[bytes]:
+        """The config's content once it has settled: the same on two reads
+        ``SETTLE`` apart. An editor that truncates then writes (or ``cat >``) is
+        never read half-way. None while it keeps changing (or is missing)."""
+        previous = _read_bytes(self.config_path)
+        if previous is not None and previous == self._last_bytes:
+            return previous  # unchanged since the last good read: nothing to wait for
+        for _ in range(SETTLE_TRIES):
+            time.sleep(SETTLE)
+            current = _read_bytes(self.config_path)
+            if current == previous:
+                return current
+            previous = current
+        return None
+
     def read_config(self) -> Tuple[QueueConfig, Optional[str]]:
         """The queue config; after the first good read, a broken edit keeps the
         last good config and says so (returned as the second value)."""
+        if self._config is not None:
+            settled = self._settled_bytes()
+            if settled is None:
+                return self._config, None  # still being written: the last good queue until it settles
+            if settled == self._last_bytes:
+                return self._config, None
+            if settled == self._bad[0]:
+                return self._config, self._bad[1]
+        data = _read_bytes(self.config_path)
         try:
             config = read_queue_config(self.config_path)
+            self._last_bytes = data
         except ConfigError as exc:
             if self._config is None:
                 raise
+            self._bad = (data, str(exc))
             self.say_once(f"{exc}; keeping the last good queue", logging.ERROR)
             return self._config, str(exc)
         self._config = config
@@ -118,6 +160,8 @@ class Planner:
             if warn:
                 self.say_once(reason)
             plan.skipped.append((self.project.rel(path), None, "missing file: " + reason if warn else reason))
+            if warn:
+                plan.missing.append(reason)
         where = display(self.config_path)
         for selection in selections:
             rel = self.project.rel(selection.path)

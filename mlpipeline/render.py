@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import os
 import shutil
 from typing import Any, Dict, Iterable, Sequence
@@ -18,10 +19,26 @@ STATUS_COLOURS = {"succeeded": "32", "failed": "31", "timeout": "31", "interrupt
                   "cancelled": "33", "running": "36", "queued": "36"}
 
 
+def _finite(value: Any) -> Any:
+    """JSON has no NaN or Infinity: a non-finite number is written as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
+
+
+def _json(data: Any) -> str:
+    """Strict JSON (RFC 8259): non-finite numbers become null."""
+    return json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
+
+
 def render(rows: Iterable[Dict[str, Any]], columns: Sequence[str], fmt: str = "table") -> str:
     rows = list(rows)
     if fmt == "json":
-        return json.dumps([{c: row.get(c) for c in columns} for row in rows], indent=2, default=str)
+        return _json([{c: row.get(c) for c in columns} for row in rows])
     if fmt == "csv":
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
@@ -41,7 +58,7 @@ def render_record(record: Dict[str, Any], fmt: str = "table") -> str:
     """One object (``show``): JSON as is, CSV as field,value pairs, a table as
     aligned key/value lines."""
     if fmt == "json":
-        return json.dumps(record, indent=2, default=str)
+        return _json(record)
     flat = list(_flatten(record))
     if fmt == "csv":
         return render(({"field": k, "value": v} for k, v in flat), ("field", "value"), "csv")

@@ -41,6 +41,7 @@ PROGRESS_EVERY = 1.0
 METRICS_EVERY = 0.1      # seconds between metric batches written to the ledger
 METRICS_BATCH = 5000     # or this many points, whichever comes first
 POLL_WAIT = 0.1          # how long one step waits for a running version's events
+CONFIG_SETTLE_WINDOW = 0.5  # a queue config saved this recently is read again before the batch ends
 
 
 @dataclass
@@ -184,7 +185,9 @@ class Runner:
         self.stopping = False          # finish the running versions, start nothing new
         self.kill_requested = False    # kill the running versions now
         self.paused = False
+        self.missing: List[str] = []   # listed scripts that do not exist (named in the summary; exit 1)
         self.waiting = False           # the last step found nothing to do but wait
+        self._idle_said = False
         self._replan = True
         self._checked_first = False
         self._metrics: Dict[int, List[MetricRow]] = {}
@@ -192,6 +195,8 @@ class Runner:
         self._metrics_at = float("-inf")
         self._last_heartbeat = self._last_requests = float("-inf")
         self._identity = process_start()
+        ledger.on_busy = lambda message: self.say(message, logging.WARNING)
+        ledger.give_up = lambda: self.kill_requested
         self._succeeded: Dict[str, Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]]] = {}
 
     # -- messages -----------------------------------------------------------
@@ -299,9 +304,25 @@ class Runner:
         self.waiting = True
         if self.stopping:
             return False
-        if self._replan or self.planner_pending or self.paused or self.options.watch:
+        if self._replan or self.planner_pending or self.paused:
+            return True
+        if self.options.watch:
+            if not self._idle_said:  # one line, so a waiting runner does not look hung
+                self._idle_said = True
+                self.say(f"queue empty: waiting for edits to {os.path.basename(self.planner.config_path)} or "
+                         f"{os.path.relpath(self.project.models_dir, self.project.root)}/ (Ctrl+C to stop)")
+            return True
+        if self._config_just_changed():  # a save may still be under way: read it once more when it settles
+            self._replan = True
             return True
         return False
+
+    def _config_just_changed(self) -> bool:
+        try:
+            age = self.ledger.clock() - os.stat(self.planner.config_path).st_mtime
+        except OSError:
+            return False
+        return -1.0 < age < CONFIG_SETTLE_WINDOW
 
     @property
     def planner_pending(self) -> bool:
@@ -391,6 +412,7 @@ class Runner:
     def _plan_now(self) -> Plan:
         plan = self.planner.plan()
         self._pending = plan.pending
+        self.missing = list(dict.fromkeys(plan.missing))  # as the queue now stands
         fault_point("planned")
         if not self._checked_first:
             if not plan.pending:
@@ -511,6 +533,7 @@ class Runner:
     def _start(self, item: QueueItem, plan: Plan) -> None:
         spec = item.spec
         self.ran[item.key] = (spec.fingerprint, spec.params_sha256, False)
+        self._idle_said = False
         self.forced.discard(item.key)
         test = self.options.test_mode
         model_dir = tempfile.mkdtemp(prefix="mlp-test-") if test else self.model_dir(item)

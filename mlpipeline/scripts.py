@@ -135,16 +135,29 @@ def _safe_dir_part(text: str) -> bool:
         and ".." not in text.split(os.sep)
 
 
+NAME_MAX = 255  # bytes in one file name on Linux file systems (a version's model dir is one)
+
+
 def _check_version(name: str, version: Version) -> None:
     label = f"{name}: version {version.get(version_parameters.NAME)!r}"
     vname = str(version.get(version_parameters.NAME))
     if not _safe_dir_part(vname) or vname.startswith("-"):
         raise ScriptError(f"{label}: a version name names its model dir, so it cannot contain '/' or be '.' or '..'"
                           f"{' or start with -' if vname.startswith('-') else ''}; rename it (e.g. lr_0.1)")
+    if any(ord(c) < 32 or ord(c) == 127 for c in vname):
+        raise ScriptError(f"{label}: a version name cannot hold control characters (a newline, a tab); they "
+                          f"would split log lines and file names; rename it")
     suffix = version.get(version_parameters.MODEL_DIR_SUFFIX)
-    if suffix is not None and (not isinstance(suffix, str) or not _safe_dir_part(suffix) or ".." in suffix):
-        raise ScriptError(f"{label}: model_dir_suffix {suffix!r} must be text without '/' or '..' (it is appended "
-                          f"to the script's name under outputs/model_ckpts/)")
+    if suffix is not None and (not isinstance(suffix, str) or not _safe_dir_part(suffix) or ".." in suffix
+                               or any(ord(c) < 32 for c in suffix)):
+        raise ScriptError(f"{label}: model_dir_suffix {suffix!r} must be text without '/', '..' or control "
+                          f"characters (it is appended to the script's name under outputs/model_ckpts/)")
+    stem = os.path.splitext(os.path.basename(name))[0]
+    dir_name = stem + (suffix if suffix is not None else f"-{vname}")
+    if len(dir_name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        raise ScriptError(f"{label}: its model dir name {dir_name[:40]!r}... is {len(dir_name.encode())} bytes, "
+                          f"longer than the file system allows ({NAME_MAX}); use a shorter version name or "
+                          f"model_dir_suffix")
     for key in MANDATORY:
         if version.get(key) is None:
             raise ScriptError(f"{label} has no {key}; set it in Versions(...) or add_version(..., {key}=...)")

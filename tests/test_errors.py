@@ -74,8 +74,9 @@ def test_missing_script_is_reported_and_skipped(project):
     project.script("a.py", tracer({"v": {}}))
     project.write("models.config", queue_config(["resnt.py", "a"]))  # entries may omit .py
     result = project.run("-r")
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 1, result.stderr  # the rest ran, but the batch did not do what was listed
     assert "models.config:5: 'resnt.py' is not in models/ (found: a.py); skipped" in result.stderr
+    assert result.stderr.rstrip().splitlines()[-1].startswith("mlpipeline: error: not run: models.config:5: 'resnt.py'")
     log = next(project.outputs.glob("log-*")).read_text()
     assert "'resnt.py' is not in models/" in log
     assert len(project.trace()) == 1
