@@ -95,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
     metrics.add_argument("name", nargs="?", metavar="NAME", help="only this metric (loss or train/loss)")
     for sub in (runs, show, compare, commands.choices["import-history"], status, metrics):
         sub.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+        sub.add_argument("--wide", action="store_true", help="tables keep every column at full width (by default "
+                                                             "they fit the terminal)")
     return parser
 
 
@@ -458,6 +460,10 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    if getattr(args, "wide", False):
+        from . import render
+
+        render.WIDE = True
     if getattr(args, "only_version", None) == SHOW_VERSION:
         print(f"mlpipeline {__version__}")
         return EXIT_OK

@@ -12,7 +12,7 @@ import json
 import math
 import os
 import shutil
-from typing import Any, Dict, Iterable, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 FORMATS = ("table", "csv", "json")
 STATUS_COLOURS = {"succeeded": "32", "failed": "31", "timeout": "31", "interrupted": "33",
@@ -35,7 +35,10 @@ def _json(data: Any) -> str:
     return json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
 
 
-def render(rows: Iterable[Dict[str, Any]], columns: Sequence[str], fmt: str = "table") -> str:
+def render(rows: Iterable[Dict[str, Any]], columns: Sequence[str], fmt: str = "table",
+           width: Optional[int] = None) -> str:
+    """Rows as a table (fitting ``width`` characters, default the terminal's;
+    0 for no limit), CSV or JSON."""
     rows = list(rows)
     if fmt == "json":
         return _json([{c: row.get(c) for c in columns} for row in rows])
@@ -48,10 +51,50 @@ def render(rows: Iterable[Dict[str, Any]], columns: Sequence[str], fmt: str = "t
         return buffer.getvalue().rstrip("\n")
     from tabulate import tabulate  # only when a table is drawn: keeps --help light
 
-    width = _cell_width(len(columns))
     colour = use_colour()
-    table = [[_cell(_human(c, row.get(c)), width, colour and c == "status") for c in columns] for row in rows]
-    return tabulate(table, headers=list(columns), tablefmt="simple", disable_numparse=True)
+    limit = (0 if WIDE else terminal_width()) if width is None else width
+    texts = [[_cell(_human(c, row.get(c)), 10_000, False) for c in columns] for row in rows]
+    widths = _fit([max([len(c)] + [len(r[i]) for r in texts]) for i, c in enumerate(columns)], columns, limit)
+    table = [[_cut(text, widths[i], colour and columns[i] == "status") for i, text in enumerate(r)] for r in texts]
+    return tabulate(table, headers=[_cut(c, widths[i], False) for i, c in enumerate(columns)], tablefmt="simple",
+                    disable_numparse=True)
+
+
+WIDE = False  # --wide: tables keep every character (set by the CLI)
+
+
+def terminal_width() -> int:
+    """How wide a table may be: $COLUMNS, else the terminal's width; 0 (no
+    limit) when the output is not a terminal."""
+    columns = os.environ.get("COLUMNS", "")
+    if columns.isdigit() and int(columns) > 0:
+        return int(columns)
+    if _isatty():
+        return shutil.get_terminal_size((120, 24)).columns
+    return 0
+
+
+def _fit(widths: List[int], columns: Sequence[str], limit: int) -> List[int]:
+    """Column widths that fit ``limit`` characters (2 between columns): the
+    widest columns give way first, none below its header or 6 characters."""
+    if not limit:
+        return widths
+    widths = list(widths)
+    floor = [min(w, max(6, len(c))) for w, c in zip(widths, columns)]
+    while sum(widths) + 2 * (len(widths) - 1) > limit:
+        i = max(range(len(widths)), key=lambda k: widths[k] - floor[k])
+        if widths[i] <= floor[i]:
+            break  # as narrow as it goes; --wide or CSV shows everything
+        widths[i] -= 1
+    return widths
+
+
+def _cut(text: str, width: int, colour: bool) -> str:
+    if len(text) > width:
+        text = text[: max(1, width - 1)] + "…"
+    if colour and text in STATUS_COLOURS:
+        text = f"\x1b[{STATUS_COLOURS[text]}m{text}\x1b[0m"
+    return text
 
 
 def render_record(record: Dict[str, Any], fmt: str = "table") -> str:
@@ -117,13 +160,6 @@ def _cell(value: Any, width: int, colour: bool) -> str:
     if colour and text in STATUS_COLOURS:
         text = f"\x1b[{STATUS_COLOURS[text]}m{text}\x1b[0m"
     return text
-
-
-def _cell_width(columns: int) -> int:
-    if not _isatty():
-        return 80
-    total = shutil.get_terminal_size((120, 24)).columns
-    return max(16, total // max(2, columns // 2))
 
 
 def _isatty() -> bool:

@@ -20,7 +20,8 @@ import shutil
 import numpy as np
 
 # Keep TensorFlow's C++ start-up chatter out of the run logs.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # the sample runs quietly: no TensorFlow start-up notices
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # (its oneDNN notice is printed regardless of the level)
 import tensorflow as tf  # noqa: E402
 
 from mlpipeline.helper import DataLoader, Model  # noqa: E402
