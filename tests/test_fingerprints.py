@@ -160,3 +160,51 @@ def test_touching_or_editing_one_script_redescribes_only_that_one(project):
     now = {name: imports(project, name) for name in names}
     assert now == {**loaded, "s1.py": loaded["s1.py"] + 1}, "only the edited script is described again"
     assert trained == []  # a comment changes nothing that trains
+
+
+def test_a_script_failing_on_a_missing_data_file_loads_once_the_file_is_back(project):
+    """Defect (of the fix that caches failed descriptions): a failure caused by a file that did not exist yet
+    must not be served from the cache once the file exists."""
+    project.script("params.json", json.dumps({"units": 8}))
+    project.script("a.py", with_lines(
+        tracer({"v1": {}}), "import json",
+        'PARAMS = json.load(open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "params.json")))'))
+    project.configure(["a.py"])
+    assert run_u(project) == ["a.py:v1"]
+    (project.models / "params.json").unlink()
+    missing = project.run("-r")
+    assert missing.returncode == 1 and "FileNotFoundError" in missing.stderr
+    project.script("params.json", json.dumps({"units": 8}))
+    back = project.run("-r")
+    assert back.returncode == 0, f"the cached FileNotFoundError was served again: {back.stderr}"
+
+
+def test_a_script_failing_on_a_missing_module_loads_once_it_is_installed(project, tmp_path):
+    """Defect (of the fix that caches failed descriptions): 'No module named X; install the package' must not
+    be served from the cache after the user installs it (here: a module appearing on PYTHONPATH, and a
+    helper module created next to the script)."""
+    site = tmp_path / "site"
+    site.mkdir()
+    env = {"PYTHONPATH": str(site)}
+    project.script("a.py", with_lines(tracer({"v1": {}}), "import later_helper"))
+    project.script("b.py", with_lines(tracer({"w": {}}), "import extpkg_installed_later"))
+    project.configure(["a.py", "b.py"])
+    first = project.run("-r", env=env)
+    assert first.returncode == 1
+    assert "No module named 'later_helper'" in first.stderr
+    assert "No module named 'extpkg_installed_later'" in first.stderr
+    project.script("later_helper.py", "X = 1\n")
+    (site / "extpkg_installed_later.py").write_text("Y = 2\n")
+    second = project.run("-r", env=env)
+    assert second.returncode == 0, f"a cached ModuleNotFoundError was served again: {second.stderr}"
+    assert ran(project) == ["a.py:v1", "b.py:w"]
+
+
+def test_test_mode_sees_a_module_created_after_a_failed_session(project):
+    """Defect (of the fix that caches failed descriptions): test mode served a cached import error."""
+    project.script("a.py", with_lines(tracer({"v1": {}}), "import later_helper"))
+    project.configure(["a.py"])
+    assert project.run().returncode == 1
+    project.script("later_helper.py", "X = 1\n")
+    again = project.run()
+    assert again.returncode == 0, f"the cached ModuleNotFoundError was served again: {again.stderr}"

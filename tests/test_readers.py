@@ -357,6 +357,26 @@ def test_runs_show_compare_and_logs_follow_see_a_sigkilled_runner_as_interrupted
     check_reads_interrupted(dead_runner)
 
 
+def test_logs_follow_started_before_the_runner_died_returns(project):
+    """Defect: `logs -f` on a run whose runner then died never returned."""
+    runner, child = start_stuck_runner(project)
+    follower = project.start("logs", "2", "-f")
+    try:
+        time.sleep(0.8)
+        assert follower.poll() is None  # still following a run that truly runs
+        kill_runner(runner, child)
+        out, err = follower.communicate(timeout=5)
+    except subprocess.TimeoutExpired:
+        raise AssertionError("logs -f kept following after the runner died")
+    finally:
+        for proc in (follower, runner):
+            if proc.poll() is None:
+                proc.kill()
+                proc.communicate()
+    assert follower.returncode == 0, err
+    assert "version stuck: training" in out
+
+
 def test_after_sighup_the_run_reads_running_only_while_its_runner_lives(project):
     """Defect: SIGHUP killed the runner and its run then read `running` until someone ran status."""
     runner, child = start_stuck_runner(project)
