@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .errors import ScriptError
-from .procs import working_dir
+from .procs import Alarm, VersionTimeout, working_dir
 from .scripts import Reads, ScriptInfo, display, file_sha256, load_script
 
 log = logging.getLogger(__name__)
@@ -195,8 +195,15 @@ class Describer:
                 self._memo[path] = (key, described)
                 return described
         if self.in_process:
-            with working_dir(self.cwd):  # where a child would load it: the project root
-                entry = describe_entry(path)
+            try:  # where a child would load it (the project root), under the same time limit
+                with working_dir(self.cwd), Alarm(self.timeout):
+                    entry = describe_entry(path)
+            except VersionTimeout:
+                described = Described(error=ScriptError(
+                    f"{display(path)}: loading it took longer than {self.timeout:g} s (a blocking import?); "
+                    f"it is skipped"))
+                self._memo[path] = (key, described)  # not cached: the next session tries again
+                return described
             key = cache_key(path, entry.pop("sha256") or sha)
             self.cache_put(key, entry)
             described = Described.from_entry(entry)

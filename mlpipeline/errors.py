@@ -56,3 +56,33 @@ def display(path: str) -> str:
 
     rel = os.path.relpath(path)
     return rel if not rel.startswith("..") else os.path.abspath(path)
+
+
+def unwritable(*paths: str) -> str:
+    """The first of ``paths`` (files or folders that exist) this process may not
+    write, as '<path> (owner uid N, mode 0o644)'; '' when all are writable."""
+    import os
+
+    for path in paths:
+        if os.path.exists(path) and not os.access(path, os.W_OK):
+            st = os.stat(path)
+            return f"{display(path)} (owner uid {st.st_uid}, mode {oct(st.st_mode & 0o777)})"
+    return ""
+
+
+def write_failed(path: str, exc: OSError, what: str, keeps: str = "what was recorded is kept") -> "StorageError":
+    """The one wording of a failed write: a full disk says to free space; a
+    permission problem names the exact file and its owner; each says what is kept."""
+    import errno
+    import os
+
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StorageError(f"{display(path)}: cannot {what}: no space left on the device; free some space and "
+                            f"run again ({keeps})")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        culprit = unwritable(path, os.path.dirname(os.path.abspath(path)))
+        where = "the file system is read-only" if exc.errno == errno.EROFS else \
+            f"not writable by you (uid {os.getuid()}): {culprit or display(path)}"
+        return StorageError(f"{display(path)}: cannot {what}: {where}; fix the permissions (or run as its owner) "
+                            f"and run again ({keeps})")
+    return StorageError(f"{display(path)}: cannot {what} ({exc.strerror}); {keeps}")

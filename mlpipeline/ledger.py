@@ -16,7 +16,7 @@ import uuid
 from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
-from .errors import LedgerError, StorageError, display
+from .errors import LedgerError, StorageError, display, unwritable
 from .lifecycle import MetricRow, Mode, RunStatus
 
 __all__ = ["APPLICATION_ID", "DB_NAME", "Ledger", "MIGRATIONS", "MetricRow", "Mode", "RunStatus", "add_request",
@@ -185,12 +185,19 @@ class Ledger:
             self._migrate()
         except sqlite3.OperationalError as exc:
             if "unable to open" in str(exc) or "readonly" in str(exc):
-                raise LedgerError(f"{shown}: cannot open the ledger ({exc}); check that its folder exists and is "
-                                  f"writable by you") from None
+                raise LedgerError(f"{shown}: cannot open the ledger for writing ({exc}): {self._unwritable()}; "
+                                  f"fix the permissions (or run as its owner); reading commands (runs, show, "
+                                  f"status) still work") from None
             raise LedgerError(f"{shown}: cannot use the ledger ({exc})") from None
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{shown}: not a usable SQLite ledger ({exc}); move it aside and run again "
                               f"(mlpipeline will not overwrite it)") from None
+
+    def _unwritable(self) -> str:
+        """Which of the ledger's files (or its folder) is not writable by this user."""
+        culprit = unwritable(os.path.dirname(os.path.abspath(self.path)), self.path, self.path + "-wal",
+                             self.path + "-shm")
+        return f"not writable by you (uid {os.getuid()}): {culprit}" if culprit else "its folder or files are not writable"
 
     def _check_ours(self) -> None:
         """Refuse a file that is some other program's database, or a newer ledger,
@@ -250,9 +257,13 @@ class Ledger:
                 self.conn.execute("COMMIT")
         except sqlite3.OperationalError as exc:
             text = str(exc)
-            if "full" in text or "disk I/O" in text or "readonly" in text or "unable to open" in text:
-                raise StorageError(f"{self._shown}: cannot write to the ledger ({text}); free some space (or fix the "
-                                   f"folder's permissions) and run again: what was recorded is kept") from None
+            if "full" in text or "disk I/O" in text:
+                raise StorageError(f"{self._shown}: cannot write to the ledger ({text}); free some space and run "
+                                   f"again: what was recorded is kept") from None
+            if "readonly" in text or "unable to open" in text:
+                raise StorageError(f"{self._shown}: cannot write to the ledger ({text}): {self._unwritable()}; fix "
+                                   f"the permissions (or run as its owner) and run again: what was recorded is "
+                                   f"kept") from None
             raise
 
     def _migrate(self) -> None:

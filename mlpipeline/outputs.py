@@ -64,10 +64,9 @@ class HostOutputs(NullOutputs):
             with open(path, "a", encoding="utf-8", errors="backslashreplace") as handle:
                 handle.write(text)
         except OSError as exc:
-            from .errors import StorageError, display
+            from .errors import write_failed
 
-            raise StorageError(f"{display(path)}: cannot write ({exc.strerror}); free some space and run "
-                               f"again (the ledger keeps what was recorded)") from None
+            raise write_failed(path, exc, "write", "the ledger keeps what was recorded") from None
 
     def log(self, message: str, level: int = logging.INFO) -> None:
         stamp = f"[{now_iso()}]::{logging.getLevelName(level)} - "

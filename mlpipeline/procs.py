@@ -4,8 +4,9 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import threading
 import time
-from typing import Iterator, List, Optional
+from typing import Any, Iterator, List, Optional
 
 def pid_alive(pid: Optional[int]) -> bool:
     if not pid:
@@ -87,3 +88,33 @@ def kill_marked(name: str, value: str, wait: float = 5.0) -> List[int]:
         time.sleep(0.01)
         alive = [pid for pid in alive if pid_alive(pid)]
     return pids
+
+
+class VersionTimeout(BaseException):
+    """Raised inside an in-process version when its time is up (a BaseException,
+    so a script's ``except Exception`` cannot swallow it)."""
+
+
+class Alarm:
+    """Raise ``VersionTimeout`` in the main thread after ``seconds`` (no-op
+    without a timeout or off the main thread)."""
+
+    def __init__(self, seconds: Optional[float]):
+        self.seconds = seconds
+        self._previous: Any = None
+        self._armed = False
+
+    def _fire(self, signum: int, frame: Any) -> None:
+        raise VersionTimeout(f"timed out after {self.seconds:g} s")
+
+    def __enter__(self) -> Alarm:
+        if self.seconds and threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGALRM, self._fire)
+            signal.setitimer(signal.ITIMER_REAL, self.seconds)
+            self._armed = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self._previous)

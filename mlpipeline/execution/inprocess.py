@@ -7,14 +7,12 @@ version (in the main thread), since nothing else can interrupt it.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import _report
 from ..errors import ScriptError
 from ..lifecycle import Job, MetricRow, Outcome, RunStatus, Sink
-from ..procs import working_dir
+from ..procs import Alarm, VersionTimeout, working_dir
 from .base import Finished
 
 
@@ -30,11 +28,6 @@ class _SinkReporter(_report.Reporter):
 
     def metric(self, name: str, value: float, step: Optional[int] = None, split: str = "train") -> None:
         self.sink.metrics([MetricRow(*_report._plain_row((name, value, step, split)))])
-
-
-class VersionTimeout(BaseException):
-    """Raised inside an in-process version when its time is up (a BaseException,
-    so a script's ``except Exception`` cannot swallow it)."""
 
 
 class InProcessExecutor:
@@ -97,7 +90,7 @@ class InProcessExecutor:
 
         spec = job.spec
         previous = _report.install(_SinkReporter(sink))
-        alarm = _Alarm(job.timeout)
+        alarm = Alarm(job.timeout)
         try:
             with alarm, working_dir(self.cwd):
                 module = self._load(spec.script)
@@ -120,28 +113,3 @@ class InProcessExecutor:
                            traceback=user_traceback(exc), packages=imported_packages())
         finally:
             _report.install(previous)
-
-
-class _Alarm:
-    """Raise ``VersionTimeout`` in the main thread after ``seconds`` (no-op
-    without a timeout or off the main thread)."""
-
-    def __init__(self, seconds: Optional[float]):
-        self.seconds = seconds
-        self._previous: Any = None
-        self._armed = False
-
-    def _fire(self, signum: int, frame: Any) -> None:
-        raise VersionTimeout(f"timed out after {self.seconds:g} s")
-
-    def __enter__(self) -> _Alarm:
-        if self.seconds and threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGALRM, self._fire)
-            signal.setitimer(signal.ITIMER_REAL, self.seconds)
-            self._armed = True
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._armed:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, self._previous)

@@ -17,7 +17,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Optional
 
-from ..errors import StorageError, display
+from ..errors import write_failed
 from ..lifecycle import Job, MetricRow, Outcome, RunStatus, Sink
 from ..procs import kill_marked
 from .base import Finished, signal_name
@@ -288,8 +288,7 @@ class LocalExecutor:
                 os.makedirs(job.run_dir, exist_ok=True)
                 log_file = open(os.path.join(job.run_dir, "output.log"), "ab")
             except OSError as exc:
-                raise StorageError(f"{display(exc.filename or job.run_dir)}: cannot create the run's output "
-                                   f"({exc.strerror}); free some space and run again") from None
+                raise write_failed(exc.filename or job.run_dir, exc, "create the run's output") from None
         gpu = self.free_gpus.pop(0) if self.gpus else None
         echo = _Echo(self.echo, job.label)
 
@@ -299,8 +298,7 @@ class LocalExecutor:
                     log_file.write(data)
                     log_file.flush()
                 except OSError as exc:
-                    raise StorageError(f"{display(log_file.name)}: cannot keep the version's output "
-                                       f"({exc.strerror}); free some space and run again") from None
+                    raise write_failed(log_file.name, exc, "keep the version's output") from None
             echo(data)
 
         payload = {"spec": job.spec.to_json(), "model_dir": job.model_dir, "exec_mode": job.exec_mode,
