@@ -523,3 +523,40 @@ def test_pause_holds_the_queue_and_resume_lets_it_go_on(project):
             runner.kill()
             runner.communicate()
     assert [(r["version"], r["status"]) for r in project.runs()] == [("first", "succeeded"), ("second", "succeeded")]
+
+
+def test_status_queue_while_paused_shows_what_ended_as_ended(project):
+    """Defect: status must tell what runs now; while paused, a version that finished or was cancelled still
+    read `running` in the queue (the snapshot was only refreshed when scheduling)."""
+    project.script("a.py", tracer({"first": {"action": "wait"}, "stuck": {"action": "forever"}, "third": {}}))
+    project.configure(["a.py"])
+    runner = project.start("-r")
+    try:
+        wait_for(lambda: (project.root / "started-first").exists(), proc=runner)
+        assert project.run("pause").returncode == 0
+        wait_for(lambda: cli_json(project, "status")["runner"]["paused"], timeout=10, proc=runner)
+        (project.root / "go").touch()
+        wait_for(lambda: [r["status"] for r in project.runs()] == ["succeeded"], timeout=30, proc=runner)
+        time.sleep(1.0)
+        state = cli_json(project, "status")
+        assert state["running"] == []
+        assert [(q["version"], q["state"]) for q in state["queue"] if q["state"] == "running"] == [], state["queue"]
+        assert project.run("resume").returncode == 0
+        wait_for(lambda: (project.root / "started-stuck").exists(), proc=runner)
+        assert project.run("pause").returncode == 0
+        wait_for(lambda: cli_json(project, "status")["runner"]["paused"], timeout=10, proc=runner)
+        assert project.run("cancel", "2").returncode == 0
+        wait_for(lambda: [r["status"] for r in project.runs()] == ["succeeded", "cancelled"], timeout=30,
+                 proc=runner)
+        time.sleep(1.0)
+        state = cli_json(project, "status")
+        assert state["running"] == [] and len(project.runs()) == 2  # cancelled, and nothing new started
+        assert [(q["version"], q["state"]) for q in state["queue"] if q["state"] == "running"] == [], state["queue"]
+        assert project.run("resume").returncode == 0
+        out, err = runner.communicate(timeout=60)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert [(r["version"], r["status"]) for r in project.runs()] == [("first", "succeeded"), ("stuck", "cancelled"),
+                                                                     ("third", "succeeded")]
