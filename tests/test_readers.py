@@ -416,6 +416,22 @@ def test_a_sigkilled_test_session_leaves_its_run_interrupted(project):
         raise AssertionError("logs -f kept following the run of a dead test session")
 
 
+@pytest.mark.parametrize("mode", ["test", "run"])
+def test_a_dead_runners_run_reads_about_as_long_as_it_ran(project, mode):
+    """Defect: a dead runner's run read `running` with a growing duration; derived, it ends at its last
+    heartbeat, which must be recent (a test session that never heartbeats reads 0 s after minutes)."""
+    project.script("a.py", tracer({"stuck": {"action": "forever"}}))
+    project.configure(["a.py"])
+    session = project.start(*(("-r",) if mode == "run" else ()))
+    wait_for(lambda: (project.root / "started-stuck").exists(), proc=session)
+    time.sleep(5.0)
+    child = project.runs()[0]["child_pid"]
+    kill_runner(session, child)
+    run = cli_json(project, "runs")[0]
+    assert (run["mode"], run["status"]) == (mode, "interrupted")
+    assert run["duration"] >= 3.0, f"ran 5 s, reads {run['duration']} s"
+
+
 def test_liveness_reads_a_reused_pid_as_interrupted(tmp_path):
     """Defect: liveness trusted a bare pid; a live process that reused the runner's pid is someone else."""
     from mlpipeline.ledger import Ledger, Mode
