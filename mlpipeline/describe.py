@@ -58,16 +58,23 @@ class Described:
 
     def to_entry(self) -> Dict[str, Any]:
         """The JSON-able cache entry."""
-        error = [str(self.error), self.error.details] if self.error is not None else None
+        error = [str(self.error), self.error.details, self.error.transient] if self.error is not None else None
         return {"info": self.info.to_json() if self.info else None, "error": error, "deps": self.deps}
 
     @classmethod
     def from_entry(cls, entry: Dict[str, Any]) -> Described:
         info = ScriptInfo.from_json(entry["info"]) if entry.get("info") else None
-        error = ScriptError(*entry["error"]) if entry.get("error") else None
+        error = ScriptError(*entry["error"][:3]) if entry.get("error") else None
         if info is None and error is None:
             raise ValueError("a description entry holds neither info nor error")
         return cls(info, error, [list(d) for d in entry.get("deps") or []])
+
+
+TRANSIENT_FOR = 30.0  # seconds a failure on a missing module or file is remembered (this session only)
+
+
+def _transient(described: Described) -> bool:
+    return described.error is not None and getattr(described.error, "transient", False)
 
 
 def cache_key(path: str, sha256: str) -> str:
@@ -160,6 +167,7 @@ class Describer:
         self.max_parallel = max(1, max_parallel)
         self.spawns = 0
         self._memo: Dict[str, Tuple[str, Described]] = {}       # path -> (cache key, description)
+        self._transient_at: Dict[str, float] = {}              # path -> when a machine-dependent failure was seen
         self._hashes: Dict[str, Tuple[Tuple[int, int, int], str]] = {}  # path -> (stat key, sha256)
         self._lock = threading.RLock()  # close() may run in a signal handler on a thread that holds it
         self._todo: Deque[Tuple[str, str]] = deque()             # (path, sha256 seen when asked)
@@ -183,7 +191,7 @@ class Describer:
             raise FileNotFoundError(2, "No such file or directory", path)
         key = cache_key(path, sha)
         known = self._memo.get(path)
-        if known is not None and known[0] == key and self._valid(known[1].deps):
+        if known is not None and known[0] == key and self._valid(known[1].deps) and not self._expired(path):
             return known[1]
         entry = self.cache_get(key)
         if entry is not None and self._valid(entry.get("deps") or []):
@@ -205,9 +213,10 @@ class Describer:
                 self._memo[path] = (key, described)  # not cached: the next session tries again
                 return described
             key = cache_key(path, entry.pop("sha256") or sha)
-            self.cache_put(key, entry)
             described = Described.from_entry(entry)
-            self._memo[path] = (key, described)
+            if not _transient(described):
+                self.cache_put(key, entry)
+            self._remember(path, key, described)
             return described
         self._start(path, sha)
         return None
@@ -220,11 +229,32 @@ class Describer:
             for done in finished:
                 self._pending.discard(done.path)
         for done in finished:
-            self._memo[done.path] = (done.key, done.described)
+            self._remember(done.path, done.key, done.described)
         for done in finished:
-            if done.persist:
+            if done.persist and not _transient(done.described):
                 self.cache_put(done.key, done.described.to_entry())
         return [done.path for done in finished]
+
+    def _remember(self, path: str, key: str, described: Described) -> None:
+        self._memo[path] = (key, described)
+        if _transient(described):
+            self._transient_at[path] = time.monotonic()
+        else:
+            self._transient_at.pop(path, None)
+
+    def _expired(self, path: str) -> bool:
+        """A failure that depends on the machine (a module or data file not
+        there yet) is tried again after ``TRANSIENT_FOR`` seconds, or at once
+        after ``forget_transient``."""
+        at = self._transient_at.get(path)
+        return at is not None and time.monotonic() - at > TRANSIENT_FOR
+
+    def forget_transient(self) -> None:
+        """Files changed (a watcher event): load the scripts that failed on a
+        missing module or file again."""
+        for path in list(self._transient_at):
+            self._memo.pop(path, None)
+        self._transient_at.clear()
 
     def pending(self) -> List[str]:
         """Paths being described, waiting for a free child, or done but not yet polled."""

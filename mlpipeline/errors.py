@@ -28,11 +28,15 @@ class ScriptError(MLPipelineError):
     """A model script that cannot be loaded or does not define a usable MODEL.
 
     ``details`` optionally carries the user's own traceback (never mlpipeline's).
+    ``transient``: the failure depends on the machine, not on the script and
+    the files it read (a module not installed yet, a data file not there yet),
+    so it is not remembered across sessions.
     """
 
-    def __init__(self, message: str, details: str = ""):
+    def __init__(self, message: str, details: str = "", transient: bool = False):
         super().__init__(message)
         self.details = details
+        self.transient = transient
 
 
 class VersionError(MLPipelineError):

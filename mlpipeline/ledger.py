@@ -387,14 +387,12 @@ class Ledger:
         marks = ", ".join("?" for _ in ids)
         return self.conn.execute(f"SELECT * FROM runs WHERE id IN ({marks}) ORDER BY id", tuple(ids)).fetchall()
 
-    def heartbeat(self, run_ids: Sequence[int], runner_id: Optional[int] = None) -> None:
-        now = self.clock()
-        with self.tx() as db:
-            if run_ids:
-                db.execute(f"UPDATE runs SET heartbeat_at = ? WHERE id IN ({','.join('?' * len(run_ids))})",
-                           (now, *run_ids))
-            if runner_id is not None:
-                db.execute("UPDATE runners SET heartbeat_at = ? WHERE id = ?", (now, runner_id))
+    def heartbeats(self, source: Callable[[], Tuple[Sequence[int], Optional[int]]],
+                   every: float = 2.0) -> Heartbeats:
+        """Stamp ``heartbeat_at`` on the runs and the runner ``source`` names,
+        every ``every`` seconds, from a thread of its own (an in-process version
+        holds the runner's thread for as long as it trains)."""
+        return Heartbeats(self, source, every)
 
     def running_runs(self) -> List[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM runs WHERE status = 'running' ORDER BY id").fetchall()
@@ -461,6 +459,39 @@ class Ledger:
         with self.tx() as db:
             db.execute("INSERT OR REPLACE INTO script_cache (sha256, info, created_at) VALUES (?, ?, ?)",
                        (sha256, json.dumps(info), self.clock()))
+
+
+class Heartbeats:
+    """A thread with its own connection that keeps heartbeats fresh; ``stop`` ends it."""
+
+    def __init__(self, ledger: Ledger, source: Callable[[], Tuple[Sequence[int], Optional[int]]], every: float):
+        import threading
+
+        self.ledger, self.source, self.every = ledger, source, every
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="mlpipeline-heartbeat", daemon=True)
+        self._thread.start()
+
+    def _beat(self) -> None:
+        conn = sqlite3.connect(self.ledger.path, timeout=1, isolation_level=None, check_same_thread=False)
+        try:
+            while not self._stop.wait(self.every):
+                run_ids, runner_id = self.source()
+                now = self.ledger.clock()
+                try:
+                    if run_ids:
+                        conn.execute(f"UPDATE runs SET heartbeat_at = ? WHERE id IN ({','.join('?' * len(run_ids))})",
+                                     (now, *run_ids))
+                    if runner_id is not None:
+                        conn.execute("UPDATE runners SET heartbeat_at = ? WHERE id = ?", (now, runner_id))
+                except sqlite3.Error:
+                    pass  # busy or full: the next beat tries again; liveness on this host reads the pid anyway
+        finally:
+            conn.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 REQUEST_KINDS = ("cancel", "pause", "resume", "rerun", "reorder")

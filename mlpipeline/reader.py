@@ -24,6 +24,7 @@ class Reader:
         self.path = path
         self._shown = display(path)
         self.immutable = False
+        self._copy_dir = ""
         self.conn = self._connect()
         self.applied = self._check()
 
@@ -37,20 +38,43 @@ class Reader:
         except sqlite3.OperationalError as exc:
             if "unable to open" not in str(exc) and "readonly" not in str(exc):
                 raise LedgerError(f"{self._shown}: cannot read the ledger ({exc})") from None
-            # A read-only folder: SQLite cannot create the WAL index; read the file as it is.
-            try:
-                conn = sqlite3.connect(f"file:{quoted}?immutable=1", uri=True, isolation_level=None,
-                                       check_same_thread=False)
-                conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-            except sqlite3.DatabaseError as again:
-                raise LedgerError(f"{self._shown}: cannot read the ledger ({again}); check that you may read the "
-                                  f"file and its folder") from None
-            self.immutable = True
+            # A folder we may not write: SQLite cannot create the WAL index (-shm) next to the file.
+            conn = self._read_elsewhere(quoted)
         except sqlite3.DatabaseError as exc:
             raise LedgerError(f"{self._shown}: not a usable SQLite ledger ({exc}); move it aside "
                               f"(mlpipeline will not overwrite it)") from None
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA query_only = 1")
+        return conn
+
+    def _read_elsewhere(self, quoted: str) -> sqlite3.Connection:
+        """Read a ledger whose folder we may not write. Without a WAL, the file
+        as it is (``immutable``). With one (a runner died, or still runs as
+        someone else), a private copy of the file and its WAL, so that what the
+        WAL holds is read too; the copy goes when the reader closes."""
+        wal = self.path + "-wal"
+        try:
+            if os.path.getsize(wal) > 0:
+                import shutil
+                import tempfile
+
+                self._copy_dir = tempfile.mkdtemp(prefix="mlpipeline-read-")
+                copy = os.path.join(self._copy_dir, DB_NAME)
+                shutil.copyfile(self.path, copy)
+                shutil.copyfile(wal, copy + "-wal")
+                quoted = urllib.parse.quote(copy)
+                target = f"file:{quoted}?mode=ro"
+            else:
+                target = f"file:{quoted}?immutable=1"
+        except OSError:
+            target = f"file:{quoted}?immutable=1"
+        try:
+            conn = sqlite3.connect(target, uri=True, isolation_level=None, check_same_thread=False)
+            conn.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        except sqlite3.DatabaseError as again:
+            raise LedgerError(f"{self._shown}: cannot read the ledger ({again}); check that you may read the "
+                              f"file and its folder") from None
+        self.immutable = True
         return conn
 
     def _check(self) -> set:
@@ -75,6 +99,17 @@ class Reader:
 
     def close(self) -> None:
         self.conn.close()
+        if self._copy_dir:
+            import shutil
+
+            shutil.rmtree(self._copy_dir, ignore_errors=True)
+            self._copy_dir = ""
+
+    def __del__(self) -> None:
+        if getattr(self, "_copy_dir", ""):
+            import shutil
+
+            shutil.rmtree(self._copy_dir, ignore_errors=True)
 
     # -- the lookups every query shares ------------------------------------
 

@@ -193,7 +193,8 @@ class Runner:
         self._metrics: Dict[int, List[MetricRow]] = {}
         self._metric_count = 0
         self._metrics_at = float("-inf")
-        self._last_heartbeat = self._last_requests = float("-inf")
+        self._last_requests = float("-inf")
+        self._beats: Any = None
         self._identity = process_start()
         ledger.on_busy = lambda message: self.say(message, logging.WARNING)
         ledger.give_up = lambda: self.kill_requested
@@ -211,6 +212,8 @@ class Runner:
     def begin(self) -> None:
         """Register this runner (execution mode) and repair the rows of runs a
         dead runner left ``running``. The caller holds the project lock."""
+        self._beats = self.ledger.heartbeats(lambda: ([a.run_id for a in list(self.active.values())],
+                                                      self.runner_id), HEARTBEAT_EVERY)
         if self.mode != Mode.RUN:
             return
         liveness = Liveness(self.ledger.conn, self.host)
@@ -226,6 +229,9 @@ class Runner:
         self.runner_id = self.ledger.register_runner(self.mode, self.host, self.options.options_text, self._identity)
 
     def end(self) -> None:
+        if self._beats is not None:
+            self._beats.stop()
+            self._beats = None
         if self.watcher is not None:
             self.watcher.stop()
         self.describer.close()
@@ -291,7 +297,8 @@ class Runner:
         for ticket, outcome in finished:
             self._finish(ticket, outcome, now)
         self._notice_changes(now)
-        self._heartbeat(now)
+        if finished and (self.paused or self.stopping):  # nothing is scheduled: still show what ended
+            self._snapshot(self._plan_now())
         self.ledger.checkpoint(now)
         if not self.stopping and not self.paused:
             self._schedule()
@@ -379,15 +386,12 @@ class Runner:
     def _notice_changes(self, now: float) -> None:
         described = bool(self.describer.poll())
         edited = self.watcher is not None and self.watcher.settled()
+        if edited:  # a module or data file a script missed may be there now
+            self.describer.forget_transient()
         if described or edited:
             self._replan = True
             if self.stopping or self.paused or self.executor.capacity() <= 0:  # no slot to fill: show the new queue
                 self._snapshot(self._plan_now())
-
-    def _heartbeat(self, now: float) -> None:
-        if now - self._last_heartbeat >= HEARTBEAT_EVERY and (self.active or self.runner_id is not None):
-            self._last_heartbeat = now
-            self.ledger.heartbeat([a.run_id for a in self.active.values()], self.runner_id)
 
     # -- metrics, written in batches ---------------------------------------
 

@@ -126,7 +126,8 @@ def load_module(path: str) -> types.ModuleType:
         hint = "; install the package or fix the import" if isinstance(exc, ImportError) else ""
         at = f":{line}" if line else ""
         raise ScriptError(f"{name}{at}: {kind} while importing the script: {exc}{hint}",
-                          details=f"Traceback (most recent call last):\n{details}{kind}: {exc}\n") from None
+                          details=f"Traceback (most recent call last):\n{details}{kind}: {exc}\n",
+                          transient=isinstance(exc, (ImportError, OSError))) from None
     return module
 
 

@@ -116,6 +116,9 @@ class FakeDescriber:
         ready, self.ready = self.ready, []
         return ready
 
+    def forget_transient(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -131,11 +134,22 @@ def proj(tmp_path: Path):
     return root
 
 
+RUNNERS: List[Runner] = []
+
+
+@pytest.fixture(autouse=True)
+def end_runners():
+    yield
+    while RUNNERS:
+        RUNNERS.pop().end()
+
+
 def make_runner(root: Path, executor, describer, clock, **options) -> Runner:
     project = find_project(str(root))
     ledger = Ledger(os.path.join(project.outputs_dir, DB_NAME), clock=lambda: clock.now)
     runner = Runner(project, ledger, executor, describer, Options(**options), clock=clock)
     runner.begin()
+    RUNNERS.append(runner)
     return runner
 
 
@@ -256,7 +270,6 @@ def test_use_history_compares_fingerprint_and_params(proj):
     executor.finish("a1")
     runner.run_once()
     assert runner.run_once() is False
-    runner.end()
     again = make_runner(proj, FakeExecutor(), describer, clock, use_history=True)
     again.run_once()
     assert again.executor.submitted == []  # same fingerprint and params: skipped
