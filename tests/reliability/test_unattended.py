@@ -199,6 +199,18 @@ def test_zero_byte_ledger_is_an_error_and_left_untouched(project, command):
     assert not project.runs(), "a 0-byte ledger was turned into a fresh one"
 
 
+@pytest.mark.parametrize("command", [("runs",), ("status",), ("compare", "a.py"), ("metrics", "1")],
+                         ids=["runs", "status", "compare", "metrics"])
+def test_read_command_without_a_ledger_creates_nothing(project, command):
+    project.script("a.py", model_script("pass"))
+    project.configure(["a.py"])
+    before = sorted(str(p.relative_to(project.root)) for p in project.root.rglob("*"))
+    result = project.run(*command, timeout=60)
+    after = sorted(str(p.relative_to(project.root)) for p in project.root.rglob("*"))
+    assert after == before, (f"mlpipeline {' '.join(command)} created {sorted(set(after) - set(before))}",
+                             result.stderr)
+
+
 @pytest.mark.parametrize("command", [("runs",), ("status",), ("show", "1"), ("-r", "-u")],
                          ids=["runs", "status", "show", "run-u"])
 def test_foreign_sqlite_file_is_an_error_naming_it_and_left_untouched(project, command):
