@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -53,13 +54,37 @@ def kill_runner(runner, child_pid, sig=signal.SIGKILL) -> None:
             wait_for(lambda: not pid_alive(child_pid), timeout=10, what="the version child to exit")
 
 
+def read_runs(project) -> list:
+    """The runs table, through a read-only connection closed at once: a connection this process left open
+    (Project.runs leaves its own to the garbage collector) would checkpoint the WAL when it is collected,
+    changing the very bytes these tests watch."""
+    path = project.outputs / "mlpipeline.db"
+    if not path.exists():
+        return []
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        conn.row_factory = sqlite3.Row
+        return [dict(r) for r in conn.execute("SELECT * FROM runs ORDER BY id")]
+    except sqlite3.OperationalError as exc:  # the runner created the file but not yet its tables
+        if "no such table" in str(exc):
+            return []
+        raise
+    finally:
+        conn.close()
+
+
+def stored_status(project, run_id: int) -> str:
+    """A run's status as recorded (not derived)."""
+    return next(r["status"] for r in read_runs(project) if r["id"] == run_id)
+
+
 def start_stuck_runner(project):
     """A runner whose first version succeeds (with metrics) and whose second runs forever."""
     project.script("a.py", tracer({"done": {}, "stuck": {"action": "forever"}}))
     project.configure(["a.py"])
     runner = project.start("-r")
     wait_for(lambda: (project.root / "started-stuck").exists(), proc=runner, what="the stuck version to start")
-    child = wait_for(lambda: next((r["child_pid"] for r in project.runs() if r["version"] == "stuck"
+    child = wait_for(lambda: next((r["child_pid"] for r in read_runs(project) if r["version"] == "stuck"
                                    and r["child_pid"]), None), proc=runner, what="the child pid")
     return runner, child
 
@@ -86,8 +111,7 @@ def test_readers_leave_the_ledger_bytes_and_wal_alone_after_a_runner_died(dead_r
             result = dead_runner.run(*args, *(("--format", fmt) if args[0] != "logs" else ()))
             assert result.returncode == 0, f"{args}: {result.stderr}"
             assert ledger_state(dead_runner) == before, f"mlpipeline {' '.join(args)} --format {fmt} wrote the ledger"
-    with dead_runner.db() as conn:  # status did not record the interruption it reports
-        assert conn.execute("SELECT status FROM runs WHERE id = 2").fetchone()[0] == "running"
+    assert stored_status(dead_runner, 2) == "running"  # status did not record the interruption it reports
 
 
 def test_status_reports_a_dead_runner_without_recording_anything(dead_runner):
@@ -98,8 +122,7 @@ def test_status_reports_a_dead_runner_without_recording_anything(dead_runner):
         assert state["runner"]["alive"] is False and state["running"] == []
         assert state["interrupted"] == [2]
         assert ledger_state(dead_runner) == before
-    with dead_runner.db() as conn:
-        assert conn.execute("SELECT status FROM runs WHERE id = 2").fetchone()[0] == "running"
+    assert stored_status(dead_runner, 2) == "running"
 
 
 # --- 1b. readers work for another user, and in a read-only folder --------------------------------------
@@ -348,8 +371,7 @@ def check_reads_interrupted(project) -> None:
         raise AssertionError("logs -f kept following the run of a dead runner")
     assert follower.returncode == 0, err
     assert time.time() - began < 5
-    with project.db() as conn:  # all of that was derived at read time, nothing recorded
-        assert conn.execute("SELECT status FROM runs WHERE id = 2").fetchone()[0] == "running"
+    assert stored_status(project, 2) == "running"  # all of that was derived at read time, nothing recorded
 
 
 def test_runs_show_compare_and_logs_follow_see_a_sigkilled_runner_as_interrupted(dead_runner):
@@ -425,7 +447,7 @@ def test_a_dead_runners_run_reads_about_as_long_as_it_ran(project, mode):
     session = project.start(*(("-r",) if mode == "run" else ()))
     wait_for(lambda: (project.root / "started-stuck").exists(), proc=session)
     time.sleep(5.0)
-    child = project.runs()[0]["child_pid"]
+    child = read_runs(project)[0]["child_pid"]
     kill_runner(session, child)
     run = cli_json(project, "runs")[0]
     assert (run["mode"], run["status"]) == (mode, "interrupted")
@@ -482,7 +504,7 @@ def test_timeout_ends_a_version_in_test_mode(project):
         raise AssertionError("test mode ignored --timeout: the version still ran after 15 s")
     assert time.time() - began < 10, "test mode ignored --timeout"
     assert session.returncode == 1, err
-    assert [(r["version"], r["mode"], r["status"]) for r in project.runs()] == [("slow", "test", "timeout")]
+    assert [(r["version"], r["mode"], r["status"]) for r in read_runs(project)] == [("slow", "test", "timeout")]
 
 
 # --- 4. cancel, pause and resume return at once --------------------------------------------------------
@@ -506,7 +528,7 @@ def test_cancel_returns_at_once_and_the_run_ends_cancelled(project):
         if runner.poll() is None:
             runner.kill()
             runner.communicate()
-    assert [(r["version"], r["status"]) for r in project.runs()] == [("stuck", "cancelled"), ("next", "succeeded")]
+    assert [(r["version"], r["status"]) for r in read_runs(project)] == [("stuck", "cancelled"), ("next", "succeeded")]
 
 
 def test_pause_holds_the_queue_and_resume_lets_it_go_on(project):
@@ -523,10 +545,10 @@ def test_pause_holds_the_queue_and_resume_lets_it_go_on(project):
         wait_for(lambda: cli_json(project, "status")["runner"]["paused"], timeout=10, proc=runner,
                  what="status to show the runner paused")
         (project.root / "go").touch()
-        wait_for(lambda: [r["status"] for r in project.runs()] == ["succeeded"], timeout=30, proc=runner,
+        wait_for(lambda: [r["status"] for r in read_runs(project)] == ["succeeded"], timeout=30, proc=runner,
                  what="the running version to finish")
         time.sleep(1.5)
-        assert [r["version"] for r in project.runs()] == ["first"], "a version started while paused"
+        assert [r["version"] for r in read_runs(project)] == ["first"], "a version started while paused"
         state = cli_json(project, "status")
         assert state["runner"]["alive"] and state["runner"]["paused"] is True
         assert [(q["version"], q["state"]) for q in state["queue"] if q["version"] == "second"] == [("second", "queued")]
@@ -538,7 +560,7 @@ def test_pause_holds_the_queue_and_resume_lets_it_go_on(project):
         if runner.poll() is None:
             runner.kill()
             runner.communicate()
-    assert [(r["version"], r["status"]) for r in project.runs()] == [("first", "succeeded"), ("second", "succeeded")]
+    assert [(r["version"], r["status"]) for r in read_runs(project)] == [("first", "succeeded"), ("second", "succeeded")]
 
 
 def test_status_queue_while_paused_shows_what_ended_as_ended(project):
@@ -552,7 +574,7 @@ def test_status_queue_while_paused_shows_what_ended_as_ended(project):
         assert project.run("pause").returncode == 0
         wait_for(lambda: cli_json(project, "status")["runner"]["paused"], timeout=10, proc=runner)
         (project.root / "go").touch()
-        wait_for(lambda: [r["status"] for r in project.runs()] == ["succeeded"], timeout=30, proc=runner)
+        wait_for(lambda: [r["status"] for r in read_runs(project)] == ["succeeded"], timeout=30, proc=runner)
         time.sleep(1.0)
         state = cli_json(project, "status")
         assert state["running"] == []
@@ -562,11 +584,11 @@ def test_status_queue_while_paused_shows_what_ended_as_ended(project):
         assert project.run("pause").returncode == 0
         wait_for(lambda: cli_json(project, "status")["runner"]["paused"], timeout=10, proc=runner)
         assert project.run("cancel", "2").returncode == 0
-        wait_for(lambda: [r["status"] for r in project.runs()] == ["succeeded", "cancelled"], timeout=30,
+        wait_for(lambda: [r["status"] for r in read_runs(project)] == ["succeeded", "cancelled"], timeout=30,
                  proc=runner)
         time.sleep(1.0)
         state = cli_json(project, "status")
-        assert state["running"] == [] and len(project.runs()) == 2  # cancelled, and nothing new started
+        assert state["running"] == [] and len(read_runs(project)) == 2  # cancelled, and nothing new started
         assert [(q["version"], q["state"]) for q in state["queue"] if q["state"] == "running"] == [], state["queue"]
         assert project.run("resume").returncode == 0
         out, err = runner.communicate(timeout=60)
@@ -574,5 +596,5 @@ def test_status_queue_while_paused_shows_what_ended_as_ended(project):
         if runner.poll() is None:
             runner.kill()
             runner.communicate()
-    assert [(r["version"], r["status"]) for r in project.runs()] == [("first", "succeeded"), ("stuck", "cancelled"),
+    assert [(r["version"], r["status"]) for r in read_runs(project)] == [("first", "succeeded"), ("stuck", "cancelled"),
                                                                      ("third", "succeeded")]
