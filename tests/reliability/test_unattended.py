@@ -461,21 +461,25 @@ def test_no_process_of_an_earlier_run_is_alive_when_a_version_starts_again(proje
 
 # 2. an editor saving an unchanged models.config never ends a batch
 
-def test_saving_an_unchanged_config_in_place_never_ends_the_batch(project):
+@pytest.mark.parametrize("torn", ["empty", "partial"])
+def test_saving_an_unchanged_config_in_place_never_ends_the_batch(project, torn):
     versions = {f"v{i}": {"action": "sleep", "seconds": 0.3} for i in range(6)}
     project.script("a.py", tracer(versions))
     project.configure(["a.py"])
     config = project.root / "models.config"
     text = config.read_text()
+    # "empty": nothing is on disk mid-save; "partial": the header and an empty list are (a.py not yet)
+    head = "" if torn == "empty" else text[:text.index("a.py")]
     stop = threading.Event()
     saves = []
 
     def editor():
         while not stop.is_set():
             with open(config, "w") as f:  # truncate ...
+                f.write(head)
                 f.flush()
                 time.sleep(0.05)
-                f.write(text)             # ... then write, as editors and `cat >` do
+                f.write(text[len(head):])  # ... then write the rest, as editors and `cat >` do
             saves.append(time.time())
             time.sleep(0.1)               # empty a third of the time, settled for 0.1 s between saves
 
