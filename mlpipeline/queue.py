@@ -58,6 +58,7 @@ class Plan:
     broken: List[Tuple[str, str, ScriptError]] = field(default_factory=list)  # (rel, sha, error)
     pending: List[str] = field(default_factory=list)        # scripts still being described, in order
     held_from: Optional[int] = None  # items from here on wait for a script before them to be described
+    unchecked: bool = False          # a script whose config entry names versions is still being described
     missing: List[str] = field(default_factory=list)        # listed scripts that do not exist: why, per script
     config_error: Optional[str] = None                      # the config edit that did not parse, if any
     timeout: Optional[float] = None
@@ -174,6 +175,7 @@ class Planner:
                 continue
             if described is None:
                 plan.pending.append(rel)
+                plan.unchecked |= bool(selection.only or selection.exclude)  # its version list is not checked yet
                 if plan.held_from is None:
                     plan.held_from = len(plan.items)
                 continue

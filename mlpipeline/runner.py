@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
-from . import repro
+from . import litter, repro
 from .config import Project
 from .errors import MLPipelineError, ScriptError
 from .ledger import Ledger
@@ -117,37 +117,6 @@ def fault_point(name: str) -> None:
     the runner SIGKILL itself at that point, as a power cut would."""
     if os.environ.get("MLPIPELINE_FAULT") == name:
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _own_output_files() -> Set[Tuple[int, int]]:
-    """(device, inode) of the files this process's stdout/stderr write to
-    (``mlpipeline -r > train.log``): they change while a version runs, but
-    the runner writes them, not the version."""
-    own = set()
-    for fd in (1, 2):
-        try:
-            st = os.fstat(fd)
-        except OSError:
-            continue
-        own.add((st.st_dev, st.st_ino))
-    return own
-
-
-def _shallow_state(folders: List[str]) -> Dict[str, int]:
-    """mtimes of the files directly in ``folders`` (what a version may litter)."""
-    state = {}
-    own = _own_output_files()
-    for folder in folders:
-        try:
-            with os.scandir(folder) as entries:
-                for entry in entries:
-                    if entry.is_file(follow_symlinks=False):
-                        st = entry.stat()
-                        if (st.st_dev, st.st_ino) not in own:
-                            state[entry.path] = st.st_mtime_ns
-        except OSError:
-            pass
-    return state
 
 
 class Runner:
@@ -419,7 +388,9 @@ class Runner:
         self.missing = list(dict.fromkeys(plan.missing))  # as the queue now stands
         fault_point("planned")
         if not self._checked_first:
-            if not plan.pending:
+            # Config errors stop a batch before anything starts: wait for the scripts whose entries name
+            # versions (and, with --version, for every script), not for one whose import hangs.
+            if not plan.unchecked and not (self.options.only_version and plan.pending):
                 self.planner.check_first(plan)
                 self._checked_first = True
         else:
@@ -565,7 +536,7 @@ class Runner:
         active = Active(item, run_id, 0, self.clock(), timeout, model_dir)
         sink.active = active
         fault_point("started")
-        active.before = _shallow_state(self._litter_folders())
+        active.before = litter.snapshot(self._litter_folders())
         try:
             active.ticket = self.executor.submit(job, sink)
         except BaseException as exc:
@@ -599,9 +570,7 @@ class Runner:
     def _warn_litter(self, active: Active) -> None:
         """Say which files next to the configs and scripts changed while a
         version ran: a version should write inside its model dir."""
-        after = _shallow_state(self._litter_folders())
-        changed = sorted(path for path, mtime in after.items()
-                         if active.before.get(path) != mtime and not path.endswith((".config", ".py", ".pyc")))
+        changed = litter.changed_since(active.before, self._litter_folders())
         if changed:
             shown = ", ".join(os.path.relpath(p, self.project.root) for p in changed[:5])
             more = f" and {len(changed) - 5} more" if len(changed) > 5 else ""
