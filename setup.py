@@ -2,7 +2,7 @@ from setuptools import find_packages, setup
 
 setup(
     name="mlpipeline",
-    version="2.0.0.dev0",
+    version="3.0.0.dev0",
     description="Run every version of your model scripts: a smoke test, then a queued batch that keeps going.",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
