@@ -183,13 +183,19 @@ _RELEASED_ARGS = ("learning_rate", "dataloader", "batch_size", "epoc_count", "mo
                   "hooks", "use_all_classes", "classes_count", "classes_offset")
 
 
+_RELEASED_ONLY = ("hooks", "use_all_classes", "classes_count", "classes_offset")
+
+
 def _released_form(args: tuple, kwargs: dict) -> bool:
     """``Versions(learning_rate, dataloader, ...)`` (released) rather than ``Versions(dataloader, ...)``."""
     if not args or _looks_like_dataloader(args[0]):
         return False
-    if len(args) > 3 or "dataloader" in kwargs:
+    if len(args) > 3 or "dataloader" in kwargs or any(k in kwargs for k in _RELEASED_ONLY):
         return True
-    return len(args) >= 2 and _looks_like_dataloader(args[1])
+    if len(args) < 2:
+        return False
+    number = isinstance(args[0], (int, float)) and not isinstance(args[0], bool)
+    return _looks_like_dataloader(args[1]) or (number and not isinstance(args[1], (int, float)))
 
 
 class Versions:
