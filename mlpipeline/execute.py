@@ -23,6 +23,14 @@ from .utils import ExecutionModeKeys, _collect_related_files, copy_related_files
 MARKER = ".mlpipeline-version"
 
 
+def marker_path(model_dir: str) -> str:
+    """Where the runner notes which version last used a model dir and whether it
+    finished: beside the dir (``.<dir name>.mlpipeline-version``), so the model dir
+    holds only what the model puts there, as in the original."""
+    model_dir = os.path.normpath(model_dir)
+    return os.path.join(os.path.dirname(model_dir), f".{os.path.basename(model_dir)}{MARKER}")
+
+
 @dataclass
 class VersionResult:
     """What a finished version hands back to the runner (plain data, JSON-able)."""
@@ -92,7 +100,7 @@ def _read_marker(model_dir: str) -> Tuple[Optional[str], str, str]:
     """(version, state, script sha256) the model dir's marker records; state is
     ``running`` while a version trains there and ``done`` once it finished."""
     try:
-        with open(os.path.join(model_dir, MARKER), encoding="utf-8") as handle:
+        with open(marker_path(model_dir), encoding="utf-8") as handle:
             lines = handle.read().splitlines()
     except OSError:
         return None, "", ""
@@ -101,7 +109,7 @@ def _read_marker(model_dir: str) -> Tuple[Optional[str], str, str]:
 
 
 def _write_marker(model_dir: str, version_name: str, state: str, digest: str) -> None:
-    with open(os.path.join(model_dir, MARKER), "w", encoding="utf-8") as handle:
+    with open(marker_path(model_dir), "w", encoding="utf-8") as handle:
         handle.write(f"{version_name}\n{state}\n{digest}\n")
 
 
