@@ -99,3 +99,16 @@ def test_readme_style_project_runs_unmodified(args, tmp_path):
     if args:
         again = ours(root, *args)
         assert again.returncode == 0 and "nothing to run" in (again.stdout + again.stderr).lower()
+
+
+@pytest.mark.parametrize("args", [(), ("-r", "-u")], ids=["test-mode", "execution-mode"])
+def test_released_exports_project_runs_unmodified(args, tmp_path):
+    root = copy_project("released_exports", tmp_path / "proj")
+    result = ours(root, *args)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in (root / "models" / "exports").iterdir()) == ["export_model.py"]
+    with sqlite3.connect(root / "models" / "outputs" / "mlpipeline.db") as db:
+        rows = [tuple(r) for r in db.execute("SELECT version, status, steps, eval_test_text FROM runs")]
+    steps = 1 if not args else 2  # 1 epoch of 10 samples in batches of 5
+    assert rows == [("double", "succeeded", steps, "TEST_mean: 14.5000    TEST_total: 90.0000"),
+                    ("double_twice", "succeeded", steps, "TEST_mean: 14.5000    TEST_total: 180.0000")]
