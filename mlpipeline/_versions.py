@@ -30,8 +30,12 @@ from . import _report
 from .errors import VersionError
 
 
-class UnknownVersionError(VersionError, ValueError):
-    """``get_version``/``getVersion`` of a name that was never added (a ValueError, as the original raised)."""
+class VersionValueError(VersionError, ValueError):
+    """A bad call on Versions (a ValueError, as the original raised for its bad calls)."""
+
+
+class UnknownVersionError(VersionValueError):
+    """``get_version``/``getVersion`` of a name that was never added."""
 
 
 class version_parameters:  # noqa: N801 - the original's name, kept importable
@@ -204,14 +208,14 @@ class Versions:
     def __init__(self, *args: Any, **kwargs: Any):
         if _released_form(args, kwargs):
             if len(args) > len(_RELEASED_ARGS):
-                raise VersionError(f"Versions() takes at most {len(_RELEASED_ARGS)} positional arguments "
+                raise VersionValueError(f"Versions() takes at most {len(_RELEASED_ARGS)} positional arguments "
                                    f"({', '.join(_RELEASED_ARGS)}), got {len(args)}")
             given = dict(zip(_RELEASED_ARGS, args))
             for key in kwargs:
                 if key in given:
-                    raise VersionError(f"Versions() got {key!r} both by position and by name; pass it once")
+                    raise VersionValueError(f"Versions() got {key!r} both by position and by name; pass it once")
                 if key not in _RELEASED_ARGS:
-                    raise VersionError(f"Versions(learning_rate, dataloader, ...) has no parameter {key!r} "
+                    raise VersionValueError(f"Versions(learning_rate, dataloader, ...) has no parameter {key!r} "
                                        f"(parameters: {', '.join(_RELEASED_ARGS)}); use add_version(..., "
                                        f"{key}=...) or addV(..., custom_paramters={{{key!r}: ...}})")
             given.update(kwargs)
@@ -220,12 +224,12 @@ class Versions:
         else:
             names = ("dataloader", "batch_size", "epoc_count")
             if len(args) > 3:
-                raise VersionError(f"Versions(dataloader, batch_size, epoc_count, **defaults) takes 3 positional "
+                raise VersionValueError(f"Versions(dataloader, batch_size, epoc_count, **defaults) takes 3 positional "
                                    f"arguments, got {len(args)}; pass the rest by name")
             given = dict(zip(names, args))
             for key in kwargs:
                 if key in given:
-                    raise VersionError(f"Versions() got {key!r} both by position and by name; pass it once")
+                    raise VersionValueError(f"Versions() got {key!r} both by position and by name; pass it once")
             given.update(kwargs)
             extra = {k: v for k, v in given.items() if k not in MANDATORY}
         # released-API defaults (addV): each of its keys, None when not given
@@ -302,7 +306,7 @@ class Versions:
         """Add a version (README-era API). ``dataloader``/``batch_size``/``epoc_count`` left None
         take the Versions defaults, and so do the other defaults given to ``Versions(...)``."""
         if not isinstance(name, str) or not name.strip():
-            raise VersionError(f"add_version: the version name must be a non-empty string, got {name!r}")
+            raise VersionValueError(f"add_version: the version name must be a non-empty string, got {name!r}")
         version = EasyVersion()
         for key, value in self._default_values.items():
             if key not in MANDATORY:
@@ -335,7 +339,7 @@ class Versions:
         parameters = dict(parameters or {})
         for key in combining_parameters:
             if key not in parameters:
-                raise VersionError(f"rangeOnParameters: {key!r} is in combining_parameters but has no values "
+                raise VersionValueError(f"rangeOnParameters: {key!r} is in combining_parameters but has no values "
                                    f"in parameters; add parameters[{key!r}] = [values]")
         values = [parameters[k] if isinstance(parameters[k], list) else [parameters[k]] for k in combining_parameters]
         combinations = list(itertools.product(*values))
@@ -343,7 +347,7 @@ class Versions:
             names = ["".join(random.SystemRandom().choice(string.ascii_uppercase + string.digits) for _ in range(5))
                      for _ in combinations]
         elif len(names) != len(combinations):
-            raise VersionError(f"rangeOnParameters: {len(names)} names for {len(combinations)} combinations; "
+            raise VersionValueError(f"rangeOnParameters: {len(names)} names for {len(combinations)} combinations; "
                                f"pass one name per combination")
         for name, combination in zip(names, combinations):
             version = self.add_version(name)

@@ -203,13 +203,12 @@ def _snapshot_summary(obj: Any) -> None:
 
 
 def _log_eval(value: Any, prefix: str) -> str:
-    """Log an eval result as the original did; returns the text kept for the run."""
+    """Log a MetricContainer result's rows as c8e2ef6 did (``complete_epoc``,
+    prefixed names); returns the text kept for the run."""
     if isinstance(value, MetricContainer):
         text, _ = value.log_rows(complete_epoc=True, name_prefix=prefix)
         return text.rstrip()
-    _, text = eval_metrics(value)
-    log(text if value is not None else "None")
-    return text
+    return eval_metrics(value)[1]
 
 
 def run_version(model: Any, version: Version, script_path: str, model_dir: str, exec_mode: str,
@@ -259,11 +258,9 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
         log("no training: already trained")
     log("Training evaluation started: {0} steps".format(train_eval_steps))
     train_value = model.evaluate_model(loader.get_train_input(mode=ExecutionModeKeys.TEST), steps=train_eval_steps)
-    log("Eval on train set: ")
     train_text = _log_eval(train_value, "TRAIN_")
     log("Testing evaluation started: {0} steps".format(test_eval_steps))
     test_value = model.evaluate_model(loader.get_test_input(), steps=test_eval_steps)
-    log("Eval on test set: ")
     test_text = _log_eval(test_value, "TEST_")
     log("Model evaluation complete")
     reporter.log(f"version {name}: eval on train set: {train_text}")

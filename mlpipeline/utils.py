@@ -140,7 +140,10 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 def _under_runner() -> bool:
-    return type(_report.current()) is not _report.Reporter
+    """True while mlpipeline runs or loads a script (a version's reporter is
+    installed, or this is the runner or a version's child process)."""
+    return (type(_report.current()) is not _report.Reporter
+            or "mlpipeline.runner" in sys.modules or "mlpipeline.child" in sys.modules)
 
 
 def log(message: Any, level: int = logging.INFO, log_to_file: bool = True,

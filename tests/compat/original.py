@@ -19,10 +19,19 @@ REQUIREMENTS = [ORIGINAL, "easydict>=1.8"]
 
 
 def venv_dir() -> Path:
+    """$MLP_COMPAT_VENV, else ~/.cache/mlpipeline-compat/..., else .compat-venv/ in the repository
+    (gitignored) when the home folder cannot be written."""
     if os.environ.get("MLP_COMPAT_VENV"):
         return Path(os.environ["MLP_COMPAT_VENV"])
-    tag = f"py{sys.version_info[0]}{sys.version_info[1]}"
-    return Path.home() / ".cache" / "mlpipeline-compat" / f"mlpipeline-1.1a3.post7-{tag}"
+    name = f"mlpipeline-1.1a3.post7-py{sys.version_info[0]}{sys.version_info[1]}"
+    cache = Path.home() / ".cache" / "mlpipeline-compat"
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        if os.access(cache, os.W_OK):
+            return cache / name
+    except OSError:
+        pass
+    return Path(__file__).resolve().parents[2] / ".compat-venv" / name
 
 
 def original_venv() -> Path:
