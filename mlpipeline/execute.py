@@ -126,7 +126,8 @@ def _digest(script_path: str, source: Optional[bytes]) -> str:
 def prepare_model_dir(model: Any, model_dir: str, version_name: str, resuming: bool = False) -> None:
     """Before the hooks run: on a fresh start (not resuming an interrupted or failed
     run of the same script) ``clean_model_dir`` when the model allows it, as the
-    original did; else warn when the dir last held another version."""
+    original did; else warn when the dir last held another version. An empty
+    model dir is removed: the hook sees a fresh dir as not existing yet."""
     previous, _, _ = _read_marker(model_dir)
     reporter = _report.current()
     if not resuming and getattr(model, "allow_delete_model_dir", False):
@@ -135,7 +136,11 @@ def prepare_model_dir(model: Any, model_dir: str, version_name: str, resuming: b
     elif previous and previous != version_name and not getattr(model, "allow_delete_model_dir", False):
         reporter.log(f"model dir {model_dir} last held version {previous!r}; {version_name!r} starts from what "
                      f"it left (set allow_delete_model_dir=True on the Model to clean it)", logging.WARNING)
-    os.makedirs(model_dir, exist_ok=True)
+    # As the original, a fresh model dir does not exist yet when pre_execution_hook runs
+    # (scripts test os.path.exists(model_dir) to decide whether to restore a checkpoint).
+    if os.path.isdir(model_dir) and not os.listdir(model_dir):
+        os.rmdir(model_dir)
+    os.makedirs(os.path.dirname(os.path.normpath(model_dir)) or ".", exist_ok=True)
 
 
 def _keep_script(script_path: str, model_dir: str, source: Optional[bytes]) -> None:
@@ -242,7 +247,8 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
     if train_mode:
         _keep_script(script_path, model_dir, source)
     if train_mode:
-        train_eval_steps, test_eval_steps = loader.get_train_sample_count(), loader.get_test_sample_count()
+        test_eval_steps = loader.get_test_sample_count()
+        train_eval_steps = loader.get_train_sample_count()
     else:
         train_eval_steps = test_eval_steps = 1
     steps, trained = count_steps(model, version, exec_mode)

@@ -33,3 +33,5 @@ def test_released_api_matches_the_original(case, original, tmp_path):
     assert expected, f"{case}: observed nothing under the original"
     ours = observe(Path(sys.executable), script, tmp_path, "ours")
     assert ours == expected
+    # and the same types (0 is not 0.0 here: avg() of an empty Metric is the int 0, as the original)
+    assert json.dumps(ours, sort_keys=True) == json.dumps(expected, sort_keys=True)

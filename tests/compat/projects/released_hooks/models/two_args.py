@@ -1,6 +1,8 @@
 # Released-API model script in the style of the original's example (ml-pipeline 4ad4e3f):
 # pre_execution_hook without exec_mode, get_current_version, a resumable step count,
 # allow_delete_model_dir=True. Each hook records what it was given.
+import os
+
 from mlpipeline.utils import Versions, version_parameters
 from mlpipeline.helper import Model, DataLoader
 
@@ -33,7 +35,8 @@ class Hooked(Model):
 
     def pre_execution_hook(self, version, model_dir):
         REC.start(self.name, version[version_parameters.NAME])
-        REC.add("pre_execution_hook", sorted(version), self.name, self.summery, isinstance(model_dir, str))
+        REC.add("pre_execution_hook", sorted(version), self.name, self.summery, isinstance(model_dir, str),
+                os.path.exists(model_dir))
         self.current_version = version
         self.add_to_summery("version {}".format(version["name"]))
 
