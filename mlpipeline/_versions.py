@@ -247,9 +247,18 @@ class Versions:
         """name -> version, in the order names were first added (the released API's attribute)."""
         return self._versions
 
+    @versions.setter
+    def versions(self, value: Dict[str, Version]) -> None:
+        self._versions = value
+
     @property
     def order_index(self) -> int:
+        """The order the next version added without one gets."""
         return self._order_index
+
+    @order_index.setter
+    def order_index(self, value: int) -> None:
+        self._order_index = value
 
     def _next_order(self) -> int:
         order = self._order_index
