@@ -62,9 +62,14 @@ def original_venv() -> Path:
     return root
 
 
+SHARED = Path(__file__).resolve().parent / "shared"  # _observe.py, imported by every fixture script
+
+
 def clean_env(bin_dir: Path) -> dict:
-    """An environment for a subprocess of one installation: its bin first on PATH, no PYTHONPATH."""
+    """An environment for a subprocess of one installation: its bin first on PATH, and on
+    PYTHONPATH only the fixtures' shared helpers (no mlpipeline there)."""
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env["PYTHONPATH"] = str(SHARED)
     env["PATH"] = f"{bin_dir}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     env["NO_COLOR"] = "1"

@@ -67,7 +67,7 @@ EXPECTED = {
         "lines": LINES + [line.replace("/out/deep", "/again") for line in LINES]},
 }
 
-CASES = sorted(p.stem for p in (HERE / "readme").glob("*.py") if not p.name.startswith("_"))
+CASES = sorted(p.stem for p in (HERE / "readme").glob("*.py"))
 
 
 def test_every_fixture_has_an_expectation():

@@ -1,4 +1,4 @@
-"""Shared by the compat fixtures: record observations, write them as JSON to argv[1].
+"""Shared by the compat fixture scripts (on their PYTHONPATH): record observations, write them as JSON to argv[1].
 
 Runs under the original mlpipeline 1.x and under this project, so it only uses
 the standard library.
