@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from typing import Any, Optional
 
 from . import _report
@@ -138,3 +139,7 @@ class DataLoader(_Summary):
 
     get_dataloader_summary = get_dataloader_summery
 
+
+
+# The original kept Model and DataLoader in mlpipeline/helper/_helper.py.
+sys.modules.setdefault(__name__ + "._helper", sys.modules[__name__])

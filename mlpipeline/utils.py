@@ -224,3 +224,8 @@ def copy_related_files(model: Any, dst_dir: str) -> None:
     for path in files:
         shutil.copy(path, dst_dir)
         log("\tCopied {}".format(path))
+
+
+# The original kept these names in mlpipeline/utils/_utils.py; scripts that imported them from
+# there (``from mlpipeline.utils._utils import Metric``) find them here.
+sys.modules.setdefault(__name__ + "._utils", sys.modules[__name__])

@@ -37,3 +37,9 @@ def test_name_imports(module, name):
 def test_method_exists(cls, method):
     module = "mlpipeline.helper" if cls in ("Model", "DataLoader") else "mlpipeline.utils"
     assert callable(getattr(getattr(importlib.import_module(module), cls), method))
+
+
+@pytest.mark.parametrize("module, name", [("mlpipeline.utils._utils", "MetricContainer"),
+                                          ("mlpipeline.helper._helper", "Model")])
+def test_the_originals_private_module_paths_import(module, name):
+    assert hasattr(importlib.import_module(module), name)
