@@ -10,10 +10,12 @@ expectations read from c8e2ef6's mlpipeline/_pipeline_subprocess.py (``sub``).
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -112,3 +114,27 @@ def test_released_exports_project_runs_unmodified(args, tmp_path):
     steps = 1 if not args else 2  # 1 epoch of 10 samples in batches of 5
     assert rows == [("double", "succeeded", steps, "TEST_mean: 14.5000    TEST_total: 90.0000"),
                     ("double_twice", "succeeded", steps, "TEST_mean: 14.5000    TEST_total: 180.0000")]
+
+
+def steps_as_ints(text: str) -> str:
+    """The original passed steps as floats ("4.0"); ours are whole numbers (a listed difference)."""
+    return re.sub(r"\b(\d+)\.0\b", r"\1", text)
+
+
+def test_released_resume_matches_the_original_over_sessions(original, tmp_path):
+    # Session 1: both versions start fresh (clean_model_dir), "flaky" fails; session 2 resumes it
+    # without cleaning; session 3 has nothing left to run. The original exits 0 after a failure,
+    # ours 1 (a listed difference).
+    theirs = copy_project("released_resume", tmp_path / "original")
+    mine = copy_project("released_resume", tmp_path / "ours")
+    for session, our_code in enumerate([1, 0, 0]):
+        result = run_cli([str(original / "bin" / "mlpipeline"), "-r", "-u"], theirs, original / "bin")
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+        time.sleep(1.1)  # the original tells runs apart by timestamps against the script's mtime
+        result = ours(mine, "-r", "-u")
+        assert result.returncode == our_code, (session, result.stderr[-3000:])
+    for name in ("steady", "flaky"):
+        expected = (theirs / "observations" / f"{name}.log").read_text()
+        assert steps_as_ints(expected) == (mine / "observations" / f"{name}.log").read_text()
+    assert "clean_model_dir\npre_execution_hook\ntrain_model raises\npre_execution_hook\ntrain_model 4\n" in \
+        (mine / "observations" / "flaky.log").read_text()
