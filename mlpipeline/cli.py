@@ -36,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-r", "--run", action="store_true", help="execution mode: train for real (models.config)")
     parser.add_argument("-u", "--use-history", action="store_true",
                         help="skip versions whose last run succeeded with the same script and parameters")
-    parser.add_argument("-n", "--no-log", action="store_true", help="write no log-<host>/output-<host> files")
+    parser.add_argument("-n", "--no-log", "--no_log", action="store_true", help="write no log-<host>/output-<host> files")
     parser.add_argument("-C", dest="directory", metavar="DIR", help="the project folder (default: current)")
     parser.add_argument("--version", dest="only_version", nargs="?", const=SHOW_VERSION, metavar="NAME",
                         help="alone: print mlpipeline's version; with NAME: run only versions named NAME")

@@ -5,6 +5,8 @@ nothing of ledgers or terminals, only the script's hooks and a reporter.
 """
 from __future__ import annotations
 
+import hashlib
+import inspect
 import logging
 import math
 import numbers
@@ -16,9 +18,17 @@ from typing import Any, Dict, Optional, Tuple
 from . import _report
 from ._metrics import Metric, MetricContainer
 from ._versions import Version, version_parameters
-from .utils import ExecutionModeKeys, ModeKeys
+from .utils import ExecutionModeKeys, _collect_related_files, copy_related_files, log
 
 MARKER = ".mlpipeline-version"
+
+
+def marker_path(model_dir: str) -> str:
+    """Where the runner notes which version last used a model dir and whether it
+    finished: beside the dir (``.<dir name>.mlpipeline-version``), so the model dir
+    holds only what the model puts there, as in the original."""
+    model_dir = os.path.normpath(model_dir)
+    return os.path.join(os.path.dirname(model_dir), f".{os.path.basename(model_dir)}{MARKER}")
 
 
 @dataclass
@@ -59,13 +69,17 @@ def _number(value: Any) -> Optional[float]:
 def eval_metrics(value: Any, prefix: str = "") -> Tuple[Dict[str, float], str]:
     """Normalise what ``evaluate_model`` returned: (numeric metrics, display text).
 
-    A MetricContainer gives its averages, a dict its numeric entries, a number
-    itself as ``value``; a str is kept as text only.
+    A MetricContainer gives each metric's ``avg_epoc()`` (what the original
+    logged for it, with ``complete_epoc=True``), a dict its numeric entries,
+    a number itself as ``value``; a str is kept as text only.
     """
     if value is None:
         return {}, ""
     if isinstance(value, MetricContainer):
-        return value.averages(), value.format(name_prefix=prefix)
+        metrics = {str(name): _number(metric.avg_epoc()) for name, metric in value.items()
+                   if isinstance(metric, Metric)}
+        text = "    ".join(f"{prefix}{name}: {number:.4f}" for name, number in metrics.items())
+        return metrics, text
     if isinstance(value, dict):
         metrics, other = {}, []
         for key, item in value.items():
@@ -82,26 +96,51 @@ def eval_metrics(value: Any, prefix: str = "") -> Tuple[Dict[str, float], str]:
     return {}, str(value)
 
 
-def prepare_model_dir(model: Any, model_dir: str, version_name: str) -> None:
-    """Create the model dir; if it last held another version, clean it when the
-    model allows that, else warn (the versions then share checkpoints)."""
-    os.makedirs(model_dir, exist_ok=True)
-    marker = os.path.join(model_dir, MARKER)
-    previous = None
-    if os.path.exists(marker):
-        with open(marker, encoding="utf-8") as handle:
-            previous = handle.read().strip() or None
+def _read_marker(model_dir: str) -> Tuple[Optional[str], str, str]:
+    """(version, state, script sha256) the model dir's marker records; state is
+    ``running`` while a version trains there and ``done`` once it finished."""
+    try:
+        with open(marker_path(model_dir), encoding="utf-8") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None, "", ""
+    lines += ["", "", ""]
+    return (lines[0].strip() or None), lines[1].strip() or "done", lines[2].strip()
+
+
+def _write_marker(model_dir: str, version_name: str, state: str, digest: str) -> None:
+    with open(marker_path(model_dir), "w", encoding="utf-8") as handle:
+        handle.write(f"{version_name}\n{state}\n{digest}\n")
+
+
+def _digest(script_path: str, source: Optional[bytes]) -> str:
+    if source is None:
+        try:
+            with open(script_path, "rb") as handle:
+                source = handle.read()
+        except OSError:
+            source = b""
+    return hashlib.sha256(source).hexdigest()
+
+
+def prepare_model_dir(model: Any, model_dir: str, version_name: str, resuming: bool = False) -> None:
+    """Before the hooks run: on a fresh start (not resuming an interrupted or failed
+    run of the same script) ``clean_model_dir`` when the model allows it, as the
+    original did; else warn when the dir last held another version. An empty
+    model dir is removed: the hook sees a fresh dir as not existing yet."""
+    previous, _, _ = _read_marker(model_dir)
     reporter = _report.current()
-    if previous and previous != version_name:
-        if getattr(model, "allow_delete_model_dir", False):
-            reporter.log(f"model dir {model_dir} last held version {previous!r}; cleaning it for {version_name!r}")
-            model.clean_model_dir(model_dir)
-            os.makedirs(model_dir, exist_ok=True)
-        else:
-            reporter.log(f"model dir {model_dir} last held version {previous!r}; {version_name!r} starts from what "
-                         f"it left (set allow_delete_model_dir=True on the Model to clean it)", logging.WARNING)
-    with open(marker, "w", encoding="utf-8") as handle:
-        handle.write(version_name + "\n")
+    if not resuming and getattr(model, "allow_delete_model_dir", False):
+        model.clean_model_dir(model_dir)
+        log("Cleaned model dir")
+    elif previous and previous != version_name and not getattr(model, "allow_delete_model_dir", False):
+        reporter.log(f"model dir {model_dir} last held version {previous!r}; {version_name!r} starts from what "
+                     f"it left (set allow_delete_model_dir=True on the Model to clean it)", logging.WARNING)
+    # As the original, a fresh model dir does not exist yet when pre_execution_hook runs
+    # (scripts test os.path.exists(model_dir) to decide whether to restore a checkpoint).
+    if os.path.isdir(model_dir) and not os.listdir(model_dir):
+        os.rmdir(model_dir)
+    os.makedirs(os.path.dirname(os.path.normpath(model_dir)) or ".", exist_ok=True)
 
 
 def _keep_script(script_path: str, model_dir: str, source: Optional[bytes]) -> None:
@@ -114,57 +153,131 @@ def _keep_script(script_path: str, model_dir: str, source: Optional[bytes]) -> N
             handle.write(source)
 
 
+def _display(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def _call_pre_execution_hook(model: Any, version: Version, model_dir: str, exec_mode: str) -> None:
+    """``pre_execution_hook(version, model_dir, exec_mode)``; overrides written
+    without ``exec_mode`` (as the original called them) get two arguments."""
+    hook = model.pre_execution_hook
+    try:
+        inspect.signature(hook).bind(version, model_dir, exec_mode)
+    except TypeError:
+        hook(version, model_dir)
+        return
+    except ValueError:  # no signature to read: call it as documented
+        pass
+    hook(version, model_dir, exec_mode)
+
+
 def count_steps(model: Any, version: Version, exec_mode: str) -> Tuple[int, int]:
-    """(steps to train, steps already trained). Test mode trains one step."""
+    """(steps to train, steps already trained). Test mode trains one step.
+
+    Execution mode: ``epoc_count × train samples / batch_size`` of the model's
+    current version (rounded up), less ``get_trained_step_count()`` unless
+    ``reset_steps``; never negative.
+    """
     if exec_mode == ExecutionModeKeys.TEST:
         return 1, 0
-    loader = version[version_parameters.DATALOADER]
-    total = math.ceil(version[version_parameters.EPOC_COUNT] * loader.get_train_sample_count()
-                      / version[version_parameters.BATCH_SIZE])
-    trained = 0 if getattr(model, "reset_steps", False) else int(model.get_trained_step_count() or 0)
-    return max(0, total - trained), trained
+    current = model.get_current_version() if hasattr(model, "get_current_version") else None
+    if not isinstance(current, dict):
+        current = version
+    loader = current[version_parameters.DATALOADER]
+    total = math.ceil(current[version_parameters.EPOC_COUNT] * loader.get_train_sample_count()
+                      / current[version_parameters.BATCH_SIZE])
+    trained = model.get_trained_step_count()
+    if trained is None or getattr(model, "reset_steps", False):
+        return int(total), 0
+    trained = int(trained)
+    return int(max(0, total - trained)), trained
+
+
+def _snapshot_summary(obj: Any) -> None:
+    """Each version starts from the summary the object had once its script was
+    imported (the original imported the script afresh for every version)."""
+    try:
+        state = vars(obj)
+    except TypeError:  # no __dict__: nothing to keep
+        return
+    if "_mlp_initial_summery" not in state:
+        object.__setattr__(obj, "_mlp_initial_summery", getattr(obj, "summery", None))
+    else:
+        obj.summery = state["_mlp_initial_summery"]
+
+
+def _log_eval(value: Any, prefix: str) -> str:
+    """Log a MetricContainer result's rows as c8e2ef6 did (``complete_epoc``,
+    prefixed names); returns the text kept for the run."""
+    if isinstance(value, MetricContainer):
+        text, _ = value.log_rows(complete_epoc=True, name_prefix=prefix)
+        return text.rstrip()
+    return eval_metrics(value)[1]
 
 
 def run_version(model: Any, version: Version, script_path: str, model_dir: str, exec_mode: str,
                 source: Optional[bytes] = None) -> VersionResult:
-    """Run one version through the model's hooks (DESIGN §3 steps 2–6).
-
-    ``source`` is the script text that was imported; execution mode keeps it in
-    the model dir before training starts, so the copy is exactly what ran."""
+    """Run one version through the model's hooks (DESIGN §3 steps 2–6), in the
+    original's order; ``source`` is the script text that was imported, kept in
+    the model dir (execution mode) so the copy is exactly what ran."""
     reporter = _report.current()
     name = version[version_parameters.NAME]
-    model._mlp_script_path = os.path.abspath(script_path)
+    script_path = os.path.abspath(script_path)
+    model._mlp_script_path = script_path
     model._mlp_model_dir = model_dir
-    model.summery = ""
+    model.name = _display(script_path)
     loader = version[version_parameters.DATALOADER]
-    if exec_mode == ExecutionModeKeys.TRAIN:
-        prepare_model_dir(model, model_dir, name)
+    _snapshot_summary(model)
+    _snapshot_summary(loader)
+    if "_mlp_related_files" not in vars(model):
+        _collect_related_files(model, os.path.dirname(script_path), [script_path])
+    train_mode = exec_mode == ExecutionModeKeys.TRAIN
+    digest = _digest(script_path, source)
+    previous, state, previous_digest = _read_marker(model_dir) if train_mode else (None, "", "")
+    resuming = previous == name and state == "running" and previous_digest == digest
+    if resuming:
+        log(f"version {name}: resuming its interrupted run in {model_dir}")
+    prepare_model_dir(model, model_dir, name, resuming)
+    if train_mode:
+        _write_marker(model_dir, name, "running", digest)
+    _call_pre_execution_hook(model, version, model_dir, exec_mode)
+    os.makedirs(model_dir, exist_ok=True)
+    copy_related_files(model, model_dir)
+    if train_mode:
         _keep_script(script_path, model_dir, source)
+    if train_mode:
+        test_eval_steps = loader.get_test_sample_count()
+        train_eval_steps = loader.get_train_sample_count()
     else:
-        os.makedirs(model_dir, exist_ok=True)
-    model.pre_execution_hook(version, model_dir, exec_mode)
+        train_eval_steps = test_eval_steps = 1
     steps, trained = count_steps(model, version, exec_mode)
     reporter.log(f"version {name}: training {steps} step{'' if steps == 1 else 's'} (already trained: {trained})")
-    model.train_model(loader.get_train_input(mode=ModeKeys.TRAIN), steps)
-    batch = version[version_parameters.BATCH_SIZE]
-    if exec_mode == ExecutionModeKeys.TEST:
-        train_eval_steps = test_eval_steps = 1
+    if steps > 0:
+        output = model.train_model(loader.get_train_input(), steps)
+        if isinstance(output, MetricContainer):
+            output.log_rows(log_to_file=False, complete_epoc=True)
+        elif output is not None:
+            log("Model traning output: {0}".format(output))
+        log("Model trained")
     else:
-        train_eval_steps = max(1, math.ceil(loader.get_train_sample_count() / batch))
-        test_eval_steps = max(1, math.ceil(loader.get_test_sample_count() / batch))
-    train_value = model.evaluate_model(loader.get_train_input(mode=ModeKeys.TEST), train_eval_steps)
-    test_value = model.evaluate_model(loader.get_test_input(), test_eval_steps)
-    eval_train, train_text = eval_metrics(train_value, "TRAIN_" if isinstance(train_value, MetricContainer) else "")
-    eval_test, test_text = eval_metrics(test_value, "TEST_" if isinstance(test_value, MetricContainer) else "")
+        log("no training: already trained")
+    log("Training evaluation started: {0} steps".format(train_eval_steps))
+    train_value = model.evaluate_model(loader.get_train_input(mode=ExecutionModeKeys.TEST), steps=train_eval_steps)
+    train_text = _log_eval(train_value, "TRAIN_")
+    log("Testing evaluation started: {0} steps".format(test_eval_steps))
+    test_value = model.evaluate_model(loader.get_test_input(), steps=test_eval_steps)
+    test_text = _log_eval(test_value, "TEST_")
+    log("Model evaluation complete")
     reporter.log(f"version {name}: eval on train set: {train_text}")
     reporter.log(f"version {name}: eval on test set: {test_text}")
-    if exec_mode == ExecutionModeKeys.TRAIN and not os.path.isdir(model_dir):
+    eval_train, _ = eval_metrics(train_value)
+    eval_test, _ = eval_metrics(test_value)
+    if train_mode and not os.path.isdir(model_dir):
         reporter.log(f"version {name}: its model dir {model_dir} was deleted while it ran; recreated it to keep "
                      f"a copy of the script", logging.WARNING)
         _keep_script(script_path, model_dir, source)
-    try:
-        loader_summary = str(loader.get_dataloader_summery() or "")
-    except Exception as exc:  # noqa: BLE001 - a summary must not fail a trained version
-        loader_summary = f"(get_dataloader_summery failed: {type(exc).__name__}: {exc})"
+    if train_mode:
+        _write_marker(model_dir, name, "done", digest)
     return VersionResult(steps, trained, eval_train, eval_test, train_text, test_text,
-                         str(getattr(model, "summery", "") or ""), loader_summary)
+                         str(getattr(model, "summery", "") or ""), str(getattr(loader, "summery", "") or ""))

@@ -117,9 +117,6 @@ BROKEN = {
     "nodata.py": ("from mlpipeline.helper import Model\nfrom mlpipeline.utils import Versions\n"
                   "v = Versions(None, 4, 2)\nv.add_version('small')\nMODEL = Model(v)\n",
                   ["models/nodata.py", "version 'small' has no dataloader"]),
-    "dup.py": ("from mlpipeline.helper import Model, DataLoader\nfrom mlpipeline.utils import Versions\n"
-               "v = Versions(DataLoader(), 4, 2)\nv.add_version('a')\nv.add_version('a')\nMODEL = Model(v)\n",
-               ["models/dup.py:5:", "duplicate version name 'a'"]),
 }
 
 
@@ -148,6 +145,23 @@ def test_broken_scripts_in_execution_mode_do_not_stop_the_batch(project):
     assert [r["version"] for r in runs if r["status"] == "succeeded"] == ["v"]
     log = next(project.outputs.glob("log-*")).read_text()
     assert "models/syntax.py:1: SyntaxError" in log
+
+
+def test_duplicate_version_name_replaces_the_first_with_a_warning(project):
+    # As the original (ml-pipeline c8e2ef6, mlpipeline/utils/_utils.py:124: self._versions[name] = v),
+    # a second add_version with the same name replaces the first; we also say so.
+    project.script("dup.py", "from mlpipeline.helper import Model, DataLoader\nfrom mlpipeline.utils import Versions\n"
+                   "class L(DataLoader):\n    def get_train_input(self, **kw): return None\n"
+                   "    def get_test_input(self, **kw): return None\n"
+                   "    def get_train_sample_count(self): return 1\n    def get_test_sample_count(self): return 1\n"
+                   "class M(Model):\n    def train_model(self, input_fn, steps): pass\n"
+                   "    def evaluate_model(self, input_fn, steps): return {'bs': self.current_version.batch_size}\n"
+                   "v = Versions(L(), 4, 2)\nv.add_version('a')\nv.add_version('a', batch_size=8)\nMODEL = M(v)\n")
+    project.configure(["dup.py"])
+    result = project.run()
+    assert result.returncode == 0, result.stderr
+    assert "a second version named 'a' replaces the first one" in result.stdout + result.stderr
+    assert [(r["version"], r["eval_test_text"]) for r in project.runs()] == [("a", "bs: 8.0000")]
 
 
 def test_import_error_shows_user_traceback_only(project):

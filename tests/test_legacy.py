@@ -17,9 +17,9 @@ def test_legacy_scripts_in_test_mode(project):
     assert result.returncode == 0, result.stderr
     runs = project.runs()
     assert [(r["script"], r["version"], r["status"]) for r in runs] == [
+        ("models/sample_model.py", "version3", "succeeded"),
         ("models/sample_model.py", "version2", "succeeded"),
         ("models/sample_model.py", "version1", "succeeded"),
-        ("models/sample_model.py", "version3", "succeeded"),
         ("models/dict_model.py", "as_dict", "succeeded"),
         ("models/dict_model.py", "as_number", "succeeded"),
         ("models/dict_model.py", "as_text", "succeeded"),
@@ -57,20 +57,22 @@ def test_legacy_scripts_in_execution_mode(project):
     assert runs[("sample_model.py", "version1")]["steps"] == 10 * 1000 - 10
     assert runs[("sample_model.py", "version3")]["steps"] == 20 * 1000 - 10
     assert runs[("classifier.py", "lr_mid")]["steps"] == 2 * 32 // 4
-    # the oldest Versions(learning_rate, dataloader, ...) form keeps its learning rate
+    # the released Versions(learning_rate, dataloader, ...) form keeps its learning rate
     assert json.loads(runs[("classifier.py", "lr_mid")]["params"])["learning_rate"] == 0.1
     ckpts = project.outputs / "model_ckpts"
     assert runs[("classifier.py", "lr_mid")]["model_dir"] == str(ckpts / "classifier-mid")
     assert (ckpts / "classifier-mid" / "steps.txt").read_text() == "16"
-    # copy_related_files("exports") copies the script into the version's model dir
-    assert (ckpts / "sample_model-version1" / "exports" / "sample_model.py").exists()
+    # copy_related_files("exports") copies the script into exports/ of the project folder
+    # (relative to where mlpipeline runs, as the original); every model dir gets a copy too
+    assert (project.root / "exports" / "sample_model.py").exists()
+    assert (ckpts / "classifier-mid" / "classifier_common.py").exists()
     # a str eval result is kept as text, numbers as metrics
     assert runs[("dict_model.py", "as_text")]["eval_test_text"] == "all good"
     assert runs[("dict_model.py", "as_number")]["eval_test_text"] == "value: 11.0000"
     log = next(project.outputs.glob("log-*")).read_text()
     assert "training done, hyperparameter=0.5" in log
     assert "a: 4.5000" in log  # MetricContainer.log_metrics lines reach the log
-    assert "log_metrics: no metric named '2'" in log
+    assert "a: 4.5000    \n" in log  # log_metrics(['a', '2']): '2' is not a metric, skipped
     output = next(project.outputs.glob("output-*")).read_text()
     assert "Eval on train set: TRAIN_a: 10.0000    TRAIN_b: 2.0000" in output
     assert "object at 0x" not in output  # the original printed metric object reprs

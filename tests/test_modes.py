@@ -22,8 +22,10 @@ def test_versions_run_in_declared_order(project):
     project.configure(["b.py", "a.py"])
     result = project.run("-r")
     assert result.returncode == 0, result.stderr
-    assert ran(project) == [("b.py", "x"), ("b.py", "y"), ("a.py", "first"), ("a.py", "second"),
-                            ("a.py", "third"), ("a.py", "unordered")]
+    # "unordered" gets order 0, the first automatic one (ml-pipeline c8e2ef6,
+    # mlpipeline/utils/_utils.py:118-122, Versions.add_version), so it runs first.
+    assert ran(project) == [("b.py", "x"), ("b.py", "y"), ("a.py", "unordered"), ("a.py", "first"),
+                            ("a.py", "second"), ("a.py", "third")]
 
 
 def test_test_mode_runs_every_version_one_step_in_temp_dirs(project):

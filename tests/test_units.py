@@ -46,9 +46,9 @@ def test_versions_defaults_order_and_attribute_access():
     loader = DataLoader()
     versions = Versions(loader, 32, 10, learning_rate=0.1, dropout=0.0)
     versions.add_version("b", order=2, custom_paramters={"dropout": 0.5})
-    versions.add_version("c")
+    versions.add_version("c")  # order 0: the first version without an explicit order
     versions.add_version("a", order=1, batch_size=8, layers=3)
-    assert [v.name for v in versions.get_versions()] == ["a", "b", "c"]
+    assert [v.name for v in versions.get_versions()] == ["c", "a", "b"]
     a = versions.get_version("a")
     assert a.batch_size == 8 and a[version_parameters.EPOC_COUNT] == 10 and a.layers == 3
     assert a[version_parameters.NAME] == "a" and a.dataloader is loader
@@ -57,9 +57,11 @@ def test_versions_defaults_order_and_attribute_access():
     assert version_parameters.EPOCH_COUNT == version_parameters.EPOC_COUNT
     with pytest.raises(AttributeError, match="no parameter 'nope'"):
         a.nope
-    with pytest.raises(VersionError, match="duplicate version name 'a'"):
-        versions.add_version("a")
-    with pytest.raises(VersionError, match="no version named 'z' \\(versions: b, c, a\\)"):
+    versions.add_version("a", batch_size=4)  # as the original: the later one replaces it
+    assert versions.get_version("a").batch_size == 4 and len(versions) == 3
+    with pytest.raises(ValueError, match="Version name 'z' not found \\(versions: b, c, a\\)"):
+        versions.get_version("z")
+    with pytest.raises(VersionError):
         versions.get_version("z")
 
 
@@ -71,26 +73,32 @@ def test_versions_oldest_signature_keeps_learning_rate():
 
 
 def test_metric_running_average_and_epochs():
-    metric = Metric("loss", track_average_epoc_count=2)
+    metric = Metric(track_average_epoc_count=2)
     metric.update(1.0)
-    metric.update(3.0, count=3)
-    assert metric.avg() == pytest.approx(2.5)
+    metric.update(3.0, count=3)  # a sum over 3 items: avg = (1 + 3) / (1 + 3)
+    assert metric.avg() == pytest.approx(1.0) and metric.value == 4.0 and metric.count == 4
     metric.reset_epoc()
     metric.update(5.0)
+    assert metric.avg_epoc() == 5.0 and metric.avg() == pytest.approx(9.0 / 5)
     metric.reset_epoc()
-    assert metric.avg() == pytest.approx((2.5 + 5.0) / 2)
+    assert metric.track_value_list == [1.0, 5.0] and metric.get_tracking_delta() == 4.0
     metric.reset()
-    assert metric.avg() == 0.0
+    assert metric.avg() == 0
+    with pytest.raises(TypeError, match="int or float"):
+        metric.update("1")
 
 
 def test_metric_container_attribute_access_and_eval_text():
     metrics = MetricContainer(["a", "b"])
     metrics.a.update(10)
     metrics.b.update(2)
-    metrics.update({"c": 4.0})
-    assert metrics.averages() == {"a": 10.0, "b": 2.0, "c": 4.0}
-    with pytest.raises(AttributeError, match="no metric 'zzz'"):
+    metrics.update({"c": Metric()})
+    metrics.c.update(4.0)
+    assert {k: m.avg() for k, m in metrics.items()} == {"a": 10.0, "b": 2.0, "c": 4.0}
+    with pytest.raises(AttributeError):
         metrics.zzz
+    with pytest.raises(TypeError, match="must be set to a Metric"):
+        metrics.d = 1.0
     assert eval_metrics(metrics, "TEST_") == ({"a": 10.0, "b": 2.0, "c": 4.0},
                                               "TEST_a: 10.0000    TEST_b: 2.0000    TEST_c: 4.0000")
 
@@ -100,7 +108,7 @@ def test_metric_container_attribute_access_and_eval_text():
     (3, ({"value": 3.0}, "value: 3.0000")),
     ("fine", ({}, "fine")),
     (None, ({}, "")),
-    ({"m": Metric("m")}, ({"m": 0.0}, "m: 0.0000")),
+    ({"m": Metric()}, ({"m": 0.0}, "m: 0.0000")),
 ])
 def test_eval_metrics_normalises_results(value, expected):
     assert eval_metrics(value) == expected
