@@ -30,9 +30,9 @@ class Metric:
 
     def __init__(self, track_average_epoc_count: int = 1):
         self.count = 0
-        self.value = 0
+        self.value: float = 0  # an int until a float is added, as the original's
         self.epoc_count = 0
-        self.epoc_value = 0
+        self.epoc_value: float = 0
         self.track_average_epoc_count = track_average_epoc_count
         if track_average_epoc_count < 1:
             raise MetricError(f"Metric(track_average_epoc_count={track_average_epoc_count!r}): it must be 1 or more")
@@ -154,7 +154,7 @@ class MetricContainer(dict):
         for name in items:
             setattr(self, name, items[name])
 
-    def pop(self, name: Any, *default: Any) -> Any:  # type: ignore[override]
+    def pop(self, name: Any, *default: Any) -> Any:
         if isinstance(name, str) and name in self.__dict__:
             object.__delattr__(self, name)
         return dict.pop(self, name, *default)
@@ -197,7 +197,7 @@ class MetricContainer(dict):
             name = f"{name_prefix}{name}"
             value = metric.avg_epoc() if complete_epoc else metric.avg()
             values.append((name, value))
-            item = "{}: {:.4f}    ".format(name, value)
+            item = f"{name}: {value:.4f}    "
             row_chars += len(item)
             if row_chars > charachters_per_row:
                 log(message=row, log_to_file=log_to_file)

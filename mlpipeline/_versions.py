@@ -152,7 +152,7 @@ class Version(dict):
         except KeyError:
             raise AttributeError(key) from None
 
-    def __deepcopy__(self, memo: dict) -> "Version":
+    def __deepcopy__(self, memo: dict) -> Version:
         # The dataloader is shared on purpose (it may hold a whole dataset).
         clone = type(self)()
         for key, value in self.items():

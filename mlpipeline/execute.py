@@ -37,8 +37,8 @@ class VersionResult:
 
     steps: int = 0
     trained_before: int = 0
-    eval_train: Dict[str, float] = field(default_factory=dict)
-    eval_test: Dict[str, float] = field(default_factory=dict)
+    eval_train: Dict[str, Optional[float]] = field(default_factory=dict)
+    eval_test: Dict[str, Optional[float]] = field(default_factory=dict)
     eval_train_text: str = ""
     eval_test_text: str = ""
     model_summary: str = ""
@@ -66,7 +66,7 @@ def _number(value: Any) -> Optional[float]:
     return None
 
 
-def eval_metrics(value: Any, prefix: str = "") -> Tuple[Dict[str, float], str]:
+def eval_metrics(value: Any, prefix: str = "") -> Tuple[Dict[str, Optional[float]], str]:
     """Normalise what ``evaluate_model`` returned: (numeric metrics, display text).
 
     A MetricContainer gives each metric's ``avg_epoc()`` (what the original
@@ -258,14 +258,14 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
         if isinstance(output, MetricContainer):
             output.log_rows(log_to_file=False, complete_epoc=True)
         elif output is not None:
-            log("Model traning output: {0}".format(output))
+            log(f"Model traning output: {output}")
         log("Model trained")
     else:
         log("no training: already trained")
-    log("Training evaluation started: {0} steps".format(train_eval_steps))
+    log(f"Training evaluation started: {train_eval_steps} steps")
     train_value = model.evaluate_model(loader.get_train_input(mode=ExecutionModeKeys.TEST), steps=train_eval_steps)
     train_text = _log_eval(train_value, "TRAIN_")
-    log("Testing evaluation started: {0} steps".format(test_eval_steps))
+    log(f"Testing evaluation started: {test_eval_steps} steps")
     test_value = model.evaluate_model(loader.get_test_input(), steps=test_eval_steps)
     test_text = _log_eval(test_value, "TEST_")
     log("Model evaluation complete")

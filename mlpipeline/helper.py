@@ -36,14 +36,14 @@ class _Summary:
 
     def log(self, message: Any, log_to_file: bool = False, **kwargs: Any) -> None:
         """Log a line from the model (terminal only unless ``log_to_file``)."""
-        _log("{}Model- {}{}".format(console_colors.CYAN_FG, console_colors.RESET, message),
+        _log(f"{console_colors.CYAN_FG}Model- {console_colors.RESET}{message}",
              log_to_file=log_to_file, **kwargs)
 
     def add_to_summery(self, content: Any) -> None:
         """Add a line to the summary written to ``output-<host>`` after the version."""
         if self.summery is None:
             self.summery = ""
-        self.summery += "\t\t{0}\n".format(content)
+        self.summery += f"\t\t{content}\n"
 
     add_to_summary = add_to_summery
 

@@ -119,8 +119,8 @@ def set_logger(test_mode: bool = True, no_log: bool = True, log_file: Optional[s
     ``log_file`` when neither ``test_mode`` nor ``no_log``. Returns it."""
     global LOGGER
     formatter = logging.Formatter(
-        fmt="%(asctime)s:{0}{1}%(levelname)s:{2}%(name)s{3}- %(message)s".format(
-            console_colors.BOLD, console_colors.BLUE_FG, console_colors.GREEN_FG, console_colors.RESET),
+        fmt=(f"%(asctime)s:{console_colors.BOLD}{console_colors.BLUE_FG}%(levelname)s:{console_colors.GREEN_FG}"
+             f"%(name)s{console_colors.RESET}- %(message)s"),
         datefmt="%Y-%m-%d %H:%M:%S")
     logger = logging.getLogger("mlp")
     logger.handlers = []
@@ -160,19 +160,18 @@ def log(message: Any, level: int = logging.INFO, log_to_file: bool = True,
         else:
             print(plain, file=sys.stderr if level >= logging.WARNING else sys.stdout, flush=True)
         return
-    if LOGGER is None:
-        set_logger()
-        LOGGER.log(logging.WARNING, "{0}'set_logger' not called. Setting up Logger with default settings. To "  # type: ignore[union-attr]
-                   "override, call 'set_logger' before any calls to 'log'{1}".format(console_colors.RED_FG,
-                                                                                       console_colors.RESET))
-    LOGGER.log(level, text)  # type: ignore[union-attr]
     logger = LOGGER
+    if logger is None:
+        logger = set_logger()
+        logger.log(logging.WARNING, f"{console_colors.RED_FG}'set_logger' not called. Setting up Logger with default "
+                   f"settings. To override, call 'set_logger' before any calls to 'log'{console_colors.RESET}")
+    logger.log(level, text)
     if not getattr(logger, "TEST_MODE", True) and not getattr(logger, "NO_LOG", True) and log_to_file:
-        with open(logger.LOG_FILE, "a", encoding="utf-8") as handle:  # type: ignore[union-attr]
+        with open(logger.LOG_FILE, "a", encoding="utf-8") as handle:  # type: ignore[attr-defined]
             label = "INFO" if level is logging.INFO else "ERROR"
             # The original's colour stripping, kept byte for byte in this file it owns.
-            cleaned = re.sub(r"\[[0-9;m]*", "", text.translate(str.maketrans({"\x1b": None})))
-            handle.write("[{0}]::{1} - {2}\n".format(datetime.now().isoformat(), label, cleaned))
+            cleaned = re.sub(r"\[[0-9;m]*", "", text.translate({0x1b: None}))
+            handle.write(f"[{datetime.now().isoformat()}]::{label} - {cleaned}\n")
 
 
 def add_script_dir_to_PATH(current_dir: Optional[str] = None) -> None:  # noqa: N802 - the original's name
@@ -182,7 +181,7 @@ def add_script_dir_to_PATH(current_dir: Optional[str] = None) -> None:  # noqa: 
         current_dir = os.path.dirname(os.path.abspath(caller))
     if current_dir not in sys.path:
         sys.path = [current_dir] + sys.path
-    log("Added dir `{}` to PYTHOAPATH. New PYTHONPATH: {}".format(current_dir, sys.path))
+    log(f"Added dir `{current_dir}` to PYTHOAPATH. New PYTHONPATH: {sys.path}")
 
 
 def _collect_related_files(model: Any, root: str, additional_files: Optional[List[str]] = None) -> List[str]:
@@ -215,15 +214,15 @@ def copy_related_files(model: Any, dst_dir: str) -> None:
         files = _collect_related_files(model, os.path.dirname(script), [script])
     try:
         os.makedirs(dst_dir)
-        log("Created directories(s): {}".format(dst_dir))
+        log(f"Created directories(s): {dst_dir}")
     except OSError:
         pass
     if not os.path.isdir(dst_dir):
         raise NotADirectoryError(f"copy_related_files: {dst_dir} is not a folder; pass a folder to copy into")
-    log("Copying imported custom scripts to {}".format(dst_dir))
+    log(f"Copying imported custom scripts to {dst_dir}")
     for path in files:
         shutil.copy(path, dst_dir)
-        log("\tCopied {}".format(path))
+        log(f"\tCopied {path}")
 
 
 # The original kept these names in mlpipeline/utils/_utils.py; scripts that imported them from
