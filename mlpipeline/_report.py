@@ -32,21 +32,26 @@ class PipeReporter(Reporter):
     """Sends events as JSON lines over a pipe to the runner parent, and echoes
     log lines to stdout so they also appear in the captured output.
 
-    Metrics are sent in batches (every ``FLUSH_ROWS`` points or ``FLUSH_EVERY``
-    seconds, and before any other event) so that a tight ``log_metric`` loop
-    costs little more than a list append."""
+    Metrics are sent in batches by a thread of their own (every ``FLUSH_ROWS``
+    points or ``FLUSH_EVERY`` seconds, and before any other event), so a tight
+    ``log_metric`` loop costs a list append and never waits for the runner to
+    read the pipe."""
 
     FLUSH_ROWS = 2000
     FLUSH_EVERY = 0.1
+    MAX_BUFFERED = 1_000_000  # points waiting for a slow runner before the loop waits too
 
     def __init__(self, fd: int):
         import threading
 
         self._file = os.fdopen(fd, "w", encoding="utf-8")
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()          # the buffer (held for an append or a swap only)
+        self._write_lock = threading.Lock()    # the pipe: metrics before the event that follows them
         self._rows: List[Tuple[Any, Any, Any, str]] = []
         self._sent_at = time.monotonic()
-        self._closed = threading.Event()
+        self._wake = threading.Event()
+        self._closed = False
+        self._broken = False
         self._flusher = threading.Thread(target=self._flush_now_and_then, daemon=True,
                                          name="mlpipeline-metrics")
         self._flusher.start()
@@ -56,29 +61,36 @@ class PipeReporter(Reporter):
         self._file.flush()
 
     def _flush_rows(self) -> None:
-        rows, self._rows = self._rows, []
-        self._sent_at = time.monotonic()
+        """Send what is buffered (the caller holds ``_write_lock``)."""
+        with self._lock:
+            rows, self._rows = self._rows, []
+            self._sent_at = time.monotonic()
         if rows:
-            self._write(json.dumps({"type": "metrics", "rows": [_plain_row(r) for r in rows]}) + "\n")
+            self._write(json.dumps({"type": "metrics", "rows": _plain_rows(rows)}) + "\n")
 
     def _flush_now_and_then(self) -> None:
-        while not self._closed.wait(self.FLUSH_EVERY):
-            if self._rows and time.monotonic() - self._sent_at >= self.FLUSH_EVERY:
-                with self._lock:
+        while not self._closed:
+            self._wake.wait(self.FLUSH_EVERY)
+            self._wake.clear()
+            if self._rows:
+                with self._write_lock:
                     try:
                         self._flush_rows()
                     except (OSError, ValueError):
+                        self._broken = True
                         return  # the parent is gone; the main thread will find out
 
     def send(self, event: str, **fields: Any) -> None:
-        with self._lock:
+        with self._write_lock:
             self._flush_rows()
             self._write(json.dumps({"type": event, **fields}, default=repr) + "\n")
 
     def close(self) -> None:
         """Send what is buffered and stop the flusher."""
-        self._closed.set()
-        with self._lock:
+        self._closed = True
+        self._wake.set()
+        self._flusher.join(timeout=60)
+        with self._write_lock:
             self._flush_rows()
 
     def log(self, message: str, level: int = logging.INFO) -> None:
@@ -89,8 +101,19 @@ class PipeReporter(Reporter):
                split: str = "train") -> None:
         with self._lock:
             self._rows.append((name, value, step, split))
-            if len(self._rows) >= self.FLUSH_ROWS:
-                self._flush_rows()
+            count = len(self._rows)
+        if count >= self.FLUSH_ROWS:
+            self._wake.set()
+            if count >= self.MAX_BUFFERED and not self._broken:  # a runner far behind: wait for it here
+                with self._write_lock:
+                    self._flush_rows()
+
+
+def _plain_rows(rows: List[Tuple[Any, Any, Any, str]]) -> List[Any]:
+    """Rows as plain JSON data; plain Python values (the usual case) pass as they are."""
+    return [row if (type(row[1]) is float and (row[2] is None or type(row[2]) is int)
+                    and type(row[0]) is str and type(row[3]) is str) else _plain_row(row)
+            for row in rows]
 
 
 def _number(value: Any) -> Any:

@@ -137,8 +137,10 @@ MIGRATIONS: Sequence[Tuple[str, str]] = (
             last REAL,
             min REAL,
             max REAL,
+            updated_at REAL,
             PRIMARY KEY (run_id, split, name)
         ) WITHOUT ROWID;
+        DROP INDEX IF EXISTS metrics_name;
         INSERT INTO metric_summary (run_id, split, name, count, first_step, last_step, last, min, max)
             SELECT run_id, split, name, COUNT(*), MIN(step), MAX(step), NULL, MIN(value), MAX(value)
             FROM metrics GROUP BY run_id, split, name;
@@ -348,27 +350,27 @@ class Ledger:
     @staticmethod
     def insert_metrics(db: sqlite3.Connection, run_id: int, rows: Sequence[MetricRow], now: float) -> None:
         """``add_metrics`` inside a transaction the caller holds."""
-        values = [(run_id, r.split, r.name, r.step, r.value, now) for r in rows]
-        summary: Dict[Tuple[str, str], List[Any]] = {}
-        for _, split, name, step, value, _ in values:
-            known = summary.get((split, name))
-            if known is None:
-                summary[(split, name)] = [1, step, step, value, value, value]
-                continue
-            known[0] += 1
-            known[2], known[3] = step, value
-            if value is not None:
-                known[4] = value if known[4] is None else min(known[4], value)
-                known[5] = value if known[5] is None else max(known[5], value)
+        groups: Dict[Tuple[str, str], List[MetricRow]] = {}
+        for row in rows:
+            group = groups.get((row.split, row.name))
+            if group is None:
+                groups[(row.split, row.name)] = [row]
+            else:
+                group.append(row)
+        summary = []
+        for (split, name), group in groups.items():
+            values = [r.value for r in group if r.value is not None and r.value == r.value]  # NaN is no min
+            summary.append((run_id, split, name, len(group), group[0].step, group[-1].step, group[-1].value,
+                            min(values) if values else None, max(values) if values else None, now))
         db.executemany("INSERT INTO metrics (run_id, split, name, step, value, recorded_at) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", values)
+                       "VALUES (?, ?, ?, ?, ?, ?)", [(run_id, r.split, r.name, r.step, r.value, now) for r in rows])
         db.executemany(
-            "INSERT INTO metric_summary (run_id, split, name, count, first_step, last_step, last, min, max) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, split, name) DO UPDATE SET "
+            "INSERT INTO metric_summary (run_id, split, name, count, first_step, last_step, last, min, max, "
+            "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, split, name) DO UPDATE SET "
             "count = count + excluded.count, last_step = excluded.last_step, last = excluded.last, "
             "min = CASE WHEN min IS NULL OR excluded.min < min THEN excluded.min ELSE min END, "
-            "max = CASE WHEN max IS NULL OR excluded.max > max THEN excluded.max ELSE max END",
-            [(run_id, split, name, *known) for (split, name), known in summary.items()])
+            "max = CASE WHEN max IS NULL OR excluded.max > max THEN excluded.max ELSE max END, "
+            "updated_at = excluded.updated_at", summary)
 
     def get_run(self, run_id: int) -> Optional[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()

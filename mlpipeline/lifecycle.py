@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Dict, Mapping, Optional, Protocol, Sequence, Tuple
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Protocol, Sequence, Tuple
 
 
 class RunStatus(str, enum.Enum):
@@ -84,8 +84,9 @@ class Job:
     tag: str = ""                        # the run's uid: marks every process the version starts
 
 
-@dataclass
-class MetricRow:
+class MetricRow(NamedTuple):
+    """One point of a curve (a tuple: millions of them pass through a runner)."""
+
     name: str
     value: Optional[float]
     step: Optional[int] = None

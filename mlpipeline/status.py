@@ -23,8 +23,10 @@ from .reader import Reader
 
 
 def _last_metric(ledger: Reader, run_id: int) -> Optional[str]:
-    row = ledger.conn.execute("SELECT split, name, step, value FROM metrics WHERE run_id = ? "
-                              "ORDER BY rowid DESC LIMIT 1", (run_id,)).fetchone()
+    """The point recorded last (from the summaries: a run's curves are never scanned)."""
+    row = ledger.conn.execute("SELECT split, name, last_step AS step, last AS value FROM metric_summary "
+                              "WHERE run_id = ? ORDER BY updated_at DESC, last_step DESC LIMIT 1",
+                              (run_id,)).fetchone()
     if row is None:
         return None
     step = "" if row["step"] is None else f" @ step {row['step']}"
