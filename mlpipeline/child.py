@@ -79,7 +79,7 @@ def main(argv) -> int:
 
         spec = VersionSpec.from_json(payload["spec"])
         module = load_module(spec.script)
-        model = get_model(module, spec.script)
+        model = get_model(module, spec.script, only=spec.version)
         version = version_for(model, spec.version, spec.params)
         result = run_version(model, version, spec.script, payload["model_dir"], payload["exec_mode"],
                              source=module.__mlpipeline_source__)

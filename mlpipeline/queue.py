@@ -86,6 +86,14 @@ def _read_bytes(path: str) -> Optional[bytes]:
         return None
 
 
+def _same_inputs(a: Any, b: Any) -> bool:
+    """Was a plan built from exactly these objects? (Identity: the key holds
+    them, so they stay alive and no new object can take their place.)"""
+    if b is None or a[0] is not b[0] or a[1:3] != b[1:3] or len(a[3]) != len(b[3]):
+        return False
+    return all(x[0] == y[0] and x[1] == y[1] and x[2] is y[2] for x, y in zip(a[3], b[3]))
+
+
 class Planner:
     def __init__(self, project: Project, describer: Describer, config_path: str,
                  only_version: Optional[str], say: Callable[..., None]):
@@ -98,6 +106,8 @@ class Planner:
         self._hashes: Dict[str, Tuple[int, int, str]] = {}  # path -> (mtime_ns, size, sha256)
         self._last_bytes: Optional[bytes] = None             # the config as last read and parsed
         self._bad: Tuple[Optional[bytes], Optional[str]] = (None, None)  # the last edit that did not parse
+        self._last_key: Any = None                            # what the last plan was built from
+        self._last_plan: Optional[Plan] = None
 
     def say_once(self, message: str, level: int = logging.WARNING) -> None:
         if message not in self._said:
@@ -155,9 +165,21 @@ class Planner:
         return sha
 
     def plan(self) -> Plan:
+        """The queue as the configs and scripts now stand. Re-read every time;
+        rebuilt only when the config or a script's description changed (a
+        1 000-version script is not re-specified for every version it starts)."""
         config, config_error = self.read_config()
-        plan = Plan(config_error=config_error, timeout=config.timeout)
         selections, left_out = resolve_scripts(self.project, config)
+        looked: List[Tuple[Any, str, Any]] = []  # (selection, sha, description or None, or OSError)
+        for selection in selections:
+            try:
+                looked.append((selection, self.sha256(selection.path), self.describer.lookup(selection.path)))
+            except OSError as exc:
+                looked.append((selection, "", exc))
+        key = (config, config_error, tuple(left_out), [(s.path, sha, d) for s, sha, d in looked])
+        if self._last_plan is not None and _same_inputs(key, self._last_key):
+            return self._last_plan
+        plan = Plan(config_error=config_error, timeout=config.timeout)
         for path, reason, warn in left_out:
             if warn:
                 self.say_once(reason)
@@ -165,12 +187,9 @@ class Planner:
             if warn:
                 plan.missing.append(reason)
         where = display(self.config_path)
-        for selection in selections:
+        for selection, sha, described in looked:
             rel = self.project.rel(selection.path)
-            try:
-                sha = self.sha256(selection.path)
-                described = self.describer.lookup(selection.path)
-            except OSError:
+            if isinstance(described, OSError):
                 plan.skipped.append((rel, None, "missing file (vanished while planning)"))
                 continue
             if described is None:
@@ -199,6 +218,7 @@ class Planner:
                     plan.skipped.append((rel, version.name, f"not --version {self.only_version}"))
                 else:
                     plan.items.append(QueueItem(spec_of(selection.path, rel, info, version), info))
+        self._last_key, self._last_plan = key, plan
         return plan
 
     def check_first(self, plan: Plan) -> None:

@@ -163,6 +163,7 @@ class Runner:
         self._metric_count = 0
         self._metrics_at = float("-inf")
         self._last_requests = float("-inf")
+        self._written: Optional[Tuple[list, Optional[str]]] = None  # the queue snapshot as last written
         self._beats: Any = None
         self._identity = process_start()
         ledger.on_busy = lambda message: self.say(message, logging.WARNING)
@@ -413,6 +414,9 @@ class Runner:
         return done
 
     def _snapshot(self, plan: Plan) -> None:
+        """Keep ``status``'s view of the queue current: the rows that changed
+        (a start changes one or two of a 1 000-version queue), or all of them
+        when the queue itself changed."""
         if self.runner_id is None:
             return
         running = {a.item.key for a in self.active.values()}
@@ -421,7 +425,15 @@ class Runner:
             (item.rel, item.spec.version, *self._state(item, history, running)) for item in self._ordered(plan)]
         entries += [(rel, None, "describing", "loading the script to learn its versions") for rel in plan.pending]
         entries += [(script, version, "skipped", reason) for script, version, reason in plan.skipped]
-        self.ledger.write_queue(self.runner_id, entries, plan.config_error)
+        written = self._written
+        if written is not None and written[1] == plan.config_error and len(written[0]) == len(entries) \
+                and all(a[:2] == b[:2] for a, b in zip(written[0], entries)):
+            changed = [(i, e[2], e[3]) for i, (w, e) in enumerate(zip(written[0], entries)) if w[2:] != e[2:]]
+            if changed:
+                self.ledger.update_queue(self.runner_id, changed)
+        else:
+            self.ledger.write_queue(self.runner_id, entries, plan.config_error)
+        self._written = (entries, plan.config_error)
 
     def _ordered(self, plan: Plan) -> List[QueueItem]:
         """The plan's startable versions, those a reorder request named first."""

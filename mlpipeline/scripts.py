@@ -172,7 +172,7 @@ def _check_version(name: str, version: Version) -> None:
             raise ScriptError(f"{label}: {key} = {value!r} must be a number >= {minimum}")
 
 
-def get_model(module: types.ModuleType, path: str) -> Any:
+def get_model(module: types.ModuleType, path: str, only: Optional[str] = None) -> Any:
     """The module's MODEL, checked: right type, non-empty Versions, mandatory parameters."""
     from .helper import Model  # local: helper imports utils; keep this module light
 
@@ -190,8 +190,9 @@ def get_model(module: types.ModuleType, path: str) -> Any:
     listed = versions.get_versions()
     if not listed:
         raise ScriptError(f"{name}: MODEL's Versions has no versions; add one with versions.add_version('name', ...)")
-    for version in listed:
-        _check_version(name, version)
+    for version in listed:  # describing checks them all; running one version checks that one
+        if only is None or version.get(version_parameters.NAME) == only:
+            _check_version(name, version)
     return model
 
 

@@ -94,7 +94,7 @@ class InProcessExecutor:
         try:
             with alarm, working_dir(self.cwd):
                 module = self._load(spec.script)
-                model = get_model(module, spec.script)
+                model = get_model(module, spec.script, only=spec.version)
                 version = version_for(model, spec.version, spec.params)
                 result = run_version(model, version, spec.script, job.model_dir, job.exec_mode,
                                      source=getattr(module, "__mlpipeline_source__", None))
