@@ -6,7 +6,6 @@ nothing of ledgers or terminals, only the script's hooks and a reporter.
 from __future__ import annotations
 
 import hashlib
-import inspect
 import logging
 import math
 import numbers
@@ -158,12 +157,32 @@ def _display(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
+def _check_call(function: Any, *args: Any) -> None:
+    """Raise TypeError if ``function`` cannot take ``args`` positionally. Reads
+    the code object of a plain function or method (no ``inspect`` import in
+    every version's child); anything else goes through ``inspect``."""
+    target = getattr(function, "__func__", function)
+    code = getattr(target, "__code__", None)
+    if code is not None and type(target).__name__ == "function":
+        given = len(args) + (1 if hasattr(function, "__self__") else 0)
+        takes_varargs = bool(code.co_flags & 0x04)
+        required = code.co_argcount - len(target.__defaults__ or ())
+        if given > code.co_argcount and not takes_varargs:
+            raise TypeError("too many positional arguments")
+        if given < required:
+            raise TypeError("missing positional arguments")
+        return
+    import inspect
+
+    inspect.signature(function).bind(*args)
+
+
 def _call_pre_execution_hook(model: Any, version: Version, model_dir: str, exec_mode: str) -> None:
     """``pre_execution_hook(version, model_dir, exec_mode)``; overrides written
     without ``exec_mode`` (as the original called them) get two arguments."""
     hook = model.pre_execution_hook
     try:
-        inspect.signature(hook).bind(version, model_dir, exec_mode)
+        _check_call(hook, version, model_dir, exec_mode)
     except TypeError:
         hook(version, model_dir)
         return

@@ -12,17 +12,19 @@ editing a helper module reruns the versions that use it.
 """
 from __future__ import annotations
 
-import ast
 import hashlib
 import os
 import sys
 import threading
 import types
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, Iterable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Set, Tuple
 
 from ._versions import MANDATORY, Version, params_digest, version_params, version_parameters
 from .errors import MLPipelineError, ScriptError
+
+if TYPE_CHECKING:
+    import ast
 
 
 @dataclass
@@ -383,6 +385,8 @@ def _hashed(paths: Iterable[str]) -> List[List[str]]:
 
 
 def _declares_versions(node: ast.AST) -> bool:
+    import ast
+
     return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in ("add_version", "addV")
                for n in ast.walk(node))
 
@@ -401,6 +405,8 @@ def fingerprint(path: str, source: bytes, deps: List[List[str]]) -> str:
     fingerprint as it was; editing the model class, a helper module it imports,
     or a data file read at import changes it.
     """
+    import ast
+
     digest = hashlib.sha256()
     try:
         tree = ast.parse(source, path)

@@ -27,5 +27,6 @@ def version_for(model: Any, name: str, params: Mapping[str, Any]) -> Any:
     for key, value in params.items():
         if key != version_parameters.NAME and plain.get(key) != value:
             version[key] = value
-    version[version_parameters.NAME] = name
+    if base is not declared.get(name):  # a new version takes its name; a declared one keeps its own form
+        version[version_parameters.NAME] = name
     return version
