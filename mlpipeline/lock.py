@@ -16,7 +16,7 @@ import sqlite3
 import time
 from typing import Any, Dict, Optional
 
-from .errors import MLPipelineError, display
+from .errors import LedgerError, MLPipelineError, display
 
 LOCK_NAME = "runner.lock"
 
@@ -54,8 +54,14 @@ class RunnerLock:
         return {"pid": row[0], "host": row[1], "since": row[2]} if row else None
 
     def acquire(self, host: str, mode: str) -> None:
-        os.makedirs(self.folder, exist_ok=True)
-        fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            fd = os.open(self.folder, os.O_RDONLY | os.O_DIRECTORY)
+        except (FileExistsError, NotADirectoryError):
+            raise LedgerError(f"{display(self.folder)}: exists but is not a folder; mlpipeline keeps its outputs "
+                              f"there: move that file aside") from None
+        except OSError as exc:
+            raise LedgerError(f"{display(self.folder)}: cannot create the outputs folder ({exc.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
