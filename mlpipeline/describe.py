@@ -39,7 +39,9 @@ log = logging.getLogger(__name__)
 
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The child: found even where mlpipeline is not installed (appended, so it never shadows a user module).
-CHILD_MAIN = ("import sys; sys.path.append(sys.argv.pop()); "
+# The first sys.path entry (the project root, the child's current folder) goes: a json.py or mlpipeline.py there
+# must not shadow the standard library or mlpipeline.
+CHILD_MAIN = ("import sys; del sys.path[0]; sys.path.append(sys.argv.pop()); "
               "from mlpipeline.describe import describe_main; sys.exit(describe_main(sys.argv[1:]))")
 _TAIL_BYTES = 8192
 

@@ -49,7 +49,10 @@ def render(rows: Iterable[Dict[str, Any]], columns: Sequence[str], fmt: str = "t
         for row in rows:
             writer.writerow([_csv_cell(row.get(c)) for c in columns])
         return buffer.getvalue().rstrip("\n")
-    from tabulate import tabulate  # only when a table is drawn: keeps --help light
+    import tabulate as tabulate_module  # only when a table is drawn: keeps --help light
+
+    tabulate_module.MIN_PADDING = 0  # columns exactly as wide as _fit made them (2 spaces between them)
+    tabulate = tabulate_module.tabulate
 
     colour = use_colour()
     limit = (0 if WIDE else terminal_width()) if width is None else width

@@ -614,8 +614,9 @@ class Runner:
             self.say(f"{item.label}: succeeded in {took} (run {run_id}); train: {result.get('eval_train_text') or '-'}; "
                      f"test: {result.get('eval_test_text') or '-'}")
         else:
+            asked = outcome.status in (RunStatus.CANCELLED, RunStatus.INTERRUPTED)  # someone asked for it
             self.say(f"{item.label}: {outcome.status.value} after {took} (run {run_id}): {outcome.error}",
-                     logging.ERROR)
+                     logging.WARNING if asked else logging.ERROR)
             if outcome.traceback:
                 self.say(outcome.traceback.rstrip(), logging.ERROR, echo=False)
 
