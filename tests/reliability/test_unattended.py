@@ -129,6 +129,34 @@ def test_closed_stdout_does_not_touch_the_batch(project, tmp_path, both):
     assert logs and "v3" in logs[0].read_text(), [p.name for p in project.outputs.iterdir()]
 
 
+def test_closed_stdout_in_test_mode_does_not_fail_a_version(project, tmp_path):
+    """`mlpipeline | head -1`: what mlpipeline itself writes (its log lines,
+    self.log) to a closed stdout must not fail the version it runs in-process."""
+    body = """
+        for i in range(2000):
+            self.log('step %d of a chatty version' % i)
+        time.sleep(0.3)
+        self.log('last line')
+        """
+    project.script("a.py", model_script(body, versions=("v1", "v2")))
+    project.configure(["a.py"])
+    with open(tmp_path / "stderr", "w") as errfile:
+        proc = subprocess.Popen([MLPIPELINE], cwd=project.root, stdout=subprocess.PIPE, stderr=errfile)
+        first = proc.stdout.readline()
+        proc.stdout.close()
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise
+    err = (tmp_path / "stderr").read_text()
+    assert first, err[-3000:]
+    assert [(r["version"], r["status"]) for r in project.runs()] == [("v1", "succeeded"), ("v2", "succeeded")], \
+        (shown(project), err[-3000:])
+    assert proc.returncode == 0, (proc.returncode, err[-3000:])
+
+
 # 10. values: numpy scalars, strict JSON, read commands that never create or change a file, application_id
 
 NUMPY_BODY = """
