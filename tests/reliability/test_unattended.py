@@ -92,6 +92,23 @@ def test_sighup_is_a_warm_stop(project, cleanup):
     assert not any(r["status"] == "running" for r in project.runs()), shown(project)
 
 
+def test_sighup_stops_test_mode_like_ctrl_c(project, cleanup):
+    """A smoke run over ssh: SIGHUP ends it as Ctrl+C does (exit 130, the run
+    recorded as ended, nothing new started), not by the default signal action."""
+    project.script("a.py", tracer({"first": {"action": "wait"}, "second": {}}))
+    project.configure(["a.py"])
+    proc = start(project)
+    wait_for(lambda: (project.root / "started-first").exists(), proc=proc, what="the first version to start")
+    proc.send_signal(signal.SIGHUP)
+    time.sleep(0.5)
+    (project.root / "go").touch()
+    out, err = finish(proc, timeout=30)
+    assert proc.returncode == 130, (proc.returncode, err[-3000:])
+    runs = {r["version"]: r for r in project.runs()}
+    assert runs["first"]["status"] in ("succeeded", "interrupted"), shown(project)
+    assert "second" not in runs, shown(project)
+
+
 # 3. a closed stdout (`mlpipeline -r | head -1`) never touches the batch
 
 @pytest.mark.parametrize("both", [False, True], ids=["stdout", "stdout-and-stderr"])
