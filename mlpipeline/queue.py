@@ -59,6 +59,7 @@ class Plan:
     pending: List[str] = field(default_factory=list)        # scripts still being described, in order
     held_from: Optional[int] = None  # items from here on wait for a script before them to be described
     unchecked: bool = False          # a script whose config entry names versions is still being described
+    broken_held_from: Optional[int] = None  # broken scripts from here on wait for a script before them
     missing: List[str] = field(default_factory=list)        # listed scripts that do not exist: why, per script
     config_error: Optional[str] = None                      # the config edit that did not parse, if any
     timeout: Optional[float] = None
@@ -66,6 +67,11 @@ class Plan:
     @property
     def startable(self) -> List[QueueItem]:
         return self.items if self.held_from is None else self.items[:self.held_from]
+
+    @property
+    def broken_now(self) -> List[Tuple[str, str, ScriptError]]:
+        """The broken scripts to record now: those before any still being described (queue order)."""
+        return self.broken if self.broken_held_from is None else self.broken[:self.broken_held_from]
 
 
 def spec_of(path: str, rel: str, info: ScriptInfo, version: Any) -> VersionSpec:
@@ -197,6 +203,7 @@ class Planner:
                 plan.unchecked |= bool(selection.only or selection.exclude)  # its version list is not checked yet
                 if plan.held_from is None:
                     plan.held_from = len(plan.items)
+                    plan.broken_held_from = len(plan.broken)
                 continue
             if described.error is not None or described.info is None:
                 error = described.error or ScriptError(f"{rel}: could not be described")

@@ -463,7 +463,7 @@ class Runner:
         return "queued", None
 
     def _next(self, plan: Plan) -> Optional[Tuple[str, Any]]:
-        for rel, sha, error in plan.broken:
+        for rel, sha, error in plan.broken_now:
             if (rel, sha) not in self.broken_seen:
                 return ("broken", (rel, sha, error))
         history = self._history(plan)
