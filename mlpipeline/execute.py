@@ -11,7 +11,6 @@ import math
 import numbers
 import os
 import shutil
-from dataclasses import asdict, dataclass, field
 from typing import Any, Dict, Optional, Tuple
 
 from . import _report
@@ -30,21 +29,24 @@ def marker_path(model_dir: str) -> str:
     return os.path.join(os.path.dirname(model_dir), f".{os.path.basename(model_dir)}{MARKER}")
 
 
-@dataclass
 class VersionResult:
-    """What a finished version hands back to the runner (plain data, JSON-able)."""
+    """What a finished version hands back to the runner (plain data, JSON-able).
+    A plain class: dataclasses would cost every version's child an inspect import."""
 
-    steps: int = 0
-    trained_before: int = 0
-    eval_train: Dict[str, Optional[float]] = field(default_factory=dict)
-    eval_test: Dict[str, Optional[float]] = field(default_factory=dict)
-    eval_train_text: str = ""
-    eval_test_text: str = ""
-    model_summary: str = ""
-    dataloader_summary: str = ""
+    FIELDS = ("steps", "trained_before", "eval_train", "eval_test", "eval_train_text", "eval_test_text",
+              "model_summary", "dataloader_summary")
+
+    def __init__(self, steps: int = 0, trained_before: int = 0, eval_train: Optional[Dict[str, Optional[float]]] = None,
+                 eval_test: Optional[Dict[str, Optional[float]]] = None, eval_train_text: str = "",
+                 eval_test_text: str = "", model_summary: str = "", dataloader_summary: str = ""):
+        self.steps, self.trained_before = steps, trained_before
+        self.eval_train: Dict[str, Optional[float]] = eval_train or {}
+        self.eval_test: Dict[str, Optional[float]] = eval_test or {}
+        self.eval_train_text, self.eval_test_text = eval_train_text, eval_test_text
+        self.model_summary, self.dataloader_summary = model_summary, dataloader_summary
 
     def to_json(self) -> Dict[str, Any]:
-        return asdict(self)
+        return {name: getattr(self, name) for name in self.FIELDS}
 
 
 def _number(value: Any) -> Optional[float]:

@@ -17,8 +17,7 @@ import os
 import sys
 import threading
 import types
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Iterable, List, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
 
 from ._versions import MANDATORY, Version, params_digest, version_params, version_parameters
 from .errors import MLPipelineError, ScriptError
@@ -27,8 +26,7 @@ if TYPE_CHECKING:
     import ast
 
 
-@dataclass
-class VersionInfo:
+class VersionInfo(NamedTuple):
     """One version as a script declares it: its name and plain-data parameters."""
 
     name: str
@@ -38,20 +36,28 @@ class VersionInfo:
 
 
 
-@dataclass
 class ScriptInfo:
     """What loading a script told us: its versions, the fingerprint of what
     trains, and ``deps``, the ``[abs path, sha256]`` of every file it read while
-    loading (not the script itself)."""
+    loading (not the script itself). A plain class, not a dataclass: every
+    version's child imports this module, and dataclasses pulls in inspect."""
 
-    path: str
-    sha256: str
-    versions: List[VersionInfo] = field(default_factory=list)
-    fingerprint: str = ""
-    deps: List[List[str]] = field(default_factory=list)
+    def __init__(self, path: str, sha256: str, versions: Optional[List[VersionInfo]] = None,
+                 fingerprint: str = "", deps: Optional[List[List[str]]] = None):
+        self.path, self.sha256 = path, sha256
+        self.versions: List[VersionInfo] = list(versions or [])
+        self.fingerprint = fingerprint
+        self.deps: List[List[str]] = list(deps or [])
 
     def to_json(self) -> Dict[str, Any]:
-        return asdict(self)
+        return {"path": self.path, "sha256": self.sha256, "versions": [dict(v._asdict()) for v in self.versions],
+                "fingerprint": self.fingerprint, "deps": [list(d) for d in self.deps]}
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ScriptInfo) and self.to_json() == other.to_json()
+
+    def __repr__(self) -> str:
+        return f"ScriptInfo({self.path!r}, {self.sha256[:12]!r}, {len(self.versions)} versions)"
 
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> ScriptInfo:
