@@ -444,6 +444,24 @@ def test_processes_a_version_leaves_behind_are_ended_with_it(project, cleanup, e
         raise AssertionError(f"after the version {expected}, processes it started are still alive: {alive}") from None
 
 
+def test_processes_an_in_process_version_leaves_behind_are_ended_with_it(project, cleanup, tmp_path):
+    """Test mode runs the version in mlpipeline's own process: what it starts
+    and forgets (setsid'd or not) still ends with the version."""
+    project.script("a.py", model_script(LEAK))
+    project.configure(["a.py"])
+    with open(tmp_path / "out", "w") as out, open(tmp_path / "err", "w") as err:  # a leak would hold a pipe open
+        proc = start(project, stdout=out, stderr=err)
+        proc.wait(timeout=30)
+    assert proc.returncode == 0, (tmp_path / "err").read_text()[-2000:]
+    pids = [int(p) for p in (project.root / "leaked").read_text().split()]
+    try:
+        wait_for(lambda: not any(pid_alive(pid) for pid in pids), timeout=3, what="the leaked processes to end")
+    except AssertionError:
+        alive = {name: pid for name, pid in zip(("plain child", "setsid child"), pids) if pid_alive(pid)}
+        raise AssertionError(f"after the in-process version succeeded, processes it started are still alive: "
+                             f"{alive}") from None
+
+
 # 5. a version holding the GIL in C code dies with its SIGKILLed runner
 
 GIL = """
