@@ -164,6 +164,7 @@ class Runner:
         self._metrics_at = float("-inf")
         self._last_requests = float("-inf")
         self._written: Optional[Tuple[list, Optional[str]]] = None  # the queue snapshot as last written
+        self._cursor: Tuple[Optional[Plan], int] = (None, 0)        # where _next found the last queued version
         self._beats: Any = None
         self._identity = process_start()
         ledger.on_busy = lambda message: self.say(message, logging.WARNING)
@@ -314,6 +315,7 @@ class Runner:
             self.ledger.consume_request(request["id"], self.runner_id, result)
 
     def _act(self, kind: str, run_id: Optional[int], payload: Dict[str, Any]) -> str:
+        self._cursor = (None, 0)
         if kind == "cancel":
             for ticket, active in self.active.items():
                 if active.run_id == run_id:
@@ -468,9 +470,15 @@ class Runner:
                 return ("broken", (rel, sha, error))
         history = self._history(plan)
         running = {a.item.key for a in self.active.values()}
-        for item in self._ordered(plan):
+        items = self._ordered(plan)
+        # Within one plan, a version before the cursor never becomes queued again (a request resets it),
+        # so each start does not rescan a 1 000-version queue from its head.
+        first = self._cursor[1] if self._cursor[0] is plan else 0
+        for index in range(first, len(items)):
+            item = items[index]
             state, reason = self._state(item, history, running)
             if state == "queued":
+                self._cursor = (plan, index)
                 return ("run", item)
             if state == "skipped" and item.key not in self.history_skips:
                 self.history_skips.add(item.key)

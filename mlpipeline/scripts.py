@@ -195,13 +195,28 @@ def get_model(module: types.ModuleType, path: str, only: Optional[str] = None) -
     if not hasattr(versions, "get_versions"):
         raise ScriptError(f"{name}: MODEL.versions is a {type(versions).__name__}, not mlpipeline.utils.Versions; "
                           f"pass a Versions object to Model(versions)")
+    if only is not None:  # running one version checks that one (describing checked them all)
+        version = declared_version(versions, only)
+        if version is not None:
+            _check_version(name, version)
+            return model
     listed = versions.get_versions()
     if not listed:
         raise ScriptError(f"{name}: MODEL's Versions has no versions; add one with versions.add_version('name', ...)")
-    for version in listed:  # describing checks them all; running one version checks that one
+    for version in listed:
         if only is None or version.get(version_parameters.NAME) == only:
             _check_version(name, version)
     return model
+
+
+def declared_version(versions: Any, name: str) -> Any:
+    """The version ``name`` as declared, found without sorting them all; None if
+    it is not declared (or the Versions object cannot say quickly)."""
+    try:
+        found = versions.get_version(name)
+    except Exception:  # noqa: BLE001 - an unknown name, or another Versions flavour
+        return None
+    return found if hasattr(found, "get") and found.get(version_parameters.NAME) == name else None
 
 
 def describe(model: Any, path: str, sha256: str, deps: Optional[List[List[str]]] = None,

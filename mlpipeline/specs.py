@@ -17,16 +17,16 @@ from ._versions import version_params, version_parameters
 def version_for(model: Any, name: str, params: Mapping[str, Any]) -> Any:
     """The version ``name`` of ``model`` with ``params`` applied (a copy; the
     script's own declarations are left as they are)."""
+    from .scripts import declared_version
+
     versions = model.versions
-    declared = {v[version_parameters.NAME]: v for v in versions.get_versions()}
-    base = declared.get(name)
-    if base is None:
-        base = next(iter(declared.values()))
+    own = declared_version(versions, name)
+    base = own if own is not None else versions.get_versions()[0]
     version = copy.copy(base)
     plain = version_params(base)
     for key, value in params.items():
         if key != version_parameters.NAME and plain.get(key) != value:
             version[key] = value
-    if base is not declared.get(name):  # a new version takes its name; a declared one keeps its own form
+    if own is None:  # a new version takes its name; a declared one keeps its own form
         version[version_parameters.NAME] = name
     return version

@@ -31,6 +31,17 @@ def test_sample_test_mode(sample):
     result = mlp(sample)
     assert result.returncode == 0, result.stderr
     assert "3 succeeded, 0 failed" in result.stderr
+    noise = [line for line in (result.stdout + result.stderr).splitlines()
+             if "oneDNN" in line or "absl::InitializeLog" in line or "cpu_feature_guard" in line]
+    assert noise == [], noise  # the sample runs quietly: no TensorFlow start-up notices
+
+
+def test_quick_start_targets_say_what_they_do():
+    """The two quick-start commands never sit silent in pip: each step says what it does first."""
+    makefile = (REPO / "Makefile").read_text()
+    for target in ("install:", "sample:", "test:"):
+        body = makefile.split("\n" + target, 1)[1].split("\n\n", 1)[0]
+        assert '@echo "==> ' in body, f"make {target[:-1]} does not say what it does"
 
 
 def test_sample_execution_mode_trains_checkpoints_and_resumes(sample):
