@@ -20,12 +20,24 @@ class Reporter:
 
     def log(self, message: str, level: int = logging.INFO) -> None:
         stream = sys.stderr if level >= logging.WARNING else sys.stdout
-        print(message, file=stream, flush=True)
+        try:
+            print(message, file=stream, flush=True)
+        except (OSError, ValueError):  # a closed stdout (`mlpipeline | head`): never fail a version over it
+            _silence(stream)
 
     def metric(self, name: str, value: float, step: Optional[int] = None,
                split: str = "train") -> None:
         step_text = "" if step is None else f" (step {step})"
         print(f"{split}/{name}: {value:.4f}{step_text}", flush=True)
+
+
+def _silence(stream: Any) -> None:
+    """Point a stream whose reader went away at /dev/null, so later writes
+    (ours and the script's own prints) go nowhere instead of failing."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 class PipeReporter(Reporter):

@@ -207,6 +207,19 @@ class _StopSignals:
             self.runner.request_kill()
 
 
+def _interrupt_on_hangup() -> None:
+    """In-process (test mode): SIGHUP and SIGTERM end the session as Ctrl+C does
+    (the running version is recorded interrupted, exit 130), not by the
+    default action that leaves its run behind."""
+    import signal
+
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    for signum in (signal.SIGHUP, signal.SIGTERM):
+        signal.signal(signum, handler)
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .batch import BatchOptions, run_batch
 
@@ -216,7 +229,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                            memory_limit=_parse_size(args.memory_limit),
                            command=" ".join(["mlpipeline", *sys.argv[1:]]))
     isolated = args.isolate if args.isolate is not None else args.run
-    stops = _StopSignals() if isolated else None
+    stops = None
+    if isolated:
+        stops = _StopSignals()
+    else:
+        _interrupt_on_hangup()
     try:
         result = run_batch(options, _say, prepare=stops.attach if stops else None)
     except KeyboardInterrupt:

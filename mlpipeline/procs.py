@@ -51,6 +51,10 @@ def process_start(pid: Optional[int] = None) -> Optional[int]:
         return None
 
 
+# Environment markers every process a version starts inherits (see ``marked``).
+MARK_RUN, MARK_VERSION, MARK_PROJECT = "MLPIPELINE_RUN", "MLPIPELINE_VERSION", "MLPIPELINE_PROJECT"
+
+
 def marked(name: str, value: str) -> List[int]:
     """Live processes (not this one) whose environment holds ``name=value``.
 

@@ -7,12 +7,13 @@ version (in the main thread), since nothing else can interrupt it.
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any, Dict, List, Optional, Tuple
 
 from .. import _report
 from ..errors import ScriptError
 from ..lifecycle import Job, MetricRow, Outcome, RunStatus, Sink
-from ..procs import Alarm, VersionTimeout, working_dir
+from ..procs import MARK_RUN, Alarm, VersionTimeout, kill_marked, working_dir
 from .base import Finished
 
 
@@ -91,6 +92,9 @@ class InProcessExecutor:
         spec = job.spec
         previous = _report.install(_SinkReporter(sink))
         alarm = Alarm(job.timeout)
+        mark = job.tag or f"{os.getpid()}-{id(job)}"
+        before = os.environ.get(MARK_RUN)
+        os.environ[MARK_RUN] = mark  # every process the version starts inherits it, setsid'd or not
         try:
             with alarm, working_dir(self.cwd):
                 module = self._load(spec.script)
@@ -113,3 +117,8 @@ class InProcessExecutor:
                            traceback=user_traceback(exc), packages=imported_packages())
         finally:
             _report.install(previous)
+            if before is None:
+                os.environ.pop(MARK_RUN, None)
+            else:
+                os.environ[MARK_RUN] = before
+            kill_marked(MARK_RUN, mark, wait=2.0)  # what the version started and forgot ends with it

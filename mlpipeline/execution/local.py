@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional
 
 from ..errors import write_failed
 from ..lifecycle import Job, MetricRow, Outcome, RunStatus, Sink
-from ..procs import kill_marked
+from ..procs import MARK_PROJECT, MARK_RUN, MARK_VERSION, kill_marked
 from .base import Finished, signal_name
 
 REAP_GRACE = 2.0   # seconds a finished child's leftover processes may keep its pipes open
@@ -28,7 +28,7 @@ WARM_GRACE = 10.0  # seconds a warm cancel waits before it kills
 # -c: cheaper than -m. The first entry of sys.path (the current folder, the project root) goes: a json.py or
 # mlpipeline.py there must not shadow the standard library or mlpipeline; the script's own folder comes first later.
 CHILD_MAIN = "import sys; del sys.path[0]; from mlpipeline.child import run; run(sys.argv[1:])"
-MARK_RUN, MARK_VERSION, MARK_PROJECT = "MLPIPELINE_RUN", "MLPIPELINE_VERSION", "MLPIPELINE_PROJECT"
+
 
 
 class ChildRun:
