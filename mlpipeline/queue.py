@@ -81,7 +81,7 @@ def spec_of(path: str, rel: str, info: ScriptInfo, version: Any) -> VersionSpec:
 
 
 SETTLE = 0.05      # seconds between the two reads that show a config has settled
-SETTLE_TRIES = 20  # then the last good queue stands until the next pass
+SETTLE_TRIES = 4   # then the last good queue stands until the next pass (a config saved non-stop never stalls the loop)
 
 
 def _read_bytes(path: str) -> Optional[bytes]:
