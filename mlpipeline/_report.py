@@ -67,6 +67,8 @@ class PipeReporter(Reporter):
         self._flusher = threading.Thread(target=self._flush_now_and_then, daemon=True,
                                          name="mlpipeline-metrics")
         self._flusher.start()
+        # A worker the version forks must not share the event pipe (or inherit a held lock): it prints.
+        os.register_at_fork(after_in_child=lambda: install(Reporter()))
 
     def _write(self, line: str) -> None:
         self._file.write(line)

@@ -103,10 +103,33 @@ def main(argv) -> int:
     return 1
 
 
+THREADS_GRACE = 10.0  # seconds a finished version's leftover threads get before the process leaves anyway
+
+
 def run(argv) -> None:
-    """Process entry point: ``python -c 'from mlpipeline.child import run; ...'``."""
+    """Process entry point: ``python -c 'from mlpipeline.child import run; ...'``.
+
+    A version that leaves a non-daemon thread running (a prefetcher, a
+    logger) would keep the process alive for ever after its result is sent:
+    such threads get ``THREADS_GRACE`` seconds, then the process exits anyway
+    (atexit handlers run, streams are flushed)."""
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
-    sys.exit(main(argv))
+    code = main(argv)
+    deadline = time.monotonic() + THREADS_GRACE
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    if not any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
+        sys.exit(code)
+    import atexit
+
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -256,7 +256,12 @@ class Ledger:
                     self.conn.execute("ROLLBACK")
                 raise
             else:
-                self.conn.execute("COMMIT")
+                try:
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    if self.conn.in_transaction:  # never leave the connection inside a failed transaction
+                        self.conn.execute("ROLLBACK")
+                    raise
         except sqlite3.OperationalError as exc:
             text = str(exc)
             if "full" in text or "disk I/O" in text:

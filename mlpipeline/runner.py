@@ -234,6 +234,10 @@ class Runner:
     def _abandon(self, exc: BaseException) -> None:
         """Never leave a version running unwatched, nor its run ``running``."""
         self.executor.close()
+        try:
+            self._flush_metrics()  # points before the status that ends their run
+        except BaseException:  # noqa: BLE001 - a full disk or a second Ctrl+C: the status matters more
+            pass
         if isinstance(exc, KeyboardInterrupt):
             why = "interrupted (Ctrl+C) while the version ran"
         elif isinstance(exc, MLPipelineError):
@@ -378,10 +382,12 @@ class Runner:
         if not self._metrics or (not force and now - self._metrics_at < METRICS_EVERY
                                  and self._metric_count < METRICS_BATCH):
             return
-        batches, self._metrics, self._metric_count = self._metrics, {}, 0
         self._metrics_at = now
-        for run_id, rows in batches.items():
-            self.ledger.add_metrics(run_id, rows)
+        for run_id in list(self._metrics):
+            rows = self._metrics[run_id]
+            self.ledger.add_metrics(run_id, rows)  # taken out of the buffer only once committed
+            del self._metrics[run_id]
+            self._metric_count -= len(rows)
 
     # -- planning -----------------------------------------------------------
 

@@ -24,6 +24,7 @@ from ..procs import MARK_PROJECT, MARK_RUN, MARK_VERSION, kill_marked
 from .base import Finished, signal_name
 
 REAP_GRACE = 2.0   # seconds a finished child's leftover processes may keep its pipes open
+RESULT_GRACE = 20.0  # seconds a child may take to exit after sending its result before it is ended
 WARM_GRACE = 10.0  # seconds a warm cancel waits before it kills
 # -c: cheaper than -m. The first entry of sys.path (the current folder, the project root) goes: a json.py or
 # mlpipeline.py there must not shadow the standard library or mlpipeline; the script's own folder comes first later.
@@ -63,6 +64,7 @@ class ChildRun:
         self._pending = bytearray()
         self._exited_at: Optional[float] = None
         self.killed: Optional[tuple] = None  # (status, reason) when we ended it
+        self._final_at: Optional[float] = None  # when the result (or error) arrived
         self.kill_at: Optional[float] = None  # a warm cancel's deadline
         self.returncode: Optional[int] = None
         try:  # readable the moment the process exits: no polling for it (Linux 5.3+)
@@ -104,6 +106,7 @@ class ChildRun:
                 continue
             if event.get("type") in ("result", "error"):
                 self.final = event
+                self._final_at = time.monotonic()
             self.on_event(event)
 
     def _close(self, fd: int) -> None:
@@ -122,6 +125,8 @@ class ChildRun:
             return
         if self.kill_at is not None and now >= self.kill_at:
             self._killpg(signal.SIGKILL)
+        if self._final_at is not None and time.monotonic() - self._final_at > RESULT_GRACE:
+            self._killpg(signal.SIGKILL)  # it reported and will not leave (a stray thread): its result stands
         code = self.proc.poll()
         if code is None:
             return
@@ -182,7 +187,7 @@ class ChildRun:
         if self.killed is not None:
             status, reason = self.killed
             return Outcome(status, exit_code=exit_code, signal=signum, error=reason, packages=packages)
-        if code == 0 and final.get("type") == "result":
+        if final.get("type") == "result" and (code == 0 or self._final_at is not None):
             return Outcome(RunStatus.SUCCEEDED, result=final["result"], exit_code=0, packages=packages)
         if final.get("type") == "error":
             return Outcome(RunStatus.FAILED, exit_code=exit_code, signal=signum, error=final["error"],

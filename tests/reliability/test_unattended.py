@@ -726,3 +726,25 @@ def test_a_carriage_return_progress_bar_does_not_grow_the_runner(project, tmp_pa
     print(f"runner peak RSS: {baseline:.0f} MiB without a progress bar, {bar:.0f} MiB with one")
     assert [r["status"] for r in runs] == ["succeeded"] * 4, shown(project)
     assert bar <= baseline + 40, f"runner peak RSS {bar:.0f} MiB with a \\r progress bar, {baseline:.0f} MiB without"
+
+
+# a version that reports its result but leaves a non-daemon thread running
+
+def test_a_version_that_leaves_a_thread_running_is_recorded_and_the_queue_goes_on(project):
+    """Defect (found in review): a version whose train_model started a non-daemon thread (a
+    prefetcher that never ends) kept its child process alive after sending its result; the run
+    stayed `running` for ever, nothing after it started, and a second Ctrl+C recorded it interrupted
+    with its result thrown away."""
+    body = """
+        import threading
+        threading.Thread(target=lambda: time.sleep(10 ** 6), name='forgotten-prefetcher').start()
+        """
+    project.script("a.py", model_script(body, versions=("v1", "v2")))
+    project.configure(["a.py"])
+    began = time.monotonic()
+    proc = start(project, "-r")
+    out, err = finish(proc, timeout=90)
+    assert proc.returncode == 0, err[-3000:]
+    assert [(r["version"], r["status"]) for r in project.runs()] == [("v1", "succeeded"), ("v2", "succeeded")]
+    assert time.monotonic() - began < 60  # each child left within its grace, not never
+    assert not processes_mentioning(str(project.root / "models" / "a.py"))
