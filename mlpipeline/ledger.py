@@ -390,10 +390,6 @@ class Ledger:
         return {r["version"]: (r["fingerprint"], r["params_sha256"], r["script_sha256"]) for r in rows
                 if r["status"] == RunStatus.SUCCEEDED.value}
 
-    def runs(self, ids: Sequence[int]) -> List[sqlite3.Row]:
-        marks = ", ".join("?" for _ in ids)
-        return self.conn.execute(f"SELECT * FROM runs WHERE id IN ({marks}) ORDER BY id", tuple(ids)).fetchall()
-
     def heartbeats(self, source: Callable[[], Tuple[Sequence[int], Optional[int]]],
                    every: float = 2.0) -> Heartbeats:
         """Stamp ``heartbeat_at`` on the runs and the runner ``source`` names,

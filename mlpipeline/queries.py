@@ -167,10 +167,6 @@ def list_runs(ledger: Reader, script: Optional[str] = None, version: Optional[st
     } for r in rows]
 
 
-def _best(name: str, values: List[float]) -> float:
-    return min(values) if LOWER_IS_BETTER.search(name) else max(values)
-
-
 def metric_summary(ledger: Reader, run_id: int) -> List[Dict[str, Any]]:
     """Per (split, name): the last value, the best one, how many points, the
     last step — from the summaries the runner keeps, never the whole curves."""

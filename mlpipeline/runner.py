@@ -156,6 +156,7 @@ class Runner:
         self.paused = False
         self.missing: List[str] = []   # listed scripts that do not exist (named in the summary; exit 1)
         self.waiting = False           # the last step found nothing to do but wait
+        self._pending: List[str] = []  # scripts the last plan was still describing
         self._idle_said = False
         self._replan = True
         self._checked_first = False
@@ -286,7 +287,7 @@ class Runner:
         self.waiting = True
         if self.stopping:
             return False
-        if self._replan or self.planner_pending or self.paused:
+        if self._replan or self._pending or self.paused:
             return True
         if self.options.watch:
             if not self._idle_said:  # one line, so a waiting runner does not look hung
@@ -305,10 +306,6 @@ class Runner:
         except OSError:
             return False
         return -1.0 < age < CONFIG_SETTLE_WINDOW
-
-    @property
-    def planner_pending(self) -> bool:
-        return bool(getattr(self, "_pending", None))
 
     def _consume_requests(self, now: float) -> None:
         if self.runner_id is None or now - self._last_requests < REQUESTS_EVERY:
