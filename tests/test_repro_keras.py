@@ -117,9 +117,15 @@ def test_keras_callback_metrics_visible_while_running(project):
     while not (project.root / "trained").exists():
         assert time.time() < deadline and runner.poll() is None, runner.communicate()
         time.sleep(0.1)
-    record = show(project, 1)
+    # points reach the ledger in batches (every 0.1 s from the child, every 0.1 s into SQLite): give them a moment
+    batch_deadline = time.time() + 5
+    while True:
+        record = show(project, 1)
+        summary = {(m["split"], m["name"]): m for m in record["metrics"]}
+        if summary.get(("val", "loss"), {}).get("points") == 5 or time.time() > batch_deadline:
+            break
+        time.sleep(0.1)
     assert record["status"] == "running"
-    summary = {(m["split"], m["name"]): m for m in record["metrics"]}
     assert summary[("train", "loss")]["points"] == 5 and summary[("train", "loss")]["last_step"] == 4
     assert summary[("val", "loss")]["points"] == 5
     assert summary[("train", "accuracy")]["points"] == 5
