@@ -7,6 +7,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["mlpipeline", "mlpipeline.*"]),
+    package_data={"mlpipeline.web": ["templates/*.html", "static/*.js", "static/*.css"]},
     python_requires=">=3.9",
     install_requires=["numpy", "watchdog", "tabulate"],
     extras_require={
@@ -15,7 +16,9 @@ setup(
             "tensorflow>=2.13; platform_machine != 'x86_64' and platform_machine != 'AMD64'",
             "tensorboard",
         ],
-        "dev": ["pytest>=7", "hypothesis", "ruff", "mypy"],
+        # the dashboard (mlpipeline serve): Starlette + uvicorn + Jinja2; plotly only for its plotly.min.js
+        "web": ["starlette>=0.37", "uvicorn>=0.29", "jinja2>=3.1", "plotly>=5"],
+        "dev": ["pytest>=7", "hypothesis", "ruff", "mypy", "playwright>=1.40"],
     },
     entry_points={"console_scripts": ["mlpipeline=mlpipeline.cli:main"]},
 )

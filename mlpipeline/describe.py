@@ -276,6 +276,15 @@ class Describer:
         for worker in workers:
             worker.join()
 
+    def describe_now(self, path: str) -> Described:
+        """Describe ``path`` in a child here and now, bypassing the cache (the
+        dashboard's check of an uploaded script). Blocks up to ``timeout``."""
+        path = os.path.abspath(path)
+        done = self._describe(path, self._sha(path) or "")
+        if done is None:
+            return Described(error=ScriptError(f"{display(path)}: describing it was cut off (shutting down)"))
+        return done.described
+
     def __enter__(self) -> Describer:
         return self
 

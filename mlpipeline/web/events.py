@@ -1,0 +1,136 @@
+"""Server-sent events: one watcher per server looks at the ledger five times a
+second (``PRAGMA data_version`` says whether anyone wrote since) and pushes what
+changed to every open page — new runs, runs whose status changed, and the queue
+as ``status`` reads it. Liveness is re-derived every second even when nothing
+was written: a runner that died writes nothing."""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, Dict, List, Optional, Set, Tuple
+
+from ..liveness import Liveness
+from ..reader import Reader
+from ..status import project_status
+from .state import Dashboard
+
+log = logging.getLogger(__name__)
+INTERVAL = 0.2
+REDERIVE = 1.0
+KEEPALIVE = 15.0
+_CLOSE = ("close", None)
+
+
+class Events:
+    """Fans ledger changes out to subscribers (one asyncio queue per page)."""
+
+    def __init__(self, dash: Dashboard, interval: float = INTERVAL):
+        self.dash = dash
+        self.interval = interval
+        self.subscribers: Set[asyncio.Queue] = set()
+        self._reader: Optional[Reader] = None
+        self._data_version: Optional[int] = None
+        self._looked_at = 0.0
+        self._max_id: Optional[int] = None
+        self._watched: Dict[int, str] = {}   # run id -> status last sent, for runs not yet ended
+        self._queue_json = ""
+        self.sent = 0
+
+    def subscribe(self) -> asyncio.Queue:
+        queue: asyncio.Queue = asyncio.Queue(maxsize=256)
+        self.subscribers.add(queue)
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue) -> None:
+        self.subscribers.discard(queue)
+
+    async def run(self) -> None:
+        """The watcher: until cancelled."""
+        import anyio.to_thread
+
+        try:
+            while True:
+                try:
+                    changes = await anyio.to_thread.run_sync(self.look)
+                except Exception:  # noqa: BLE001 - a locked or half-written ledger: try again next tick
+                    log.warning("dashboard: reading the ledger for live updates failed", exc_info=True)
+                    changes = []
+                for change in changes:
+                    self._publish(change)
+                await asyncio.sleep(self.interval)
+        finally:
+            for queue in list(self.subscribers):
+                self._offer(queue, _CLOSE)
+            if self._reader is not None:
+                self._reader.close()
+
+    def _publish(self, change: Tuple[str, Any]) -> None:
+        self.sent += 1
+        for queue in list(self.subscribers):
+            self._offer(queue, change)
+
+    @staticmethod
+    def _offer(queue: asyncio.Queue, change: Tuple[str, Any]) -> None:
+        try:
+            queue.put_nowait(change)
+        except asyncio.QueueFull:  # a page that stopped reading: it gets a reload hint instead
+            while not queue.empty():
+                queue.get_nowait()
+            queue.put_nowait(("reload", {}))
+
+    def look(self, now: Optional[float] = None) -> List[Tuple[str, Any]]:
+        """One look at the ledger: the events to send (none when nothing changed)."""
+        now = time.time() if now is None else now
+        if self._reader is None:
+            import os
+
+            if not os.path.exists(self.dash.ledger_path):
+                return []
+            self._reader = Reader(self.dash.ledger_path)
+        conn = self._reader.conn
+        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        if version == self._data_version and now - self._looked_at < REDERIVE:
+            return []
+        self._data_version, self._looked_at = version, now
+        changes: List[Tuple[str, Any]] = []
+        liveness = Liveness(conn, now=now)
+        runs = self._changed_runs(conn, liveness)
+        if runs:
+            changes.append(("runs", {"runs": runs}))
+        state = project_status(self.dash.project, self._reader, now=now)
+        text = json.dumps(state, sort_keys=True, default=str)
+        if text != self._queue_json:
+            self._queue_json = text
+            changes.append(("queue", state))
+        return changes
+
+    def _changed_runs(self, conn: Any, liveness: Liveness) -> List[Dict[str, Any]]:
+        if self._max_id is None:  # the first look: only what is live now is watched
+            self._max_id = conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0]
+            for row in conn.execute("SELECT * FROM runs WHERE status IN ('running', 'queued')"):
+                self._watched[row["id"]] = liveness.derive(row)["status"]
+            return []
+        rows = conn.execute("SELECT * FROM runs WHERE id > ? ORDER BY id", (self._max_id,)).fetchall()
+        if self._watched:
+            marks = ",".join("?" * len(self._watched))
+            rows += conn.execute(f"SELECT * FROM runs WHERE id IN ({marks})", tuple(self._watched)).fetchall()
+        changed = []
+        for row in rows:
+            derived = liveness.derive(row)
+            status = derived["status"]
+            self._max_id = max(self._max_id, row["id"])
+            if self._watched.get(row["id"]) == status:
+                continue
+            changed.append({"id": row["id"], "script": row["script"], "version": row["version"],
+                            "mode": row["mode"], "status": status})
+            if status in ("running", "queued"):
+                self._watched[row["id"]] = status
+            else:
+                self._watched.pop(row["id"], None)
+        return changed
+
+
+def sse(event: str, data: Any) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, default=str)}\n\n"

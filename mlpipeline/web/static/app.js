@@ -1,0 +1,329 @@
+// mlpipeline dashboard: live updates (server-sent events), charts (plotly.js,
+// served by the dashboard itself) and the steering buttons. Every string from
+// the ledger reaches the page either escaped by the server's templates or as
+// textContent here — never as HTML.
+"use strict";
+
+const page = document.body.dataset.page;
+
+function pageData(id) {
+  const node = document.getElementById(id || "page-data");
+  return node ? JSON.parse(node.textContent) : {};
+}
+
+function toast(text, bad) {
+  const box = document.getElementById("toast");
+  box.textContent = text;
+  box.className = bad ? "show bad" : "show";
+  clearTimeout(toast.timer);
+  toast.timer = setTimeout(() => { box.className = ""; }, bad ? 9000 : 4000);
+}
+
+async function post(url, body, raw) {
+  const options = {method: "POST", credentials: "same-origin", headers: {}};
+  if (raw !== undefined) {
+    options.body = raw;
+    options.headers["Content-Type"] = "application/octet-stream";
+  } else {
+    options.body = JSON.stringify(body || {});
+    options.headers["Content-Type"] = "application/json";
+  }
+  const response = await fetch(url, options);
+  let data = {};
+  try { data = await response.json(); } catch (e) { data = {error: response.statusText}; }
+  if (!response.ok) {
+    const error = new Error(data.error || response.statusText);
+    error.details = data.details;
+    throw error;
+  }
+  return data;
+}
+
+async function refreshFragment(targetId) {
+  const url = new URL(location.href);
+  url.searchParams.set("fragment", "1");
+  const response = await fetch(url, {credentials: "same-origin"});
+  if (!response.ok) return;
+  // the fragment is rendered by the server's templates, every value escaped there
+  document.getElementById(targetId).innerHTML = await response.text();
+  document.dispatchEvent(new CustomEvent("fragment", {detail: targetId}));
+}
+
+// -- live updates ---------------------------------------------------------------------------------------------
+const live = document.getElementById("live");
+const handlers = {};
+function onEvent(name, handler) { (handlers[name] = handlers[name] || []).push(handler); }
+function connect() {
+  const source = new EventSource("/api/events");
+  for (const name of ["hello", "runs", "queue", "reload"]) {
+    source.addEventListener(name, (event) => {
+      live.textContent = "live";
+      live.className = "live on";
+      const data = JSON.parse(event.data);
+      (handlers[name] || []).forEach((handler) => handler(data));
+    });
+  }
+  source.onerror = () => { live.textContent = "reconnecting…"; live.className = "live off"; };
+  window.mlpEvents = source;
+}
+connect();
+
+// -- plotting ---------------------------------------------------------------------------------------------------
+function whenPlotly(fn) {
+  if (window.Plotly) { fn(window.Plotly); return; }
+  window.addEventListener("load", () => { if (window.Plotly) fn(window.Plotly); });
+}
+
+function plotFigure(div, figure) {
+  whenPlotly((Plotly) => Plotly.newPlot(div, figure.data || [], figure.layout || {},
+                                        {responsive: true, displaylogo: false}));
+}
+
+// -- runs -------------------------------------------------------------------------------------------------------
+function applyColumns() {
+  const hidden = new Set(JSON.parse(localStorage.getItem("mlp.hiddenColumns") || "[]"));
+  document.querySelectorAll("#column-choices input").forEach((box) => { box.checked = !hidden.has(box.dataset.col); });
+  document.querySelectorAll("#runs [data-col]").forEach((cell) => {
+    cell.classList.toggle("hidden", hidden.has(cell.dataset.col));
+  });
+}
+
+if (page === "runs") {
+  applyColumns();
+  document.querySelectorAll("#column-choices input").forEach((box) => box.addEventListener("change", () => {
+    const hidden = new Set(JSON.parse(localStorage.getItem("mlp.hiddenColumns") || "[]"));
+    if (box.checked) hidden.delete(box.dataset.col); else hidden.add(box.dataset.col);
+    localStorage.setItem("mlp.hiddenColumns", JSON.stringify([...hidden]));
+    applyColumns();
+  }));
+  document.addEventListener("fragment", applyColumns);
+  onEvent("runs", () => refreshFragment("runs-table"));
+}
+
+// -- one run ----------------------------------------------------------------------------------------------------
+if (page === "run") {
+  const data = pageData();
+  const runId = data.run;
+  fetch(`/api/runs/${runId}/metrics`, {credentials: "same-origin"}).then((r) => r.json()).then((body) => {
+    const box = document.getElementById("charts");
+    box.textContent = "";
+    if (!body.curves || !body.curves.length) {
+      const p = document.createElement("p");
+      p.className = "empty";
+      p.textContent = "no training curves recorded";
+      box.appendChild(p);
+      return;
+    }
+    const byName = {};
+    for (const curve of body.curves) (byName[curve.name] = byName[curve.name] || []).push(curve);
+    for (const [name, curves] of Object.entries(byName)) {
+      const div = document.createElement("div");
+      div.className = "chart";
+      div.dataset.metric = name;
+      box.appendChild(div);
+      const traces = curves.map((c) => ({x: c.steps, y: c.values, name: c.split, type: "scatter", mode: "lines"}));
+      const note = curves.some((c) => c.decimated) ? ` (${curves.map((c) => c.points).join(" / ")} points, decimated)` : "";
+      plotFigure(div, {data: traces, layout: {title: {text: name + note}, height: 300,
+                                               margin: {t: 40, r: 10, b: 40, l: 50}, xaxis: {title: {text: "step"}}}});
+    }
+  });
+  if (data.results) {
+    for (const [split, res] of Object.entries(data.results)) {
+      const div = document.querySelector(`[data-graphs="results-${CSS.escape(split)}"]`);
+      if (div && res.graphs) for (const figure of res.graphs) {
+        const one = document.createElement("div");
+        one.className = "chart";
+        div.appendChild(one);
+        plotFigure(one, figure);
+      }
+    }
+  }
+  // the log, followed while the run runs
+  const log = document.getElementById("log");
+  const follow = document.getElementById("follow");
+  let offset = 0;
+  async function readLog() {
+    const response = await fetch(`/api/runs/${runId}/log?offset=${offset}`, {credentials: "same-origin"});
+    if (!response.ok) return;
+    const body = await response.json();
+    if (body.data) {
+      log.textContent += body.data;
+      if (follow.checked) log.scrollTop = log.scrollHeight;
+    } else if (!offset && body.missing) {
+      log.textContent = "(" + body.missing + ")";
+    }
+    offset = body.offset;
+    if (body.running && follow.checked) setTimeout(readLog, 1000);
+    else if (body.data && body.offset < body.size) setTimeout(readLog, 0);
+  }
+  readLog();
+  follow.addEventListener("change", () => { if (follow.checked) readLog(); });
+  onEvent("runs", (body) => {
+    for (const run of body.runs) if (run.id === runId && run.status !== data.status) {
+      const badge = document.getElementById("run-status");
+      badge.textContent = run.status;
+      badge.className = "badge " + run.status;
+      data.status = run.status;
+      if (run.status !== "running") setTimeout(readLog, 300);
+    }
+  });
+  const cancel = document.getElementById("cancel");
+  if (cancel) cancel.addEventListener("click", async () => {
+    try { await post(`/api/runs/${runId}/cancel`); toast(`cancel requested for run ${runId}`); }
+    catch (e) { toast(e.message, true); }
+  });
+  const rerun = document.getElementById("rerun");
+  if (rerun) rerun.addEventListener("click", async () => {
+    try { await post(`/api/runs/${runId}/rerun`); toast(`run ${runId}'s version is queued again`); }
+    catch (e) { toast(e.message, true); }
+  });
+  const form = document.getElementById("predict-form");
+  if (form) form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const file = document.getElementById("predict-file").files[0];
+    const out = document.getElementById("predict-output");
+    out.textContent = "running predict in a child process…";
+    try {
+      const body = await post(`/api/runs/${runId}/predict?name=${encodeURIComponent(file.name)}`, null, file);
+      out.textContent = "";
+      renderResults(out, body.results || {});
+    } catch (e) {
+      out.textContent = "";
+      const p = document.createElement("p");
+      p.className = "error";
+      p.textContent = e.message;
+      out.appendChild(p);
+    }
+  });
+}
+
+function renderResults(out, results) {
+  if (typeof results !== "object" || results === null) results = {text: String(results)};
+  if (results.text) {
+    const pre = document.createElement("pre");
+    pre.className = "result-text";
+    pre.textContent = results.text;
+    out.appendChild(pre);
+  }
+  if (results.data && results.data.length) {
+    const table = document.createElement("table");
+    table.className = "data";
+    const columns = results.columns || (typeof results.data[0] === "object" && !Array.isArray(results.data[0])
+                                          ? Object.keys(results.data[0]) : null);
+    if (columns) {
+      const head = table.createTHead().insertRow();
+      for (const c of columns) { const th = document.createElement("th"); th.textContent = c; head.appendChild(th); }
+    }
+    const body = table.createTBody();
+    for (const row of results.data) {
+      const tr = body.insertRow();
+      const cells = Array.isArray(row) ? row : columns.map((c) => row[c]);
+      for (const cell of cells) tr.insertCell().textContent = cell === null || cell === undefined ? "" : String(cell);
+    }
+    out.appendChild(table);
+  }
+  for (const figure of results.graphs || []) {
+    const div = document.createElement("div");
+    div.className = "chart";
+    out.appendChild(div);
+    plotFigure(div, figure);
+  }
+  const metrics = Object.entries(results).filter(([k, v]) => typeof v === "number");
+  if (metrics.length) {
+    const pre = document.createElement("pre");
+    pre.textContent = metrics.map(([k, v]) => `${k}: ${v}`).join("\n");
+    out.appendChild(pre);
+  }
+}
+
+// -- compare ----------------------------------------------------------------------------------------------------
+if (page === "compare") {
+  const diff = document.getElementById("diff-only");
+  if (diff) {
+    diff.checked = localStorage.getItem("mlp.diffOnly") === "1";
+    const apply = () => document.getElementById("compare-table").classList.toggle("diff-only", diff.checked);
+    diff.addEventListener("change", () => { localStorage.setItem("mlp.diffOnly", diff.checked ? "1" : "0"); apply(); });
+    apply();
+  }
+  const select = document.getElementById("compare-metric");
+  if (select) select.addEventListener("change", () => document.getElementById("metric-form").submit());
+  const data = pageData();
+  const traces = [];
+  for (const v of data.versions || []) {
+    if (!data.metric) break;
+    for (const c of v.curves || []) {
+      traces.push({x: c.steps, y: c.values, name: `${v.version} ${c.split}`, type: "scatter", mode: "lines"});
+    }
+    const label = data.metric.includes("/") ? data.metric : `test/${data.metric}`;
+    if (!(v.curves || []).length && v.metrics[label] !== undefined) {
+      traces.push({x: [v.version], y: [v.metrics[label]], name: v.version, type: "bar"});
+    }
+  }
+  if (traces.length) {
+    plotFigure(document.getElementById("compare-chart"),
+               {data: traces, layout: {title: {text: data.metric}, height: 360, margin: {t: 40, r: 10, b: 40, l: 50}}});
+  }
+}
+
+// -- queue ------------------------------------------------------------------------------------------------------
+if (page === "queue") {
+  onEvent("queue", () => refreshFragment("queue-body"));
+  document.getElementById("queue-body").addEventListener("click", async (event) => {
+    const button = event.target.closest("button");
+    if (!button) return;
+    try {
+      if (button.id === "pause" || button.id === "resume") {
+        await post(`/api/runner/${button.id}`);
+        toast(`${button.id} requested`);
+      } else if (button.classList.contains("cancel")) {
+        await post(`/api/runs/${button.dataset.run}/cancel`);
+        toast(`cancel requested for run ${button.dataset.run}`);
+      } else if (button.classList.contains("mode")) {
+        const body = await post("/api/queue", {action: "use_blacklist", value: button.dataset.value === "1"});
+        toast(body.changed);
+      } else if (button.classList.contains("queue-action")) {
+        const script = button.dataset.script;
+        let body;
+        if (button.dataset.action === "up") {
+          const order = pageData("queue-data").whitelist;
+          const i = order.indexOf(script);
+          order.splice(i, 1);
+          order.splice(Math.max(0, i - 1), 0, script);
+          body = await post("/api/queue", {action: "reorder", order: order});
+        } else {
+          body = await post("/api/queue", {action: button.dataset.action, script: script});
+        }
+        toast(body.changed);
+      }
+      refreshFragment("queue-body");
+    } catch (e) { toast(e.message, true); }
+  });
+  document.getElementById("upload-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const file = document.getElementById("upload-file").files[0];
+    const replace = document.getElementById("upload-replace").checked ? "&replace=1" : "";
+    const out = document.getElementById("upload-output");
+    out.textContent = "checking it in a separate process…";
+    try {
+      const body = await post(`/api/scripts?name=${encodeURIComponent(file.name)}${replace}`, null, file);
+      out.textContent = "";
+      const p = document.createElement("p");
+      p.className = "ok";
+      p.textContent = `${body.saved}: valid, versions ${body.versions.join(", ")}. Whitelist it in the table above to run it.`;
+      out.appendChild(p);
+      refreshFragment("queue-body");
+    } catch (e) {
+      out.textContent = "";
+      const p = document.createElement("p");
+      p.className = "error";
+      p.textContent = e.message;
+      out.appendChild(p);
+      if (e.details) {
+        const pre = document.createElement("pre");
+        pre.className = "traceback";
+        pre.textContent = e.details;
+        out.appendChild(pre);
+      }
+    }
+  });
+}
