@@ -89,6 +89,7 @@ def read_ini(path: str) -> IniFile:
             previous = ini.sections[section][-1]
             previous.value = f"{previous.value or ''}\n{_strip_comment(line)}".strip()
             continue
+        line = _strip_comment(line)  # "a.py  # note" lists a.py, as "a.py = v1  # note" lists v1
         key, sep, value = line.partition("=")
         if not sep and ":" in line:
             key, sep, value = line.partition(":")
