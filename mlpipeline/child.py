@@ -18,7 +18,7 @@ from . import _report
 from .errors import ScriptError
 
 _OWN_FILES = {os.path.join(os.path.dirname(__file__), *name.split("/"))
-              for name in ("child.py", "execute.py", "specs.py", "execution/inprocess.py")}
+              for name in ("child.py", "execute.py", "specs.py", "execution/inprocess.py", "predict.py", "results.py")}
 
 
 def user_traceback(exc: BaseException) -> str:
@@ -81,7 +81,7 @@ def main(argv) -> int:
         model = get_model(module, spec["script"], only=spec["version"])
         version = version_for(model, spec["version"], spec["params"])
         result = run_version(model, version, spec["script"], payload["model_dir"], payload["exec_mode"],
-                             source=module.__mlpipeline_source__)
+                             source=module.__mlpipeline_source__, run_dir=payload.get("run_dir"))
         reporter.send("result", result=result.to_json(), packages=imported_packages())
         return 0
     except ScriptError as exc:

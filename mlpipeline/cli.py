@@ -93,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
     metrics = command("metrics", "the points of a run's training curves")
     metrics.add_argument("run", metavar="RUN", help="run id or a unique prefix of its uid")
     metrics.add_argument("name", nargs="?", metavar="NAME", help="only this metric (loss or train/loss)")
+    predict = command("predict", "run the script's predict(input_path, model_dir) for a finished run, in a child "
+                                 "process, on FILE")
+    predict.add_argument("run", metavar="RUN", help="run id or a unique prefix of its uid (a succeeded -r run)")
+    predict.add_argument("file", metavar="FILE", help="the input file (copied into the run's predictions/<n>/)")
+    predict.add_argument("--timeout", dest="predict_timeout", type=float, default=None, metavar="SECONDS",
+                         help="kill the prediction after this long (default 300)")
+    predict.add_argument("--format", choices=("table", "json"), default="table", help="output format")
     for sub in (runs, show, compare, commands.choices["import-history"], status, metrics):
         sub.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
         sub.add_argument("--wide", action="store_true", help="tables keep every column at full width (by default "
@@ -475,6 +482,37 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .config import find_project
+    from .predict import DEFAULT_TIMEOUT, run_predict
+    from .render import render, render_record
+
+    project = find_project(args.directory)
+    timeout = DEFAULT_TIMEOUT if args.predict_timeout is None else args.predict_timeout
+    outcome = run_predict(project, args.run, args.file, timeout=timeout if timeout > 0 else None)
+    for warning in outcome["warnings"]:
+        _say(warning, WARNING)
+    results = outcome["results"]
+    _say(f"run {outcome['run']}: prediction {outcome['prediction']} kept in {display(outcome['dir'])}")
+    if args.format == "json":
+        print(render_record(outcome, "json"))
+        return EXIT_OK
+    parts = [results["text"].rstrip()] if results.get("text") else []
+    if results.get("data") is not None:
+        columns = results.get("columns") or []
+        parts.append(render([dict(zip(columns, row)) for row in results["data"]], columns))
+        if "rows_total" in results:
+            parts.append(f"({len(results['data'])} of {results['rows_total']} rows)")
+    scalars = {**results.get("metrics", {}), **results.get("values", {})}
+    if scalars:
+        parts.append(render_record(scalars))
+    if results.get("graphs"):
+        count = len(results["graphs"])
+        parts.append(f"{count} graph{'' if count == 1 else 's'}: see --format json or the web page")
+    print("\n\n".join(parts) if parts else "(predict returned nothing)")
+    return EXIT_OK
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "wide", False):
@@ -486,7 +524,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         return EXIT_OK
     handler = {"init": cmd_init, "runs": cmd_runs, "show": cmd_show, "compare": cmd_compare, "logs": cmd_logs,
                "import-history": cmd_import_history, "status": cmd_status, "cancel": cmd_cancel,
-               "pause": cmd_pause, "resume": cmd_pause, "metrics": cmd_metrics}.get(args.command, cmd_run)
+               "pause": cmd_pause, "resume": cmd_pause, "metrics": cmd_metrics,
+               "predict": cmd_predict}.get(args.command, cmd_run)
     try:
         return handler(args)
     except MLPipelineError as exc:

@@ -16,6 +16,7 @@ from typing import Any, Dict, Optional, Tuple
 from . import _report
 from ._metrics import Metric, MetricContainer
 from ._versions import Version, version_parameters
+from .results import RICH_KEYS, has_rich
 from .utils import ExecutionModeKeys, _collect_related_files, copy_related_files, log
 
 MARKER = ".mlpipeline-version"
@@ -49,7 +50,8 @@ class VersionResult:
         return {name: getattr(self, name) for name in self.FIELDS}
 
 
-def _number(value: Any) -> Optional[float]:
+def as_number(value: Any) -> Optional[float]:
+    """``value`` as a metric (a float), or None when it is not a number."""
     if isinstance(value, Metric):
         return value.avg()
     if isinstance(value, bool):
@@ -72,26 +74,30 @@ def eval_metrics(value: Any, prefix: str = "") -> Tuple[Dict[str, Optional[float
 
     A MetricContainer gives each metric's ``avg_epoc()`` (what the original
     logged for it, with ``complete_epoc=True``), a dict its numeric entries,
-    a number itself as ``value``; a str is kept as text only.
+    a number itself as ``value``; a str is kept as text only. A dict's rich
+    results (``data``, ``columns``, ``graphs``, ``text``: see ``results``) are
+    neither metrics nor text.
     """
     if value is None:
         return {}, ""
     if isinstance(value, MetricContainer):
-        metrics = {str(name): _number(metric.avg_epoc()) for name, metric in value.items()
+        metrics = {str(name): as_number(metric.avg_epoc()) for name, metric in value.items()
                    if isinstance(metric, Metric)}
         text = "    ".join(f"{prefix}{name}: {number:.4f}" for name, number in metrics.items())
         return metrics, text
     if isinstance(value, dict):
         metrics, other = {}, []
         for key, item in value.items():
-            number = _number(item)
+            if key in RICH_KEYS:
+                continue
+            number = as_number(item)
             if number is None:
                 other.append(f"{prefix}{key}: {item}")
             else:
                 metrics[str(key)] = number
         text = "    ".join([f"{prefix}{k}: {v:.4f}" for k, v in metrics.items()] + other)
         return metrics, text
-    number = _number(value)
+    number = as_number(value)
     if number is not None:
         return {"value": number}, f"{prefix}value: {number:.4f}"
     return {}, str(value)
@@ -179,7 +185,7 @@ def _check_call(function: Any, *args: Any) -> None:
     inspect.signature(function).bind(*args)
 
 
-def _call_pre_execution_hook(model: Any, version: Version, model_dir: str, exec_mode: str) -> None:
+def call_pre_execution_hook(model: Any, version: Version, model_dir: str, exec_mode: str) -> None:
     """``pre_execution_hook(version, model_dir, exec_mode)``; overrides written
     without ``exec_mode`` (as the original called them) get two arguments."""
     hook = model.pre_execution_hook
@@ -237,11 +243,51 @@ def _log_eval(value: Any, prefix: str) -> str:
     return eval_metrics(value)[1]
 
 
+def _keep_results(name: str, run_dir: Optional[str], values: Dict[str, Any]) -> None:
+    """Save the table, graphs and text ``evaluate_model`` returned per split
+    (``values``: split → what it returned) to ``<run_dir>/results.json``. Test
+    mode (no run dir) checks them and saves nothing. A failed write is a
+    warning: the run's metrics are what the ledger needs."""
+    if not any(has_rich(value) for value in values.values()):
+        return
+    from . import results
+
+    reporter = _report.current()
+
+    def warn(split: str) -> Any:
+        return lambda message: reporter.log(f"version {name}: {split} results: {message}", logging.WARNING)
+
+    try:
+        kept = {split: results.rich_results(value, warn(split)) for split, value in values.items()
+                if has_rich(value)}
+    except Exception as exc:  # noqa: BLE001 - a figure that fails to convert costs the results, not the run
+        reporter.log(f"version {name}: results not saved: {type(exc).__name__}: {exc}", logging.WARNING)
+        return
+    kept = {split: part for split, part in kept.items() if part}
+    if not kept:
+        return
+    shown = "; ".join(f"{split}: {results.describe(part)}" for split, part in kept.items())
+    if not run_dir:
+        reporter.log(f"version {name}: results ({shown}) not saved in test mode")
+        return
+    path = os.path.join(run_dir, results.RESULTS_FILE)
+    try:
+        notes = results.save_results(run_dir, kept)
+    except (OSError, ValueError) as exc:
+        reporter.log(f"version {name}: results ({shown}) not saved: cannot write {_display(path)}: {exc}",
+                     logging.WARNING)
+        return
+    for note in notes:
+        reporter.log(f"version {name}: results: {note}", logging.WARNING)
+    reporter.log(f"version {name}: results ({shown}) saved to {_display(path)}")
+
+
 def run_version(model: Any, version: Version, script_path: str, model_dir: str, exec_mode: str,
-                source: Optional[bytes] = None) -> VersionResult:
+                source: Optional[bytes] = None, run_dir: Optional[str] = None) -> VersionResult:
     """Run one version through the model's hooks (DESIGN §3 steps 2–6), in the
     original's order; ``source`` is the script text that was imported, kept in
-    the model dir (execution mode) so the copy is exactly what ran."""
+    the model dir (execution mode) so the copy is exactly what ran. Rich
+    results from ``evaluate_model`` are saved in ``run_dir`` (if given)."""
     reporter = _report.current()
     name = version[version_parameters.NAME]
     script_path = os.path.abspath(script_path)
@@ -262,7 +308,7 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
     prepare_model_dir(model, model_dir, name, resuming)
     if train_mode:
         _write_marker(model_dir, name, "running", digest)
-    _call_pre_execution_hook(model, version, model_dir, exec_mode)
+    call_pre_execution_hook(model, version, model_dir, exec_mode)
     os.makedirs(model_dir, exist_ok=True)
     copy_related_files(model, model_dir)
     if train_mode:
@@ -294,6 +340,7 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
     reporter.log(f"version {name}: eval on test set: {test_text}")
     eval_train, _ = eval_metrics(train_value)
     eval_test, _ = eval_metrics(test_value)
+    _keep_results(name, run_dir, {"train": train_value, "test": test_value})
     if train_mode and not os.path.isdir(model_dir):
         reporter.log(f"version {name}: its model dir {model_dir} was deleted while it ran; recreated it to keep "
                      f"a copy of the script", logging.WARNING)

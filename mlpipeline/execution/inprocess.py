@@ -101,7 +101,7 @@ class InProcessExecutor:
                 model = get_model(module, spec.script, only=spec.version)
                 version = version_for(model, spec.version, spec.params)
                 result = run_version(model, version, spec.script, job.model_dir, job.exec_mode,
-                                     source=getattr(module, "__mlpipeline_source__", None))
+                                     source=getattr(module, "__mlpipeline_source__", None), run_dir=job.run_dir)
             return Outcome(RunStatus.SUCCEEDED, result=result.to_json(), packages=imported_packages())
         except VersionTimeout as exc:
             return Outcome(RunStatus.TIMEOUT, error=f"timed out after {job.timeout:g} s (the version's timeout); "

@@ -312,7 +312,7 @@ class LocalExecutor:
             echo(data)
 
         payload = {"spec": job.spec.to_json(), "model_dir": job.model_dir, "exec_mode": job.exec_mode,
-                   "memory_limit": job.memory_limit}
+                   "memory_limit": job.memory_limit, "run_dir": job.run_dir}
         version_mark = hashlib.sha256(f"{self.project_mark}\0{job.spec.rel}\0{job.spec.version}".encode()).hexdigest()[:16]
         if self.sweep:  # no process of an earlier run of this version may still be at work in its model dir
             kill_marked(MARK_VERSION, version_mark)
