@@ -100,6 +100,17 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--timeout", dest="predict_timeout", type=float, default=None, metavar="SECONDS",
                          help="kill the prediction after this long (default 300)")
     predict.add_argument("--format", choices=("table", "json"), default="table", help="output format")
+    serve = command("serve", "the dashboard: runs, curves, compare and the live queue in a browser, with steering")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1; another needs "
+                                                           "--allow-remote and --token)")
+    serve.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: any free one)")
+    serve.add_argument("--token", help="the access token (default: a random one, printed in the address; or set "
+                                       "MLPIPELINE_TOKEN, which other users cannot read in ps)")
+    serve.add_argument("--allow-remote", action="store_true", help="allow a --host other than loopback (plain HTTP: "
+                                                                   "prefer ssh -L)")
+    serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                       help="also accept requests whose Host header is NAME (e.g. a name behind a proxy)")
+    serve.add_argument("--max-upload", metavar="SIZE", help="largest model script that can be uploaded (default 1M)")
     for sub in (runs, show, compare, commands.choices["import-history"], status, metrics):
         sub.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
         sub.add_argument("--wide", action="store_true", help="tables keep every column at full width (by default "
@@ -163,7 +174,7 @@ def _parse_gpus(text: Optional[str]) -> Optional[List[str]]:
     return gpus
 
 
-def _parse_size(text: Optional[str]) -> Optional[int]:
+def _parse_size(text: Optional[str], option: str = "--memory-limit", least: int = 16 << 20) -> Optional[int]:
     if text is None:
         return None
     units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -173,8 +184,8 @@ def _parse_size(text: Optional[str]) -> Optional[int]:
         size = int(float(number) * units[unit])
     except ValueError:
         size = 0
-    if size < (16 << 20):
-        raise UsageError(f"--memory-limit {text!r}: give a size of at least 16M, e.g. 512M or 4G")
+    if size < least:
+        raise UsageError(f"{option} {text!r}: give a size of at least {least >> 10}K, e.g. 512M or 4G")
     return size
 
 
@@ -513,6 +524,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .config import find_project
+    from .web.serve import serve
+
+    if not 0 <= args.port <= 65535:
+        raise UsageError(f"--port {args.port}: give a port between 1 and 65535 (or 0 for any free one)")
+    project = find_project(args.directory)
+    limit = _parse_size(args.max_upload, "--max-upload", 1 << 10) if args.max_upload else None
+    try:
+        return serve(project, host=args.host, port=args.port, token=args.token, allow_remote=args.allow_remote,
+                     allow_hosts=args.allow_host, max_upload=limit, say=lambda text: print(text, flush=True),
+                     warn=lambda text: _say(text, WARNING))
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     if getattr(args, "wide", False):
@@ -525,7 +552,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     handler = {"init": cmd_init, "runs": cmd_runs, "show": cmd_show, "compare": cmd_compare, "logs": cmd_logs,
                "import-history": cmd_import_history, "status": cmd_status, "cancel": cmd_cancel,
                "pause": cmd_pause, "resume": cmd_pause, "metrics": cmd_metrics,
-               "predict": cmd_predict}.get(args.command, cmd_run)
+               "predict": cmd_predict, "serve": cmd_serve}.get(args.command, cmd_run)
     try:
         return handler(args)
     except MLPipelineError as exc:
