@@ -7,11 +7,13 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
+import re
 import urllib.parse
 from typing import Iterable, List, Optional, Set, Tuple
 
 COOKIE = "mlpipeline_token"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+_PORT = re.compile(r"(:[0-9]{0,5})?")
 # No inline script anywhere: data reaches the page as JSON in <script type="application/json">.
 SECURITY_HEADERS: List[Tuple[bytes, bytes]] = [
     (b"content-security-policy", b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -45,11 +47,18 @@ def allowed_hosts(bind: str, extra: Iterable[str] = ()) -> Set[str]:
 
 
 def host_name(header: str) -> str:
-    """The name part of a Host header (``[::1]:8765`` → ``::1``)."""
+    """The name part of a Host header (``[::1]:8765`` → ``::1``). Anything after
+    the name but a port (``127.0.0.1:80@evil.example``) leaves the header whole,
+    so it matches no allowed name."""
     header = header.strip().lower()
-    if header.startswith("["):
-        return header[1:header.find("]")] if "]" in header else header
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+    if header.startswith("[") and "]" in header:
+        name, rest = header[1:].split("]", 1)
+    elif header.count(":") == 1:
+        name, port = header.split(":", 1)
+        rest = ":" + port
+    else:
+        return header
+    return name if _PORT.fullmatch(rest) else header
 
 
 def token_matches(given: Optional[str], token: str) -> bool:
