@@ -104,29 +104,45 @@ if (page === "runs") {
 if (page === "run") {
   const data = pageData();
   const runId = data.run;
-  fetch(`/api/runs/${runId}/metrics`, {credentials: "same-origin"}).then((r) => r.json()).then((body) => {
+  const charts = {};  // metric name -> its chart div, redrawn in place while the run runs
+  async function drawCharts() {
+    const response = await fetch(`/api/runs/${runId}/metrics`, {credentials: "same-origin"});
+    if (!response.ok) return;
+    const body = await response.json();
     const box = document.getElementById("charts");
-    box.textContent = "";
     if (!body.curves || !body.curves.length) {
+      box.textContent = "";
       const p = document.createElement("p");
       p.className = "empty";
-      p.textContent = "no training curves recorded";
+      p.textContent = data.status === "running" ? "no points yet" : "no training curves recorded";
       box.appendChild(p);
       return;
     }
+    if (!Object.keys(charts).length) box.textContent = "";
     const byName = {};
     for (const curve of body.curves) (byName[curve.name] = byName[curve.name] || []).push(curve);
     for (const [name, curves] of Object.entries(byName)) {
-      const div = document.createElement("div");
-      div.className = "chart";
-      div.dataset.metric = name;
-      box.appendChild(div);
-      const traces = curves.map((c) => ({x: c.steps, y: c.values, name: c.split, type: "scatter", mode: "lines"}));
+      let div = charts[name];
+      if (!div) {
+        div = charts[name] = document.createElement("div");
+        div.className = "chart";
+        div.dataset.metric = name;
+        box.appendChild(div);
+      }
+      // a lone point drawn as a line is invisible: markers until there are a few
+      const traces = curves.map((c) => ({x: c.steps, y: c.values, name: c.split, type: "scatter",
+                                         mode: c.steps.length < 3 ? "lines+markers" : "lines"}));
       const note = curves.some((c) => c.decimated) ? ` (${curves.map((c) => c.points).join(" / ")} points, decimated)` : "";
-      plotFigure(div, {data: traces, layout: {title: {text: name + note}, height: 300,
-                                               margin: {t: 40, r: 10, b: 40, l: 50}, xaxis: {title: {text: "step"}}}});
+      const layout = {title: {text: name + note}, height: 300, margin: {t: 40, r: 10, b: 40, l: 50},
+                      xaxis: {title: {text: "step"}}};
+      whenPlotly((Plotly) => Plotly.react(div, traces, layout, {responsive: true, displaylogo: false}));
     }
-  });
+  }
+  async function followCharts() {
+    await drawCharts();
+    if (data.status === "running") setTimeout(followCharts, 3000);
+  }
+  followCharts();
   if (data.results) {
     for (const [split, res] of Object.entries(data.results)) {
       const div = document.querySelector(`[data-graphs="results-${CSS.escape(split)}"]`);
@@ -142,19 +158,26 @@ if (page === "run") {
   const log = document.getElementById("log");
   const follow = document.getElementById("follow");
   let offset = 0;
-  async function readLog() {
+  let reading = null;  // one read at a time: two at the same offset would append the same text twice
+  let timer = null;
+  function readLog() {
+    clearTimeout(timer);
+    reading = (reading || Promise.resolve()).then(readLogOnce).catch(() => {});
+  }
+  async function readLogOnce() {
     const response = await fetch(`/api/runs/${runId}/log?offset=${offset}`, {credentials: "same-origin"});
     if (!response.ok) return;
     const body = await response.json();
     if (body.data) {
+      if (!offset) log.textContent = "";
       log.textContent += body.data;
       if (follow.checked) log.scrollTop = log.scrollHeight;
     } else if (!offset && body.missing) {
       log.textContent = "(" + body.missing + ")";
     }
     offset = body.offset;
-    if (body.running && follow.checked) setTimeout(readLog, 1000);
-    else if (body.data && body.offset < body.size) setTimeout(readLog, 0);
+    if (body.running && follow.checked) timer = setTimeout(readLog, 1000);
+    else if (body.data && body.offset < body.size) timer = setTimeout(readLog, 0);
   }
   readLog();
   follow.addEventListener("change", () => { if (follow.checked) readLog(); });
@@ -163,8 +186,14 @@ if (page === "run") {
       const badge = document.getElementById("run-status");
       badge.textContent = run.status;
       badge.className = "badge " + run.status;
+      const wasRunning = data.status === "running";
       data.status = run.status;
-      if (run.status !== "running") setTimeout(readLog, 300);
+      if (run.status !== "running") {
+        setTimeout(readLog, 300);
+        if (wasRunning) setTimeout(drawCharts, 300);  // the last points
+        const button = document.getElementById("cancel");
+        if (button) button.remove();
+      }
     }
   });
   const cancel = document.getElementById("cancel");
