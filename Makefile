@@ -1,12 +1,13 @@
-# The two quick-start commands:
+# The quick-start commands:
 #   make sample  installs mlpipeline (with TensorFlow) and runs the Keras sample in execution mode
 #   make test    installs mlpipeline with its test tools and runs the whole test suite
+#   make browser installs Debian's chromium (apt) for the browser tests in tests/web
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: sample test install bench clean
+.PHONY: sample test install browser bench clean
 
 $(PY):
 	@echo "==> creating the virtual environment $(VENV)/"
@@ -23,11 +24,20 @@ sample: install
 	@echo "==> training the Keras sample project: mlpipeline -r -u (run it again and nothing retrains)"
 	$(VENV)/bin/mlpipeline -r -u
 
-test: install
+test: install browser
 	@echo "==> lint (ruff), types (mypy), then the whole test suite (pytest)"
 	$(PY) -m ruff check mlpipeline tests bench
 	$(PY) -m mypy
 	$(PY) -m pytest tests -q
+
+# The browser tests drive /usr/bin/chromium (Debian's package) through Playwright; they fail, naming this
+# target, where it is missing. apt needs root: sudo is used where we are not root and it exists.
+browser:
+	@test -x /usr/bin/chromium || { \
+	  echo "==> installing Debian's chromium for the browser tests (tests/web)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "make browser: apt-get needs root and there is no sudo; as root run: apt-get install chromium" >&2; exit 1; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 bench: install
 	$(PY) -m bench
