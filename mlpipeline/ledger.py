@@ -152,6 +152,10 @@ MIGRATIONS: Sequence[Tuple[str, str]] = (
         ALTER TABLE runners ADD COLUMN pid_start INTEGER;
         ALTER TABLE runners ADD COLUMN paused_at REAL;
     """),
+    # Final (step-less) values in order, for sorting runs by a metric and listing the metrics there are.
+    ("0006_final_metrics_index", """
+        CREATE INDEX metric_summary_final ON metric_summary (name, split, last, last_step) WHERE last_step IS NULL;
+    """),
 )
 
 

@@ -8,12 +8,15 @@ They read through a read-only ``reader.Reader`` and show every run's status as
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
+import math
+import operator
 import os
 import re
 import sqlite3
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .errors import UsageError
 from .liveness import Liveness
@@ -84,24 +87,34 @@ def _duration(row: Dict[str, Any], now: float) -> Optional[float]:
     return round(end - row["started_at"], 3)
 
 
+def _test_first(label: str) -> Tuple[bool, str]:
+    """Sort key for metric labels: test results first, they are what a listing is read for."""
+    return not label.startswith("test/"), label
+
+
 def _metric_values(ledger: Reader, run_ids: Sequence[int], where: str,
                    label: str = "{split}/{name}") -> Dict[int, Dict[str, float]]:
     """{run_id: {label: value}} for the metric rows matching ``where`` ({marks}
     stands for the run ids, queried 500 at a time)."""
     found: Dict[int, Dict[str, float]] = {}
+    labels: Dict[Tuple[str, str], str] = {}
+    cursor = ledger.conn.cursor()
+    cursor.row_factory = None
     for start in range(0, len(run_ids), 500):
         chunk = run_ids[start:start + 500]
         sql = "SELECT run_id, split, name, value FROM metrics WHERE " + where.format(marks=",".join("?" * len(chunk)))
-        for run_id, split, name, value in ledger.conn.execute(sql, tuple(chunk)):
-            found.setdefault(run_id, {})[label.format(split=split, name=name)] = value
+        for run_id, split, name, value in cursor.execute(sql, tuple(chunk)):
+            key = labels.get((split, name))
+            if key is None:
+                key = labels[(split, name)] = label.format(split=split, name=name)
+            found.setdefault(run_id, {})[key] = value
     return found
 
 
 def _eval_metrics(ledger: Reader, run_ids: Sequence[int]) -> Dict[int, Dict[str, float]]:
     """Final (step-less) eval metrics per run: {run_id: {"test/acc": 0.9, ...}}."""
     found = _metric_values(ledger, run_ids, "run_id IN ({marks}) AND step IS NULL")
-    # test results first: they are what a listing is read for
-    return {run_id: dict(sorted(values.items(), key=lambda kv: (not kv[0].startswith("test/"), kv[0])))
+    return {run_id: dict(sorted(values.items(), key=lambda kv: _test_first(kv[0])))
             for run_id, values in found.items()}
 
 
@@ -122,49 +135,183 @@ def _script_match(script: str) -> Tuple[str, List[Any]]:
 
 
 RUN_LIST_COLUMNS = ("id", "uid", "script", "version", "mode", "status", "started", "duration", "metrics", "error")
+SORTABLE = ("id", "script", "version", "mode", "status", "started", "duration")
+_NEWEST_FIRST = ("id", "started", "duration")  # sorted descending unless asked otherwise
+
+
+class _RunQuery:
+    """One read of the runs table: filters as SQL over ``runs``, and the runs a
+    dead runner left ``running`` (looked up only when a filter or sort needs
+    them, so liveness is derived for the returned rows alone otherwise)."""
+
+    def __init__(self, ledger: Reader, now: Optional[float]):
+        self.ledger = ledger
+        self.now = time.time() if now is None else now
+        self.liveness = Liveness(ledger.conn, now=self.now)
+        self._dead: Optional[str] = None
+
+    def dead(self) -> str:
+        """The ids of stored-running runs whose owner is gone, as SQL list text."""
+        if self._dead is None:
+            rows = self.ledger.running_runs()
+            self._dead = ",".join(str(int(r["id"])) for r in rows if not self.liveness.run_alive(r))
+        return self._dead
+
+    def where(self, script: Optional[str] = None, version: Optional[str] = None, status: Optional[str] = None,
+              mode: Optional[str] = None, since: Optional[float] = None, ids: Optional[Sequence[int]] = None,
+              text: Optional[str] = None) -> Tuple[str, List[Any]]:
+        """(" WHERE ...", args) for the filters ``list_runs`` and ``count_runs`` share."""
+        clauses: List[str] = []
+        args: List[Any] = []
+        if script:
+            clause, more = _script_match(script)
+            clauses.append(clause.replace("script", "runs.script"))
+            args += more
+        for column, value in (("version", version), ("mode", mode)):
+            if value:
+                clauses.append(f"runs.{column} = ?")
+                args.append(value)
+        if status == "running":  # a dead runner's 'running' row reads interrupted
+            clauses.append(f"runs.status = 'running' AND runs.id NOT IN ({self.dead()})")
+        elif status == "interrupted":
+            clauses.append(f"(runs.status = 'interrupted' OR runs.id IN ({self.dead()}))")
+        elif status:
+            clauses.append("runs.status = ?")
+            args.append(status)
+        if since is not None:
+            clauses.append("runs.started_at >= ?")
+            args.append(since)
+        if ids is not None:
+            clauses.append(f"runs.id IN ({','.join('?' * len(ids))})")
+            args += list(ids)
+        if text:
+            pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            clauses.append("(" + " OR ".join(f"runs.{c} LIKE ? ESCAPE '\\'" for c in ("script", "version", "params",
+                                                                                     "error")) + ")")
+            args += [pattern] * 4
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
+
+    def order(self, sort: str, descending: bool) -> str:
+        """ORDER BY for a list column: values missing last, newest first among equals."""
+        if sort == "id":
+            return f"runs.id {'DESC' if descending else 'ASC'}"
+        expr = {"script": "runs.script", "version": "runs.version", "mode": "runs.mode", "started": "runs.started_at",
+                "status": f"CASE WHEN runs.id IN ({self.dead()}) THEN 'interrupted' ELSE runs.status END",
+                "duration": f"CASE WHEN runs.ended_at IS NOT NULL THEN runs.ended_at - runs.started_at "
+                            f"WHEN runs.status = 'running' THEN (CASE WHEN runs.id IN ({self.dead()}) "
+                            f"THEN COALESCE(runs.heartbeat_at, runs.started_at) ELSE {float(self.now)!r} END) "
+                            f"- runs.started_at END"}[sort]
+        nulls_last = "" if descending or sort in ("script", "mode", "status") else f"{expr} IS NULL, "
+        return f"{nulls_last}{expr} {'DESC' if descending else 'ASC'}, runs.id DESC"
+
+    def metric_sorted(self, label: str, where: str, args: List[Any], descending: bool,
+                      limit: Optional[int], offset: int) -> List[int]:
+        """Run ids in order of their final value of ``label`` ("test/acc": the
+        last value recorded, when it came without a step); runs without one
+        follow, newest first."""
+        split, _, name = label.partition("/")
+        conn, joined = self.ledger.conn, " JOIN runs ON runs.id = s.run_id" if where else ""  # filters need the run
+        where = where or " WHERE 1"
+        if not self.ledger.has("0005"):
+            return self._metric_sorted_here(split, name, where, args, descending, limit, offset)
+        has = "s.name = ? AND s.split = ? AND s.last_step IS NULL AND s.last IS NOT NULL"
+        found = [r[0] for r in conn.execute(
+            f"SELECT s.run_id FROM metric_summary s{joined}{where} AND {has} "
+            f"ORDER BY s.last {'DESC' if descending else 'ASC'}, s.run_id DESC LIMIT ? OFFSET ?",
+            [*args, name, split, -1 if limit is None else limit, offset])]
+        if limit is not None and len(found) == limit:
+            return found
+        with_metric = offset + len(found) if found or not offset else conn.execute(
+            f"SELECT COUNT(*) FROM metric_summary s{joined}{where} AND {has}",
+            [*args, name, split]).fetchone()[0]
+        return found + [r[0] for r in conn.execute(
+            f"SELECT runs.id FROM runs{where} AND runs.id NOT IN (SELECT s.run_id FROM metric_summary s WHERE {has}) "
+            f"ORDER BY runs.id DESC LIMIT ? OFFSET ?",
+            [*args, name, split, -1 if limit is None else limit - len(found), max(0, offset - with_metric)])]
+
+    def _metric_sorted_here(self, split: str, name: str, where: str, args: List[Any], descending: bool,
+                            limit: Optional[int], offset: int) -> List[int]:
+        """``metric_sorted`` for a ledger older than the metric summaries: sorted here."""
+        conn = self.ledger.conn
+        values = dict(conn.execute("SELECT run_id, value FROM metrics WHERE name = ? AND split = ? AND step IS NULL "
+                                   "ORDER BY rowid", (name, split)).fetchall())
+        ids = [r[0] for r in conn.execute(f"SELECT runs.id FROM runs{where} ORDER BY runs.id DESC", args)]
+        present = sorted((i for i in ids if values.get(i) is not None), key=values.__getitem__, reverse=descending)
+        ordered = present + [i for i in ids if values.get(i) is None]
+        return ordered[offset:None if limit is None else offset + limit]
 
 
 def list_runs(ledger: Reader, script: Optional[str] = None, version: Optional[str] = None,
               status: Optional[str] = None, mode: Optional[str] = None, since: Optional[float] = None,
               limit: Optional[int] = 50, ids: Optional[Sequence[int]] = None,
-              now: Optional[float] = None) -> List[Dict[str, Any]]:
-    """Runs newest first, with their final eval metrics."""
-    clauses: List[str] = []
-    args: List[Any] = []
-    if script:
-        clause, more = _script_match(script)
-        clauses.append(clause)
-        args += more
-    for column, value in (("version", version), ("mode", mode)):
-        if value:
-            clauses.append(f"{column} = ?")
-            args.append(value)
-    derived_filter = status in ("running", "interrupted")  # a dead runner's 'running' row reads interrupted
-    if status:
-        clauses.append("status IN ('running', 'interrupted')" if derived_filter else "status = ?")
-        args += [] if derived_filter else [status]
-    if since is not None:
-        clauses.append("started_at >= ?")
-        args.append(since)
-    if ids is not None:
-        clauses.append(f"id IN ({','.join('?' * len(ids))})")
-        args += list(ids)
-    sql = "SELECT * FROM runs" + (" WHERE " + " AND ".join(clauses) if clauses else "") + " ORDER BY id DESC"
-    if limit and not derived_filter:
-        sql += f" LIMIT {int(limit)}"
-    now = time.time() if now is None else now
-    liveness = Liveness(ledger.conn, now=now)
-    rows = [liveness.derive(r) for r in ledger.conn.execute(sql, args).fetchall()]
-    if derived_filter:
-        rows = [r for r in rows if r["status"] == status][:limit or None]
-    metrics = _eval_metrics(ledger, [r["id"] for r in rows])
+              now: Optional[float] = None, *, text: Optional[str] = None, sort: Optional[str] = None,
+              descending: Optional[bool] = None, offset: int = 0) -> List[Dict[str, Any]]:
+    """Runs newest first (or by ``sort``: a list column, or a final metric such
+    as ``test/acc`` with the runs that lack it last), with their final eval
+    metrics. ``text`` matches script, version, params or error, any case.
+    ``descending`` defaults to True for id, started and duration, to best first
+    for a metric (lowest first for a loss, an error...), ascending otherwise."""
+    query = _RunQuery(ledger, now)
+    where, args = query.where(script, version, status, mode, since, ids, text)
+    sort = sort or "id"
+    if descending is None:
+        descending = sort in _NEWEST_FIRST or ("/" in sort and not LOWER_IS_BETTER.search(sort.split("/", 1)[1]))
+    limit, offset = limit or None, max(0, int(offset or 0))
+    if sort in SORTABLE:  # the ids alone are sorted, then those rows read
+        order = [r[0] for r in ledger.conn.execute(
+            f"SELECT runs.id FROM runs{where} ORDER BY {query.order(sort, descending)} "
+            f"LIMIT {int(limit) if limit else -1} OFFSET {offset}", args)]
+    elif "/" in sort:
+        order = query.metric_sorted(sort, where, args, descending, limit, offset)
+    else:
+        raise UsageError(f"sort {sort!r}: not a column (columns: {', '.join(SORTABLE)}, or a metric as split/name, "
+                         f"e.g. test/acc)")
+    found = {r["id"]: r for start in range(0, len(order), 500) for r in ledger.runs(order[start:start + 500])}
+    rows = [query.liveness.derive(found[run_id]) for run_id in order]
+    metrics = _eval_metrics(ledger, order)
     return [{
         "id": r["id"], "uid": r["uid"], "script": r["script"], "version": r["version"], "mode": r["mode"],
         "status": r["status"], "started": iso(r["started_at"]), "started_at": r["started_at"],
-        "ended_at": r["ended_at"], "duration": _duration(r, now), "metrics": metrics.get(r["id"], {}),
+        "ended_at": r["ended_at"], "duration": _duration(r, query.now), "metrics": metrics.get(r["id"], {}),
         "exit_code": r["exit_code"], "signal": r["signal"],
         "error": r["error"].splitlines()[0] if r["error"] else None,
     } for r in rows]
+
+
+def count_runs(ledger: Reader, script: Optional[str] = None, version: Optional[str] = None,
+               status: Optional[str] = None, mode: Optional[str] = None, since: Optional[float] = None,
+               ids: Optional[Sequence[int]] = None, now: Optional[float] = None, *,
+               text: Optional[str] = None) -> int:
+    """How many runs ``list_runs`` with the same filters pages through."""
+    query = _RunQuery(ledger, now)
+    where, args = query.where(script, version, status, mode, since, ids, text)
+    return int(ledger.conn.execute(f"SELECT COUNT(*) FROM runs{where}", args).fetchone()[0])
+
+
+def metric_columns(ledger: Reader, limit: int = 50) -> List[str]:
+    """The final-metric labels ("test/acc") runs have, test results first: what
+    a listing can show or sort by. Walks the index of final values one label at
+    a time; a ledger without it (not yet upgraded) is sampled over its newest runs."""
+    conn = ledger.conn
+    labels: List[str] = []
+    if ledger.has("0006"):
+        def after(column: str, where: str, *args: Any) -> Optional[str]:
+            row = conn.execute(f"SELECT {column} FROM metric_summary WHERE last_step IS NULL AND {where} "
+                               f"ORDER BY {column} LIMIT 1", args).fetchone()
+            return row[0] if row else None
+
+        name = after("name", "name >= ?", "")
+        while name is not None and len(labels) < 1000:
+            split = after("split", "name = ? AND split >= ?", name, "")
+            while split is not None:
+                labels.append(f"{split}/{name}")
+                split = after("split", "name = ? AND split > ?", name, split)
+            name = after("name", "name > ?", name)
+    else:
+        labels = [f"{split}/{name}" for split, name in conn.execute(
+            "SELECT DISTINCT split, name FROM metrics WHERE run_id > (SELECT MAX(id) - 2000 FROM runs) "
+            "AND step IS NULL")]
+    return sorted(labels, key=_test_first)[:limit]
 
 
 def metric_summary(ledger: Reader, run_id: int) -> List[Dict[str, Any]]:
@@ -225,11 +372,80 @@ def show_run(ledger: Reader, ref: str) -> Dict[str, Any]:
     return data
 
 
-def compare_versions(ledger: Reader, script: str, metric: Optional[str] = None,
-                     sort: Optional[str] = None, descending: bool = False) -> Tuple[List[str], List[Dict[str, Any]]]:
-    """One row per version of ``script``: its latest successful execution-mode run
-    (or, if none succeeded, its last run), the parameters that differ across
-    versions, then the metrics."""
+Point = Tuple[Any, Optional[float]]
+
+
+def _decimated(values: Sequence[Optional[float]], max_points: int) -> List[int]:
+    """The indexes ``decimate`` keeps: the ends, and each bucket's lowest and
+    highest finite value in order (a bucket of no finite value keeps its first)."""
+    count, buckets = len(values), (max_points - 2) // 2
+    keep = [0]
+    for bucket in range(buckets):
+        low, high = 1 + (count - 2) * bucket // buckets, 1 + (count - 2) * (bucket + 1) // buckets
+        chunk = values[low:high]
+        if not chunk:
+            continue
+        try:
+            if None in chunk or not math.isfinite(sum(chunk)):  # type: ignore[arg-type]
+                raise TypeError
+            first, second = low + chunk.index(min(chunk)), low + chunk.index(max(chunk))  # type: ignore[type-var]
+        except TypeError:  # None, inf or NaN among them: compare the finite values only
+            finite = [(v, i) for i, v in enumerate(chunk, low) if v is not None and math.isfinite(v)]
+            first, second = (min(finite)[1], max(finite)[1]) if finite else (low, low)
+        keep += sorted({first, second})
+    keep.append(count - 1)
+    return keep
+
+
+def decimate(points: Sequence[Point], max_points: int = 2000) -> List[Point]:
+    """At most ``max_points`` of a curve's (step, value) points for a chart: the
+    first and the last, and per bucket the lowest and the highest value, so
+    spikes survive; in order. A curve that small comes back as it is."""
+    if max_points < 4:
+        raise UsageError(f"max_points {max_points}: give 4 or more")
+    if len(points) <= max_points:
+        return points if isinstance(points, list) else list(points)
+    return [points[i] for i in _decimated([p[1] for p in points], max_points)]
+
+
+def metric_curves(ledger: Reader, run_id: Union[int, str], max_points: Optional[int] = 2000,
+                  name: Optional[str] = None) -> List[Dict[str, Any]]:
+    """A run's training curves (those with steps; with ``name``, only that
+    metric, ``loss`` or ``train/loss``), each decimated to ``max_points`` (None:
+    all): [{"split", "name", "steps", "values", "points", "decimated"}], by name.
+    Values that are not finite read None."""
+    run = _find_run(ledger, str(run_id))
+    if max_points is not None and max_points < 4:
+        raise UsageError(f"max_points {max_points}: give 4 or more")
+    sql = ("SELECT split, name, step, CASE WHEN abs(value) < 9e999 THEN value END FROM metrics "
+           "WHERE run_id = ? AND step IS NOT NULL")
+    args: List[Any] = [run["id"]]
+    if name:
+        split, _, bare = name.rpartition("/")
+        sql += " AND name = ?" + (" AND split = ?" if split else "")
+        args += [bare] + ([split] if split else [])
+    cursor = ledger.conn.cursor()
+    cursor.row_factory = None  # plain tuples: a sqlite3.Row per point would cost more than the query
+    rows = cursor.execute(sql + " ORDER BY name, step", args).fetchall()
+    curves = []
+    for metric, group in itertools.groupby(rows, key=operator.itemgetter(1)):
+        points = list(group)
+        splits = sorted({p[0] for p in points})
+        for split in splits:
+            mine = points if len(splits) == 1 else [p for p in points if p[0] == split]
+            values = [p[3] for p in mine]
+            if max_points is not None and len(mine) > max_points:
+                keep = _decimated(values, max_points)
+                steps, values = [mine[i][2] for i in keep], [values[i] for i in keep]
+            else:
+                steps = [p[2] for p in mine]
+            curves.append({"split": split, "name": metric, "steps": steps, "values": values, "points": len(mine),
+                           "decimated": len(steps) < len(mine)})
+    return curves
+
+
+def _compared_script(ledger: Reader, script: str) -> str:
+    """The script path as runs record it, for a path or a file name."""
     clause, args = _script_match(script)
     scripts = [r[0] for r in ledger.conn.execute(f"SELECT DISTINCT script FROM runs WHERE {clause}", args)]
     if not scripts:
@@ -237,7 +453,12 @@ def compare_versions(ledger: Reader, script: str, metric: Optional[str] = None,
         raise UsageError(f"compare {script!r}: no runs of that script (scripts with runs: {', '.join(known) or 'none'})")
     if len(scripts) > 1:
         raise UsageError(f"compare {script!r}: matches {', '.join(scripts)}; give the path as runs list it")
-    script = scripts[0]
+    return scripts[0]
+
+
+def _chosen_runs(ledger: Reader, script: str) -> List[int]:
+    """Per version, its latest successful execution-mode run or, if none
+    succeeded, its last one: the run ids, oldest first."""
     chosen: Dict[str, int] = {}
     for version, run_id in ledger.conn.execute(
             "SELECT version, MAX(id) FROM runs WHERE script = ? AND mode = 'run' AND status = 'succeeded' "
@@ -249,25 +470,48 @@ def compare_versions(ledger: Reader, script: str, metric: Optional[str] = None,
         chosen.setdefault(version, run_id)
     if not chosen:
         raise UsageError(f"compare {script!r}: only test-mode runs so far; run it with mlpipeline -r")
-    ids = sorted(chosen.values())
+    return sorted(chosen.values())
+
+
+def _differing(params: Sequence[Dict[str, Any]]) -> List[str]:
+    """The parameter keys (bar the version's name) whose values are not the same everywhere."""
+    keys = sorted({k for p in params for k in p} - {"name"})
+    return [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in params}) > 1]
+
+
+def _chosen_metrics(ledger: Reader, script: str, ids: Sequence[int], metrics: Dict[int, Dict[str, float]],
+                    metric: Optional[str]) -> List[str]:
+    """The metric labels to compare: every final one, or those named ``metric``
+    (``acc`` or ``test/acc``); a metric with no final value is compared by the
+    last point of its training curve, added to ``metrics`` as "train/loss (last)"."""
+    names = sorted({m for values in metrics.values() for m in values}, key=_test_first)
+    if not metric:
+        return names
+    names = [m for m in names if m == metric or m.split("/", 1)[1] == metric]
+    if not names:
+        curves = _curve_last(ledger, ids)
+        for run_id, values in curves.items():
+            metrics.setdefault(run_id, {}).update(values)
+        names = sorted({m for values in curves.values() for m in values
+                        if m[:-len(" (last)")] == metric or m[:-len(" (last)")].split("/", 1)[1] == metric})
+    if not names:
+        raise UsageError(f"--metric {metric}: no run of {script} recorded it")
+    return names
+
+
+def compare_versions(ledger: Reader, script: str, metric: Optional[str] = None,
+                     sort: Optional[str] = None, descending: bool = False) -> Tuple[List[str], List[Dict[str, Any]]]:
+    """One row per version of ``script``: its latest successful execution-mode run
+    (or, if none succeeded, its last run), the parameters that differ across
+    versions, then the metrics."""
+    script = _compared_script(ledger, script)
+    ids = _chosen_runs(ledger, script)
     liveness = Liveness(ledger.conn)
     runs = {r["id"]: liveness.derive(r) for r in ledger.runs(ids)}
     metrics = _eval_metrics(ledger, ids)
     params = {run_id: json.loads(runs[run_id]["params"] or "{}") for run_id in ids}
-    keys = sorted({k for p in params.values() for k in p} - {"name"})
-    differing = [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in params.values()}) > 1]
-    metric_names = sorted({m for values in metrics.values() for m in values},
-                          key=lambda m: (not m.startswith("test/"), m))
-    if metric:
-        metric_names = [m for m in metric_names if m == metric or m.split("/", 1)[1] == metric]
-        if not metric_names:  # no final value by that name: the last point of its training curve
-            curves = _curve_last(ledger, ids)
-            for run_id, values in curves.items():
-                metrics.setdefault(run_id, {}).update(values)
-            metric_names = sorted({m for values in curves.values() for m in values
-                                   if m[:-len(" (last)")] == metric or m[:-len(" (last)")].split("/", 1)[1] == metric})
-        if not metric_names:
-            raise UsageError(f"--metric {metric}: no run of {script} recorded it")
+    differing = _differing(list(params.values()))
+    metric_names = _chosen_metrics(ledger, script, ids, metrics, metric)
     rows = []
     for run_id in ids:
         run = runs[run_id]
@@ -284,6 +528,89 @@ def compare_versions(ledger: Reader, script: str, metric: Optional[str] = None,
         missing = [r for r in rows if r.get(key) is None]
         rows = sorted(present, key=lambda r: r[key], reverse=descending) + missing
     return columns, rows
+
+
+def flatten(params: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """Nested dicts as dotted keys: {"opt": {"lr": 0.1}} -> {"opt.lr": 0.1}."""
+    flat: Dict[str, Any] = {}
+    for key, value in params.items():
+        if isinstance(value, dict) and value:
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _spread(values: Sequence[Optional[float]]) -> Dict[str, Any]:
+    """Mean and sample standard deviation (None for a single value) of the finite values."""
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if not finite:
+        return {"mean": None, "std": None, "n": 0}
+    mean = math.fsum(finite) / len(finite)
+    std = math.sqrt(math.fsum((v - mean) ** 2 for v in finite) / (len(finite) - 1)) if len(finite) > 1 else None
+    return {"mean": mean, "std": std, "n": len(finite)}
+
+
+def _repeat_groups(ledger: Reader, script: str) -> List[Dict[str, Any]]:
+    """The script's succeeded execution-mode runs grouped by identical
+    parameters (the version's name aside): mean and sample std of each final
+    metric across the repeats. Newest group first."""
+    groups: Dict[str, Dict[str, Any]] = {}
+    keys: Dict[str, str] = {}  # params as stored -> as compared: thousands of repeats share a few texts
+    cursor = ledger.conn.cursor()
+    cursor.row_factory = None
+    for run_id, version, params in cursor.execute(
+            "SELECT id, version, params FROM runs WHERE script = ? AND mode = 'run' AND status = 'succeeded' "
+            "ORDER BY id DESC", (script,)):
+        key = keys.get(params)
+        if key is None:
+            values = {k: v for k, v in json.loads(params or "{}").items() if k != "name"}
+            key = keys[params] = json.dumps(values, sort_keys=True)
+        group = groups.get(key)
+        if group is None:
+            group = groups[key] = {"params": flatten(json.loads(key)), "versions": [], "runs": []}
+        group["runs"].append(run_id)
+        if version not in group["versions"]:
+            group["versions"].append(version)
+    metrics = _eval_metrics(ledger, [run_id for g in groups.values() for run_id in g["runs"]])
+    for group in groups.values():
+        labels = sorted({m for run_id in group["runs"] for m in metrics.get(run_id, {})}, key=_test_first)
+        group["count"] = len(group["runs"])
+        spreads = {m: _spread([metrics.get(run_id, {}).get(m) for run_id in group["runs"]]) for m in labels}
+        group["metrics"] = {m: spread for m, spread in spreads.items() if spread["n"]}
+    return list(groups.values())
+
+
+def compare_detail(ledger: Reader, script: str, metric: Optional[str] = None,
+                   max_points: int = 2000) -> Dict[str, Any]:
+    """Everything the compare page shows for ``script``: each version's chosen
+    run (as ``compare_versions`` chooses) with all its parameters (nested ones
+    as dotted keys) and final metrics; the parameter keys that differ; the
+    repeats of identical parameters with each metric's mean and std; and with
+    ``metric``, each version's curve of it, decimated."""
+    script = _compared_script(ledger, script)
+    ids = _chosen_runs(ledger, script)
+    liveness = Liveness(ledger.conn)
+    runs = {r["id"]: liveness.derive(r) for r in ledger.runs(ids)}
+    metrics = _eval_metrics(ledger, ids)
+    chosen = _chosen_metrics(ledger, script, ids, metrics, metric)
+    params = {run_id: flatten(json.loads(runs[run_id]["params"] or "{}")) for run_id in ids}
+    versions = []
+    for run_id in ids:
+        run = runs[run_id]
+        entry = {"version": run["version"], "run": run_id, "status": run["status"], "started": iso(run["started_at"]),
+                 "params": params[run_id], "metrics": metrics.get(run_id, {})}
+        if metric:
+            entry["curves"] = metric_curves(ledger, run_id, max_points, name=metric)
+        versions.append(entry)
+    table = "metric_summary" if ledger.has("0005") else "metrics"
+    recorded = [f"{split}/{name}" for split, name in ledger.conn.execute(
+        f"SELECT DISTINCT split, name FROM {table} WHERE run_id IN ({','.join('?' * len(ids))})", ids)]
+    return {"script": script, "versions": versions, "param_keys": sorted({k for p in params.values() for k in p}),
+            "differing": _differing(list(params.values())),
+            "metrics": chosen if metric else sorted({m for v in metrics.values() for m in v}, key=_test_first),
+            "curve_names": sorted(recorded, key=_test_first), "metric": metric,
+            "groups": _repeat_groups(ledger, script)}
 
 
 def follow_log(ledger: Reader, ref: str, follow: bool = False, poll: float = 0.3,
