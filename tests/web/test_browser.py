@@ -381,6 +381,7 @@ def test_cancelling_a_running_version_ends_its_process(page: Any, live_server: A
     page.goto(live_server.entry(f"/runs/{run_id}"))
     expect(page.locator("#run-status")).to_have_text("running")
     expect(page.locator("#follow")).to_be_checked()
+    expect(page.locator("#predict-unavailable")).to_contain_text("this one is running")
     expect(page.locator("#charts .js-plotly-plot")).to_have_count(2)
     # the first step's points, drawn as markers (a lone point on a line would not show)
     for chart in page.locator("#charts .js-plotly-plot").all():
