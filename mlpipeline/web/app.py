@@ -17,7 +17,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .. import __version__
-from .guard import COOKIE, SECURITY_HEADERS, host_name, origin_allowed, token_matches
+from .guard import SECURITY_HEADERS, cookie_name, host_name, origin_allowed, token_matches
 from .routes import api_routes, page_routes
 from .state import Dashboard
 
@@ -54,13 +54,15 @@ class Guard:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         bearer = headers.get("authorization", "")
         by_bearer = bearer.lower().startswith("bearer ") and token_matches(bearer[7:].strip(), self.dash.token)
-        by_cookie = token_matches(_cookie(headers.get("cookie", ""), COOKIE), self.dash.token)
+        cookie = cookie_name((scope.get("server") or ("", 0))[1])
+        by_cookie = token_matches(_cookie(headers.get("cookie", ""), cookie), self.dash.token)
         if not (by_bearer or by_cookie):
             if method == "GET" and token_matches(query.get("token"), self.dash.token) and not path.startswith("/api/"):
                 rest = urlencode([(k, v) for k, v in parse_qsl(scope.get("query_string", b"").decode("latin-1"))
                                   if k != "token"])
-                response: Response = RedirectResponse(path + ("?" + rest if rest else ""), status_code=303)
-                response.set_cookie(COOKIE, self.dash.token, httponly=True, samesite="strict", path="/")
+                target = "/" + path.lstrip("/\\")  # never //host or /\\host: that address leaves the site
+                response: Response = RedirectResponse(target + ("?" + rest if rest else ""), status_code=303)
+                response.set_cookie(cookie, self.dash.token, httponly=True, samesite="strict", path="/")
                 await response(scope, receive, send_secured)
                 return
             if path.startswith("/api/"):
@@ -95,7 +97,7 @@ def _cookie(header: str, name: str) -> Optional[str]:
 
 
 _LOCKED = """<!doctype html><meta charset="utf-8"><title>mlpipeline: token needed</title>
-<link rel="stylesheet" href="/static/app.css"><main class="locked"><h1>mlpipeline</h1>
+<link rel="stylesheet" href="/static/app.css"><link rel="icon" href="data:,"><main class="locked"><h1>mlpipeline</h1>
 <p>This dashboard needs its token. Open the address <code>mlpipeline serve</code> printed
 (it ends in <code>?token=…</code>); the browser then keeps it in a cookie for this site only.</p></main>"""
 

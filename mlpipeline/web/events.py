@@ -100,7 +100,10 @@ class Events:
         if runs:
             changes.append(("runs", {"runs": runs}))
         state = project_status(self.dash.project, self._reader, now=now)
-        text = json.dumps(state, sort_keys=True, default=str)
+        # elapsed times tick every second: a change of their own is no news (pages count them up)
+        steady = {**state, "running": [{k: v for k, v in r.items() if k != "elapsed"} for r in state["running"]],
+                  "runner": {k: v for k, v in (state["runner"] or {}).items() if k != "heartbeat"}}
+        text = json.dumps(steady, sort_keys=True, default=str)
         if text != self._queue_json:
             self._queue_json = text
             changes.append(("queue", state))

@@ -12,6 +12,12 @@ import urllib.parse
 from typing import Iterable, List, Optional, Set, Tuple
 
 COOKIE = "mlpipeline_token"
+
+
+def cookie_name(port: int) -> str:
+    """Browsers keep cookies per host, not per port: two dashboards on one
+    machine must not overwrite each other's token."""
+    return f"{COOKIE}_{port}"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
 _PORT = re.compile(r"(:[0-9]{0,5})?")
 # No inline script anywhere: data reaches the page as JSON in <script type="application/json">.

@@ -40,6 +40,8 @@ def _status_code(exc: Exception) -> int:
         return 404
     if "no runner is working" in text or "already exists" in text or "is not running" in text:
         return 409
+    if "over the limit" in text or "over the upload limit" in text:
+        return 413
     return 400
 
 
@@ -393,6 +395,7 @@ async def api_queue(request: Request, run_sync: Any) -> Any:
         changed = await run_sync(config_edit.set_use_blacklist, path, bool(data.get("value")))
     else:
         raise UsageError(f"action {action!r}: one of whitelist, blacklist, unlist, reorder, use_blacklist")
+    changed = changed.replace(path, os.path.relpath(path, dash.project.root))
     return {"changed": changed, "state": await run_sync(queue_state, dash)}
 
 

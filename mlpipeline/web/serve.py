@@ -40,6 +40,8 @@ def serve(project: Project, host: str = "127.0.0.1", port: int = 8765, token: Op
           say: Callable[[str], None] = print, warn: Callable[[str], None] = print) -> int:
     """Serve ``project``'s dashboard until interrupted."""
     token = token or os.environ.get(TOKEN_ENV) or None
+    if token is not None and len(token) < 16:
+        raise UsageError("--token: use at least 16 characters (or leave it out for a random one)")
     if not is_loopback(host):
         if not allow_remote:
             raise UsageError(f"--host {host}: the dashboard can steer the queue, so it listens on loopback only; "
@@ -50,8 +52,6 @@ def serve(project: Project, host: str = "127.0.0.1", port: int = 8765, token: Op
                              f"anyone who can reach the port and knows it can steer the queue")
         warn(f"the dashboard listens on {host}:{port}, reachable from other machines; it is plain HTTP, so the "
              f"token crosses the network in the clear. Prefer ssh -L on untrusted networks")
-    if token is not None and len(token) < 16:
-        raise UsageError("--token: use at least 16 characters (or leave it out for a random one)")
     try:
         import uvicorn
 

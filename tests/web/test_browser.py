@@ -72,7 +72,7 @@ def assert_no_xss(page: Any) -> None:
 def test_token_address_sets_an_httponly_cookie_and_lists_every_run(page: Any, lab_server: Any, shots: Path) -> None:
     page.goto(lab_server.url)
     assert page.url == lab_server.base + "/", "the token should leave the address bar once the cookie is set"
-    cookie = {c["name"]: c for c in page.context.cookies()}["mlpipeline_token"]
+    cookie = {c["name"]: c for c in page.context.cookies()}[f"mlpipeline_token_{lab_server.base.rsplit(':', 1)[1]}"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     assert page.evaluate("document.cookie") == ""
     expect(page.locator("#run-count")).to_have_text(re.compile(r"^7 runs"))
