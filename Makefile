@@ -14,8 +14,8 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 
 install: $(PY)
-	@echo "==> installing mlpipeline with TensorFlow and the test tools into $(VENV)/ (a few minutes on a fresh machine)"
-	$(PIP) install --progress-bar off -e '.[tf,dev]'
+	@echo "==> installing mlpipeline with TensorFlow, the dashboard and the test tools into $(VENV)/ (a few minutes on a fresh machine)"
+	$(PIP) install --progress-bar off -e '.[tf,web,dev]'
 	@# bytecode for the editable package: read even where PYTHONDONTWRITEBYTECODE is set,
 	@# so every version's child process skips compiling mlpipeline from source
 	$(PY) -m compileall -q mlpipeline

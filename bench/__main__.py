@@ -5,14 +5,14 @@ import json
 import os
 import sys
 
-from . import batches, daemon, keras_testmode, ledger_queries, metrics_load, startup
+from . import batches, big_ledger, daemon, keras_testmode, ledger_queries, metrics_load, startup, web
 
 BENCHMARKS = [startup.help_cold_start, startup.execution_overhead, startup.inprocess_overhead,
               startup.inprocess_scaling,
               keras_testmode.keras_test_mode, startup.runner_peak_memory,
               ledger_queries.query_speed, daemon.config_edit_to_status, daemon.parallel_speedup,
               metrics_load.metric_logging, metrics_load.show_large_run, batches.many_scripts,
-              metrics_load.wal_bound]
+              metrics_load.wal_bound, big_ledger.web_queries, web.dashboard]
 
 
 def main() -> int:
