@@ -36,6 +36,7 @@ class Events:
         self._max_id: Optional[int] = None
         self._watched: Dict[int, str] = {}   # run id -> status last sent, for runs not yet ended
         self._queue_json = ""
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.sent = 0
 
     def subscribe(self) -> asyncio.Queue:
@@ -46,10 +47,18 @@ class Events:
     def unsubscribe(self, queue: asyncio.Queue) -> None:
         self.subscribers.discard(queue)
 
+    def close_streams(self) -> None:
+        """End every open event stream (from any thread, a signal handler too):
+        a server that is stopping must not wait on pages that never hang up."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(lambda: [self._offer(q, _CLOSE) for q in list(self.subscribers)])
+
     async def run(self) -> None:
         """The watcher: until cancelled."""
         import anyio.to_thread
 
+        self._loop = asyncio.get_running_loop()
         try:
             while True:
                 try:

@@ -7,7 +7,8 @@ import errno
 import os
 import secrets
 import socket
-from typing import Callable, Iterable, Optional
+import threading
+from typing import Any, Callable, Iterable, Optional
 
 from ..config import Project
 from ..errors import UsageError
@@ -33,6 +34,30 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
+
+
+EXIT_WITHIN = 8.0
+
+
+def _server(config: Any, events: Any) -> Any:
+    """uvicorn's server, plus: on Ctrl+C or SIGTERM the open event streams end
+    at once (so shutdown does not wait on pages that never hang up), and a
+    shutdown that still takes longer than ``EXIT_WITHIN`` seconds ends the process."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            events.close_streams()
+            timer = threading.Timer(EXIT_WITHIN, _give_up)
+            timer.daemon = True
+            timer.start()
+    return Server(config)
+
+
+def _give_up() -> None:
+    os.write(2, b"mlpipeline: the dashboard took too long to stop; exiting\n")
+    os._exit(0)
 
 
 def serve(project: Project, host: str = "127.0.0.1", port: int = 8765, token: Optional[str] = None,
@@ -67,9 +92,10 @@ def serve(project: Project, host: str = "127.0.0.1", port: int = 8765, token: Op
     shown = f"[{host.strip('[]')}]" if ":" in host else host
     say(f"dashboard of {project.root}: http://{shown}:{port}/?token={token}")
     say("open that address once (the browser keeps the token in a cookie); Ctrl+C stops the server")
-    config = uvicorn.Config(create_app(dash), log_level="warning", timeout_graceful_shutdown=1, lifespan="on",
+    app = create_app(dash)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2, lifespan="on",
                             server_header=False, proxy_headers=False, access_log=False)
-    server = uvicorn.Server(config)
+    server = _server(config, app.app.state.events)
     try:
         server.run(sockets=[sock])
     finally:

@@ -209,3 +209,24 @@ def test_live_events_follow_a_real_batch(tmp_path):
 def test_serve_refuses_a_public_host_without_a_token(ran):
     result = ran.run("serve", "--host", "0.0.0.0", "--allow-remote", "--port", "0", timeout=20)
     assert result.returncode == 2 and "--token" in result.stderr
+
+
+def test_ctrl_c_ends_the_server_with_a_page_listening(ran):
+    """An open event stream must not hold a stopping server (a page left open all week)."""
+    served = Server(ran)
+    seen: list = []
+    stop = threading.Event()
+    listener = threading.Thread(target=_events, args=(served, seen, stop), daemon=True)
+    listener.start()
+    wait_for(lambda: any(e[1] == "hello" for e in seen), 10)
+    served.proc.send_signal(signal.SIGINT)
+    began = time.monotonic()
+    code = served.proc.wait(timeout=15)
+    took = time.monotonic() - began
+    errors = served.proc.stderr.read()
+    served.stop()
+    stop.set()
+    listener.join(5)
+    assert code == 0 and took < 5, (code, took)
+    assert "Traceback" not in errors and "ERROR" not in errors, errors
+    assert not listener.is_alive()  # the stream ended: the page sees the end and reconnects later
