@@ -19,20 +19,20 @@ STATUS_COLOURS = {"succeeded": "32", "failed": "31", "timeout": "31", "interrupt
                   "cancelled": "33", "running": "36", "queued": "36"}
 
 
-def _finite(value: Any) -> Any:
+def json_safe(value: Any) -> Any:
     """JSON has no NaN or Infinity: a non-finite number is written as null."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
 def _json(data: Any) -> str:
     """Strict JSON (RFC 8259): non-finite numbers become null."""
-    return json.dumps(_finite(data), indent=2, default=str, allow_nan=False)
+    return json.dumps(json_safe(data), indent=2, default=str, allow_nan=False)
 
 
 def render(rows: Iterable[Dict[str, Any]], columns: Sequence[str], fmt: str = "table",

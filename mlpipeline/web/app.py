@@ -139,26 +139,10 @@ def _tojson(value: Any) -> str:
     ``&`` escaped so no string can close the element."""
     from markupsafe import Markup
 
-    text = json.dumps(value, default=str, allow_nan=False) if _finite(value) else json.dumps(_nulls(value), default=str)
+    from ..render import json_safe
+
+    text = json.dumps(json_safe(value), default=str, allow_nan=False)
     return Markup(text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
-
-
-def _finite(value: Any) -> bool:
-    try:
-        json.dumps(value, default=str, allow_nan=False)
-        return True
-    except ValueError:
-        return False
-
-
-def _nulls(value: Any) -> Any:
-    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
-        return None
-    if isinstance(value, dict):
-        return {k: _nulls(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_nulls(v) for v in value]
-    return value
 
 
 def _plotly(request: Request) -> Response:

@@ -29,18 +29,23 @@ def model_dir_of(project: Project, run: Dict[str, Any]) -> str:
     return os.path.realpath(model_dir)
 
 
-def list_files(base: str) -> List[Dict[str, Any]]:
-    """Files under ``base`` (links that point out of it are left out), up to ``MAX_LISTED``."""
-    found: List[Dict[str, Any]] = []
+def _files(base: str) -> Iterator[str]:
+    """Every file under ``base``, sorted, leaving out links that point out of it."""
     for folder, dirs, files in os.walk(base):
         dirs[:] = sorted(d for d in dirs if inside(base, os.path.join(folder, d)))
         for name in sorted(files):
             path = os.path.join(folder, name)
-            if not inside(base, path) or not os.path.isfile(path):
-                continue
-            found.append({"path": os.path.relpath(path, base), "size": os.path.getsize(path)})
-            if len(found) >= MAX_LISTED:
-                return found
+            if inside(base, path) and os.path.isfile(path):
+                yield path
+
+
+def list_files(base: str) -> List[Dict[str, Any]]:
+    """Files under ``base`` (links that point out of it are left out), up to ``MAX_LISTED``."""
+    found: List[Dict[str, Any]] = []
+    for path in _files(base):
+        found.append({"path": os.path.relpath(path, base), "size": os.path.getsize(path)})
+        if len(found) >= MAX_LISTED:
+            break
     return found
 
 
@@ -71,21 +76,16 @@ def zip_stream(base: str, top: str) -> Iterator[bytes]:
     """``base`` as a zip, streamed: never held whole in memory or on disk."""
     out = _Chunks()
     with zipfile.ZipFile(cast(IO[bytes], out), "w", zipfile.ZIP_DEFLATED, allowZip64=True) as archive:
-        for folder, dirs, files in os.walk(base):
-            dirs[:] = sorted(d for d in dirs if inside(base, os.path.join(folder, d)))
-            for name in sorted(files):
-                path = os.path.join(folder, name)
-                if not inside(base, path) or not os.path.isfile(path):
-                    continue
-                arcname = os.path.join(top, os.path.relpath(path, base))
-                with open(path, "rb") as source, archive.open(arcname, "w", force_zip64=True) as target:
-                    while True:
-                        block = source.read(1 << 20)
-                        if not block:
-                            break
-                        target.write(block)
-                        yield out.take()
-                yield out.take()
+        for path in _files(base):
+            arcname = os.path.join(top, os.path.relpath(path, base))
+            with open(path, "rb") as source, archive.open(arcname, "w", force_zip64=True) as target:
+                while True:
+                    block = source.read(1 << 20)
+                    if not block:
+                        break
+                    target.write(block)
+                    yield out.take()
+            yield out.take()
     yield out.take()
 
 

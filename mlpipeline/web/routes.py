@@ -54,9 +54,12 @@ def _error_json(exc: Exception) -> JSONResponse:
     return JSONResponse(body, status_code=_status_code(exc))
 
 
-def _json(data: Any, status: int = 200) -> JSONResponse:
-    return JSONResponse(json.loads(json.dumps(data, default=str).replace("NaN", "null")
-                                   .replace("-Infinity", "null").replace("Infinity", "null")), status_code=status)
+def _json(data: Any, status: int = 200) -> Response:
+    """Strict JSON: a non-finite number is null (and a string saying "NaN" stays a string)."""
+    from ..render import json_safe
+
+    return Response(json.dumps(json_safe(data), default=str, allow_nan=False), status_code=status,
+                    media_type="application/json")
 
 
 def _api(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
