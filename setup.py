@@ -17,6 +17,7 @@ setup(
             "tensorboard",
         ],
         # the dashboard (mlpipeline serve): Starlette + uvicorn + Jinja2; plotly only for its plotly.min.js
+        "ray": ["ray>=2.10"],
         "web": ["starlette>=0.37", "uvicorn>=0.29", "jinja2>=3.1", "plotly>=5"],
         "dev": ["pytest>=7", "hypothesis", "ruff", "mypy", "playwright>=1.40"],
     },

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 from .config import Project, find_project
 from .errors import UsageError
@@ -35,6 +35,12 @@ class BatchOptions:
     timeout: Optional[float] = None
     memory_limit: Optional[int] = None
     command: str = "mlpipeline"
+    backend: Optional[str] = None        # local or ray (default: [MLP] backend in mlp.config, else local)
+    ray_address: Optional[str] = None
+    gpus_per_version: Optional[float] = None
+    cpus_per_version: float = 1.0
+    resources: Optional[Dict[str, float]] = None
+    retries: int = 1
 
 
 @dataclass
@@ -66,6 +72,28 @@ def _check(options: BatchOptions, isolate: bool, jobs: int) -> None:
         raise UsageError("--memory-limit applies to versions in child processes; use it with -r or --isolate")
     if jobs > 1 and not isolate:
         raise UsageError(f"-j {jobs} runs versions side by side in child processes; drop --in-process")
+
+
+def _backend(options: BatchOptions, project: Project, test: bool) -> str:
+    """Where versions run: --backend, else [MLP] backend in mlp.config, else here."""
+    backend = options.backend or project.backend or "local"
+    if backend != "ray":
+        if options.ray_address:
+            raise UsageError("--ray-address applies to --backend ray")
+        return backend
+    if test:
+        raise UsageError("--backend ray runs execution mode (mlpipeline -r --backend ray); test mode runs here")
+    if options.gpus:
+        raise UsageError("--gpus hands out this machine's GPUs; with --backend ray, Ray places GPUs: use "
+                         "--gpus-per-version")
+    if options.memory_limit:
+        raise UsageError("--memory-limit is for local child processes; with --backend ray give the nodes' limits "
+                         "to Ray")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UsageError("--backend ray needs Ray on this machine: pip install 'mlpipeline[ray]'") from None
+    return backend
 
 
 def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
@@ -103,15 +131,31 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
             watcher = ChangeWatcher([project.config_path(False), os.path.join(project.root, "mlp.config")],
                                     project.models_dir).start()
         outputs = NullOutputs() if (test or options.no_log) else HostOutputs(project.outputs_dir, host)
-        executor = (LocalExecutor(jobs=jobs, gpus=options.gpus, cwd=project.root, sweep=not test) if isolate
-                    else InProcessExecutor(cwd=project.root))
-        describer = Describer(project.root, ledger.cached_script, ledger.cache_script,
-                              timeout=options.timeout or DESCRIBE_TIMEOUT, in_process=not isolate)
+        backend = _backend(options, project, test)
+        executor: Any
+        if backend == "ray":
+            from .execution.raycluster import RayExecutor, ray_describer
+
+            executor = RayExecutor(jobs=options.jobs or 1_000_000, cwd=project.root,
+                                   address=options.ray_address or project.ray_address,
+                                   gpus_per_version=options.gpus_per_version,
+                                   cpus_per_version=options.cpus_per_version, resources=options.resources,
+                                   outputs_dir=project.outputs_dir, say=notify,
+                                   warn_jobs=options.jobs is not None)
+            jobs = executor.jobs
+            describer = ray_describer(project.root, ledger.cached_script, ledger.cache_script,
+                                      timeout=options.timeout or DESCRIBE_TIMEOUT)
+        else:
+            executor = (LocalExecutor(jobs=jobs, gpus=options.gpus, cwd=project.root, sweep=not test) if isolate
+                        else InProcessExecutor(cwd=project.root))
+            describer = Describer(project.root, ledger.cached_script, ledger.cache_script,
+                                  timeout=options.timeout or DESCRIBE_TIMEOUT, in_process=not isolate)
         shown = {"jobs": jobs, "gpus": options.gpus, "watch": options.watch, "use_history": options.use_history,
-                 "timeout": options.timeout}
+                 "timeout": options.timeout, "backend": backend if backend != "local" else None}
         runner_options = Options(test_mode=test, use_history=options.use_history, only_version=options.only_version,
                                  command=options.command, watch=options.watch, timeout=options.timeout,
                                  stop_on_error=test, memory_limit=options.memory_limit, label_output=jobs > 1,
+                                 retries=options.retries,
                                  options_text=shown)
         runner = Runner(project, ledger, executor, describer, runner_options, outputs=outputs, host=host,
                         notify=notify, watcher=watcher)

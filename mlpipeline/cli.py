@@ -55,6 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="kill a version that runs longer (also [MLP] timeout in models.config)")
     parser.add_argument("--memory-limit", metavar="SIZE",
                         help="address-space limit per version, e.g. 4G or 512M (child processes only)")
+    cluster = parser.add_argument_group("on a Ray cluster (execution mode; pip install 'mlpipeline[ray]')")
+    cluster.add_argument("--backend", choices=("local", "ray"),
+                         help="where versions run: local child processes (default) or Ray tasks (also [MLP] backend "
+                              "in mlp.config)")
+    cluster.add_argument("--ray-address", metavar="ADDR",
+                         help="join this Ray cluster (auto, or HOST:6379; also [MLP] ray_address); without it a local "
+                              "Ray starts on loopback")
+    cluster.add_argument("--gpus-per-version", type=float, metavar="N",
+                         help="GPUs each version asks Ray for (fractions allowed; default 1 when the cluster has GPUs)")
+    cluster.add_argument("--cpus-per-version", type=float, default=1.0, metavar="N",
+                         help="CPUs each version asks Ray for (default 1)")
+    cluster.add_argument("--resources", metavar="JSON", help="custom Ray resources per version, e.g. '{\"a100\": 1}'")
+    cluster.add_argument("--retries", type=int, default=1, metavar="N",
+                         help="run a version whose node was lost again, up to N times (default 1)")
     parser.add_argument("-V", "--mlpipeline-version", action="version", version=f"mlpipeline {__version__}")
     common = _Parser(add_help=False)  # -C works before or after a command
     common.add_argument("-C", dest="directory", metavar="DIR", default=argparse.SUPPRESS,
@@ -238,6 +252,21 @@ def _interrupt_on_hangup() -> None:
         signal.signal(signum, handler)
 
 
+def _cluster_options(args: argparse.Namespace) -> dict:
+    """--backend and the Ray options, checked here so a typo costs no cluster start."""
+    from .execution.raycluster import parse_resources
+
+    if args.retries < 0:
+        raise UsageError(f"--retries {args.retries}: give 0 or more")
+    for name in ("gpus_per_version", "cpus_per_version"):
+        value = getattr(args, name)
+        if value is not None and not (value >= 0 and value == value and value != float("inf")):
+            raise UsageError(f"--{name.replace('_', '-')} {value:g}: give 0 or a positive number")
+    return {"backend": args.backend, "ray_address": args.ray_address, "gpus_per_version": args.gpus_per_version,
+            "cpus_per_version": args.cpus_per_version, "resources": parse_resources(args.resources),
+            "retries": args.retries}
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from .batch import BatchOptions, run_batch
 
@@ -245,7 +274,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                            no_log=args.no_log, only_version=args.only_version, isolate=args.isolate,
                            jobs=args.jobs, gpus=_parse_gpus(args.gpus), watch=args.watch, timeout=args.timeout,
                            memory_limit=_parse_size(args.memory_limit),
-                           command=" ".join(["mlpipeline", *sys.argv[1:]]))
+                           command=" ".join(["mlpipeline", *sys.argv[1:]]), **_cluster_options(args))
     isolated = args.isolate if args.isolate is not None else args.run
     stops = None
     if isolated:

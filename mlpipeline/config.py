@@ -18,6 +18,7 @@ PROJECT_FILE = "mlp.config"
 RUN_CONFIG = "models.config"
 TEST_CONFIG = "models_test.config"
 
+BACKENDS = ("local", "ray")  # where execution-mode versions run
 
 @dataclass
 class Entry:
@@ -191,6 +192,8 @@ class Project:
     root: str
     models_dir: str
     warnings: List[str] = field(default_factory=list)
+    backend: Optional[str] = None        # [MLP] backend: local or ray
+    ray_address: Optional[str] = None    # [MLP] ray_address: auto or HOST:PORT
 
     @property
     def outputs_dir(self) -> str:
@@ -222,6 +225,7 @@ def find_project(directory: Optional[str] = None) -> Project:
     ini = read_ini(path)
     warnings: List[str] = []
     models_dir: Optional[str] = None
+    settings: Dict[str, Optional[str]] = {"backend": None, "ray_address": None}
     if "MLP" not in ini.sections:
         raise ConfigError(f"{_display(path)}: no [MLP] section; add '[MLP]' and 'models_dir = models'")
     for section, line in ini.section_lines.items():
@@ -236,13 +240,20 @@ def find_project(directory: Optional[str] = None) -> Project:
             if not os.path.isdir(models_dir):
                 raise ConfigError(f"{ini.where(entry.line)}: models_dir {entry.value!r} is not a folder "
                                   f"({models_dir}); create it or fix the path")
+        elif entry.key.lower() == "backend":
+            if (entry.value or "").strip().lower() not in BACKENDS:
+                raise ConfigError(f"{ini.where(entry.line)}: backend = {entry.value!r}; use one of "
+                                  f"{', '.join(BACKENDS)}")
+            settings["backend"] = (entry.value or "").strip().lower()
+        elif entry.key.lower() == "ray_address":
+            settings["ray_address"] = (entry.value or "").strip() or None
         else:
             warnings.append(f"{ini.where(entry.line)}: unknown key {entry.key!r} in [MLP] is ignored "
-                            f"(known: models_dir)")
+                            f"(known: models_dir, backend, ray_address)")
     if models_dir is None:
         raise ConfigError(f"{_display(path)}:{ini.section_lines['MLP']}: [MLP] has no models_dir; "
                           f"add 'models_dir = models'")
-    return Project(root, models_dir, warnings)
+    return Project(root, models_dir, warnings, **settings)
 
 
 @dataclass

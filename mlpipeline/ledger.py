@@ -156,6 +156,9 @@ MIGRATIONS: Sequence[Tuple[str, str]] = (
     ("0006_final_metrics_index", """
         CREATE INDEX metric_summary_final ON metric_summary (name, split, last, last_step) WHERE last_step IS NULL;
     """),
+    ("0007_cluster_node_id", """
+        ALTER TABLE runs ADD COLUMN node_id TEXT;
+    """),
 )
 
 

@@ -105,6 +105,7 @@ class Outcome:
     traceback: str = ""
     script_error: bool = False   # the script could not be loaded at all
     packages: Dict[str, str] = field(default_factory=dict)  # versions of what the script imported
+    node_lost: bool = False      # the machine it ran on left (a cluster node died): worth running again
 
 
 class Sink(Protocol):

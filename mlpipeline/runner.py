@@ -55,6 +55,7 @@ class Options:
     memory_limit: Optional[int] = None  # bytes of address space per version (child processes)
     stop_on_error: bool = False
     label_output: bool = False          # prefix echoed output with the version (several at once)
+    retries: int = 1                    # times a version whose node was lost runs again (a cluster backend)
     options_text: Dict[str, Any] = field(default_factory=dict)  # shown by status
 
 
@@ -88,7 +89,8 @@ class _RunSink:
         self.active: Optional[Active] = None
 
     def started(self, where: Mapping[str, Any]) -> None:
-        fields = {"child_pid": where.get("pid"), "gpu": where.get("gpu"), "node": where.get("node")}
+        fields = {"child_pid": where.get("pid"), "gpu": where.get("gpu"), "node": where.get("node"),
+                  "node_id": where.get("node_id")}
         fields = {k: v for k, v in fields.items() if v is not None}
         if fields:
             self.runner.ledger.update_run(self.run_id, **fields)
@@ -145,6 +147,7 @@ class Runner:
         # what ran in this batch: (script, version) -> (fingerprint, params sha256, succeeded)
         self.ran: Dict[Tuple[str, str], Tuple[str, str, bool]] = {}
         self.forced: Set[Tuple[str, str]] = set()         # asked to run again (rerun request)
+        self.retried: Dict[Tuple[str, str], int] = {}      # runs again after their node was lost
         self.priority: List[Tuple[str, str]] = []         # asked to run first (reorder request)
         self.broken_seen: Set[Tuple[str, str]] = set()   # (script, sha256) of scripts that failed to load
         self.history_skips: Set[Tuple[str, str]] = set()  # versions -u skipped (said once each)
@@ -584,8 +587,26 @@ class Runner:
         self.ran[active.item.key] = (fingerprint, params, outcome.status == RunStatus.SUCCEEDED)
         self.finished.append(Finished(active.run_id, active.item, active.item.rel, outcome))
         self._replan = True
+        if outcome.node_lost and not self.stopping:
+            self._retry(active, outcome)
         if outcome.status != RunStatus.SUCCEEDED and self.options.stop_on_error:
             self.stopping = True
+
+    def _retry(self, active: Active, outcome: Outcome) -> None:
+        """A version whose machine was lost did not fail on its own: run it again,
+        as a new run, up to ``retries`` times."""
+        key = active.item.key
+        done = self.retried.get(key, 0)
+        if done >= self.options.retries:
+            self.say(f"{active.item.label}: not run again: its node was lost {done + 1} times "
+                     f"(--retries {self.options.retries})", logging.WARNING)
+            return
+        self.retried[key] = done + 1
+        self.ran.pop(key, None)
+        self.history_skips.discard(key)
+        self.forced.add(key)
+        self.say(f"{active.item.label}: its node was lost; running it again as a new run "
+                 f"(retry {done + 1} of {self.options.retries})", logging.WARNING)
 
     def _litter_folders(self) -> List[str]:
         return [self.project.root, self.project.models_dir]

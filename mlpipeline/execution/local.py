@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import write_failed
 from ..lifecycle import Job, MetricRow, Outcome, RunStatus, Sink
@@ -257,6 +257,22 @@ def _event_handler(sink: Sink) -> Callable[[Dict[str, Any]], None]:
     return on_event
 
 
+def project_mark(cwd: Optional[str]) -> str:
+    """The mark every version of this project carries (its root's path, hashed)."""
+    return hashlib.sha256(os.path.abspath(cwd or os.getcwd()).encode()).hexdigest()[:16]
+
+
+def child_env(project: str, job: Job, fallback: str, marked: bool) -> Tuple[Dict[str, str], str]:
+    """The markers a version's child carries in its environment, and its version
+    mark: its run always; with ``marked`` (the lock holder's versions, not a test
+    session's) the project and the version too, so a later runner can end them."""
+    version_mark = hashlib.sha256(f"{project}\0{job.spec.rel}\0{job.spec.version}".encode()).hexdigest()[:16]
+    env = {MARK_RUN: job.tag or fallback}
+    if marked:
+        env.update({MARK_PROJECT: project, MARK_VERSION: version_mark})
+    return env, version_mark
+
+
 class LocalExecutor:
     """Runs each version in a fresh child process (``mlpipeline.child``), up to
     ``jobs`` at once, each with a GPU of its own when ``gpus`` are given.
@@ -276,7 +292,7 @@ class LocalExecutor:
         self.clock = clock
         self._running: Dict[int, _Running] = {}
         self._next_ticket = 1
-        self.project_mark = hashlib.sha256(os.path.abspath(cwd or os.getcwd()).encode()).hexdigest()[:16]
+        self.project_mark = project_mark(cwd)
         # With the project's lock held (execution mode), processes a dead runner's versions left are ended first.
         self.sweep = sweep
         if sweep:
@@ -313,12 +329,9 @@ class LocalExecutor:
 
         payload = {"spec": job.spec.to_json(), "model_dir": job.model_dir, "exec_mode": job.exec_mode,
                    "memory_limit": job.memory_limit, "run_dir": job.run_dir}
-        version_mark = hashlib.sha256(f"{self.project_mark}\0{job.spec.rel}\0{job.spec.version}".encode()).hexdigest()[:16]
+        env, version_mark = child_env(self.project_mark, job, f"{os.getpid()}-{self._next_ticket}", self.sweep)
         if self.sweep:  # no process of an earlier run of this version may still be at work in its model dir
             kill_marked(MARK_VERSION, version_mark)
-        env = {MARK_RUN: job.tag or f"{os.getpid()}-{self._next_ticket}"}
-        if self.sweep:  # only the lock holder's versions are marked as the project's (a test session's are not)
-            env.update({MARK_PROJECT: self.project_mark, MARK_VERSION: version_mark})
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         try:

@@ -1,0 +1,157 @@
+"""What runs on a cluster node for one version: the very same child process
+the local executor starts (``ChildRun``), in its own process group, its output
+and events streamed back to the runner as they come.
+
+``run_version`` is a generator: under Ray it is a streaming-generator task, so
+each yielded batch reaches the runner while the version still runs. Nothing
+here imports ray at module level; the node's GPU ids and identity are read
+from Ray only inside the task.
+"""
+from __future__ import annotations
+
+import io
+import os
+import selectors
+import socket
+import tarfile
+import time
+from typing import Any, Dict, Iterator, List, Optional
+
+from ..lifecycle import RunStatus
+from ..procs import MARK_RUN, kill_marked
+
+BATCH_EVERY = 0.05        # seconds: how long output and events are gathered before they are sent
+BATCH_BYTES = 1 << 20     # or this much output, whichever comes first
+SYNC_LIMIT = 2 << 30      # a model dir synced back through the object store: at most this many bytes
+
+
+def whereabouts() -> Dict[str, Any]:
+    """This node as the ledger records it: its hostname and Ray's node id."""
+    import ray
+
+    return {"host": socket.gethostname(), "node_id": ray.get_runtime_context().get_node_id()}
+
+
+def gpu_env() -> Dict[str, str]:
+    """CUDA_VISIBLE_DEVICES from the GPUs Ray assigned this task (fractions share one)."""
+    import ray
+
+    ids = ray.get_gpu_ids()
+    return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in ids)} if ids else {}
+
+
+def run_version(payload: Dict[str, Any], env: Dict[str, str], cwd: Optional[str],
+                shared_marker: Optional[str] = None) -> Iterator[Dict[str, Any]]:
+    """Run one version's child here; yield ``{"placed"}``, then batches of
+    ``{"out": bytes, "events": [...]}``, then ``{"done": ...}``. If the task is
+    cancelled (or the generator closed), the child's whole group is killed first."""
+    from .local import ChildRun
+
+    events: List[Dict[str, Any]] = []
+    output = bytearray()
+    env = {**env, **gpu_env()}
+    run = ChildRun("run", payload, events.append, output.extend, cwd, env)
+    try:
+        yield {"placed": {**whereabouts(), "pid": run.proc.pid, "gpu": env.get("CUDA_VISIBLE_DEVICES")}}
+        sent_at = time.monotonic()
+        with selectors.DefaultSelector() as selector:
+            while run.returncode is None:
+                selector_fds = run.fds()
+                for fd in list(selector.get_map()):
+                    if fd not in selector_fds:
+                        selector.unregister(fd)
+                for fd in selector_fds:
+                    if fd not in selector.get_map():
+                        selector.register(fd, selectors.EVENT_READ)
+                if selector.get_map():
+                    for key, _ in selector.select(BATCH_EVERY):
+                        run.on_ready(key.fd)
+                else:
+                    time.sleep(0.01)
+                run.check(time.monotonic())
+                if (output or events) and (time.monotonic() - sent_at >= BATCH_EVERY or len(output) >= BATCH_BYTES):
+                    yield {"out": bytes(output), "events": list(events)}
+                    output.clear()
+                    events.clear()
+                    sent_at = time.monotonic()
+        if output or events:
+            yield {"out": bytes(output), "events": list(events)}
+        _end(run, env)
+        outcome = run.outcome()
+        done: Dict[str, Any] = {"done": outcome}
+        if shared_marker is not None and not os.path.exists(shared_marker):
+            done["sync"] = _pack(payload.get("model_dir"), payload.get("run_dir"))
+            if done["sync"] is None:
+                done["sync_skipped"] = (f"its model dir on {socket.gethostname()} ({payload.get('model_dir')}) is over "
+                                        f"{SYNC_LIMIT >> 30} GiB and was not copied back; it stays on that node "
+                                        f"(put outputs on shared storage)")
+        yield done
+    finally:
+        if run.returncode is None:  # cancelled, timed out or the runner went away: nothing may outlive it
+            run.kill(RunStatus.CANCELLED, "cancelled")
+            _end(run, env)
+            try:
+                run.proc.wait(5)
+            except Exception:  # noqa: BLE001 - SIGKILLed already; the pid is reaped with the worker
+                pass
+
+
+def _end(run: Any, env: Dict[str, str]) -> None:
+    run.end_group()
+    mark = env.get(MARK_RUN)
+    if mark:
+        kill_marked(MARK_RUN, mark)
+
+
+def _pack(model_dir: Optional[str], run_dir: Optional[str]) -> Optional[bytes]:
+    """The version's model dir and run dir as a tar (for a runner that does not
+    share this node's filesystem), or None when they are too big to send."""
+    buffer = io.BytesIO()
+    total = 0
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for kind, folder in (("model_dir", model_dir), ("run_dir", run_dir)):
+            if not folder or not os.path.isdir(folder):
+                continue
+            for root, _, files in os.walk(folder):
+                for name in files:
+                    path = os.path.join(root, name)
+                    if os.path.islink(path) or not os.path.isfile(path):
+                        continue
+                    total += os.path.getsize(path)
+                    if total > SYNC_LIMIT:
+                        return None
+                    archive.add(path, arcname=os.path.join(kind, os.path.relpath(path, folder)))
+    return buffer.getvalue()
+
+
+def unpack(data: bytes, model_dir: Optional[str], run_dir: Optional[str]) -> None:
+    """Write what ``_pack`` sent into the runner's own model dir and run dir."""
+    targets = {"model_dir": model_dir, "run_dir": run_dir}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as archive:
+        for member in archive.getmembers():
+            kind, _, rel = member.name.partition("/")
+            base = targets.get(kind)
+            if not base or not member.isfile() or rel.startswith("/") or ".." in rel.split("/"):
+                continue
+            target = os.path.join(base, rel)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            source = archive.extractfile(member)
+            if source is None:
+                continue
+            with source, open(target, "wb") as handle:
+                handle.write(source.read())
+
+
+def sweep(kind: str, mark: str) -> Dict[str, Any]:
+    """End every process on this node carrying ``kind=mark`` (a dead runner's versions)."""
+    kill_marked(kind, mark, wait=1.0)
+    return whereabouts()
+
+
+def describe(path: str, cwd: str, timeout: float) -> Dict[str, Any]:
+    """Describe a script here (in a child of this node, as the runner would)."""
+    from ..describe import Describer
+
+    with Describer(cwd, lambda key: None, lambda key, entry: None, timeout=timeout) as describer:
+        return describer.describe_now(path).to_entry()
+

@@ -1,0 +1,359 @@
+"""Versions as Ray tasks: the same queue, ledger and child process, with Ray
+placing each version on whichever node has the resources it asks for.
+
+Each version is one streaming-generator task (``node.run_version``) that starts
+the version's child on its node and yields its output and events as they come;
+the runner writes the ledger exactly as for local runs. Ray's own retries are
+off: a version whose node died ends ``interrupted`` with ``node_lost`` set, and
+the runner decides whether to run it again. Only this module imports ray, and
+only when the Ray backend is chosen.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from ..errors import UsageError, write_failed
+from ..lifecycle import Job, Outcome, RunStatus, Sink
+from ..procs import MARK_PROJECT, MARK_RUN
+from . import node
+from .base import Finished
+from .local import _Echo, _event_handler, child_env, project_mark
+
+log = logging.getLogger(__name__)
+CANCEL_GRACE = 5.0     # seconds a cancelled task has to end its child before it is force-killed
+RESIZE_EVERY = 10.0    # seconds between looks at what the cluster can hold
+SHARED_MARKER = ".mlpipeline-shared"
+
+
+def parse_resources(text: Optional[str]) -> Dict[str, float]:
+    """``--resources '{"a100": 1}'``: custom Ray resources each version asks for."""
+    if not text:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"--resources {text!r}: not JSON ({exc.msg}); write e.g. '{{\"a100\": 1}}'") from None
+    if not isinstance(value, dict) or not all(isinstance(v, (int, float)) and v > 0 for v in value.values()):
+        raise UsageError(f"--resources {text!r}: give an object of resource names and positive amounts, "
+                         f"e.g. '{{\"a100\": 1}}'")
+    return {str(k): float(v) for k, v in value.items()}
+
+
+def start_ray(address: Optional[str]) -> bool:
+    """Connect to ``address`` (``auto`` or host:port), or start a local Ray
+    bound to loopback with its dashboard off. True when we started it."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    quiet: Dict[str, Any] = {"log_to_driver": False, "configure_logging": True, "logging_level": logging.WARNING}
+    try:
+        if address:
+            ray.init(address=address, **quiet)
+            return False
+        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+    except ConnectionError as exc:
+        raise UsageError(f"--ray-address {address}: cannot join that Ray cluster ({exc}); start it with "
+                         f"ray start --head, or leave --ray-address out for a local Ray") from None
+    return True
+
+
+def _slots(totals: Dict[str, float], needs: Dict[str, float]) -> int:
+    """How many versions asking for ``needs`` the cluster's ``totals`` hold at once."""
+    fits = [math.floor(totals.get(name, 0.0) / amount + 1e-9) for name, amount in needs.items() if amount > 0]
+    return min(fits) if fits else 1_000_000
+
+
+class _Task:
+    def __init__(self, gen: Any, sink: Sink, capture: Callable[[bytes], None], log_file: Any, job: Job, mark: str):
+        self.gen, self.sink, self.capture, self.log_file, self.job, self.mark = gen, sink, capture, log_file, job, mark
+        self.on_event = _event_handler(sink)
+        self.node_id: Optional[str] = None
+        self.host: Optional[str] = None
+        self.done: Optional[Outcome] = None
+        self.killed: Optional[tuple] = None
+        self.cancelled_at: Optional[float] = None
+        self.forced = False
+
+    def close_log(self) -> None:
+        if self.log_file is not None:
+            self.log_file.close()
+            self.log_file = None
+
+
+class RayExecutor:
+    """Runs each version as a Ray task, at most ``jobs`` at once (and no more
+    than the cluster can hold): versions wait in the runner's queue, not in
+    Ray's, so edits to the configs keep deciding what runs next."""
+
+    def __init__(self, jobs: int = 1, cwd: Optional[str] = None, address: Optional[str] = None,
+                 gpus_per_version: Optional[float] = None, cpus_per_version: float = 1.0,
+                 resources: Optional[Dict[str, float]] = None, echo: bool = True, sweep: bool = True,
+                 outputs_dir: Optional[str] = None, clock: Callable[[], float] = time.monotonic,
+                 say: Callable[[str, int], None] = lambda text, level: None, warn_jobs: bool = True):
+        import ray
+
+        self._ray = ray
+        self.cwd = cwd
+        self.echo = echo
+        self.clock = clock
+        self.say = say
+        self.started_ray = start_ray(address)
+        totals = ray.cluster_resources()
+        if gpus_per_version is None:
+            gpus_per_version = 1.0 if totals.get("GPU", 0) > 0 else 0.0
+        self.needs = {"CPU": cpus_per_version, "GPU": gpus_per_version, **(resources or {})}
+        self.requested = max(1, jobs)
+        self.warn_jobs = warn_jobs
+        self.jobs = self._fit(totals, first=True)
+        self._resized_at = clock()
+        options: Dict[str, Any] = {"num_cpus": cpus_per_version, "num_gpus": gpus_per_version, "max_retries": 0,
+                                   "retry_exceptions": False}
+        if resources:
+            options["resources"] = resources
+        self._run = ray.remote(node.run_version).options(**options)
+        self._sweep = ray.remote(node.sweep)
+        self.project_mark = project_mark(cwd)
+        self.marks = sweep
+        self.shared_marker: Optional[str] = None
+        if outputs_dir is not None:  # a file only a node that shares our filesystem can see
+            self.shared_marker = os.path.join(outputs_dir, SHARED_MARKER)
+            with open(self.shared_marker, "w") as handle:
+                handle.write("mlpipeline: nodes that see this file share the outputs folder\n")
+        self._tasks: Dict[int, _Task] = {}
+        self._next_ticket = 1
+        if sweep:
+            self.sweep_nodes(MARK_PROJECT, self.project_mark)
+
+    # -- sizing ----------------------------------------------------------------------------------------------
+
+    def _fit(self, totals: Dict[str, float], first: bool = False) -> int:
+        slots = _slots(totals, self.needs)
+        if slots < 1:
+            wanted = ", ".join(f"{k}={v:g}" for k, v in self.needs.items() if v)
+            has = ", ".join(f"{k}={v:g}" for k, v in sorted(totals.items()) if not k.startswith("node:")
+                            and not k.endswith("memory"))
+            if first:
+                self.close()
+                raise UsageError(f"the Ray cluster cannot hold one version: each asks for {wanted}, the cluster has "
+                                 f"{has}; lower --gpus-per-version / --cpus-per-version or add nodes")
+            return 0
+        if first and slots < self.requested and self.warn_jobs:
+            self.say(f"-j {self.requested}: the Ray cluster holds {slots} version(s) at once; running {slots}",
+                     logging.WARNING)
+        return min(self.requested, slots)
+
+    def capacity(self) -> int:
+        now = self.clock()
+        if now - self._resized_at > RESIZE_EVERY:  # nodes come and go
+            self._resized_at = now
+            try:
+                self.jobs = self._fit(self._ray.cluster_resources())
+            except Exception:  # noqa: BLE001 - the GCS is briefly unreachable: keep the last size
+                pass
+        return self.jobs - len(self._tasks)
+
+    def running(self) -> int:
+        return len(self._tasks)
+
+    # -- running -------------------------------------------------------------------------------------------------
+
+    def submit(self, job: Job, sink: Sink) -> int:
+        log_file = None
+        if job.run_dir:
+            try:
+                os.makedirs(job.run_dir, exist_ok=True)
+                log_file = open(os.path.join(job.run_dir, "output.log"), "ab")
+            except OSError as exc:
+                raise write_failed(exc.filename or job.run_dir, exc, "create the run's output") from None
+        echo = _Echo(self.echo, job.label)
+
+        def capture(data: bytes) -> None:
+            if log_file is not None and not log_file.closed:
+                try:
+                    log_file.write(data)
+                    log_file.flush()
+                except OSError as exc:
+                    raise write_failed(log_file.name, exc, "keep the version's output") from None
+            echo(data)
+
+        ticket = self._next_ticket
+        self._next_ticket += 1
+        env, _ = child_env(self.project_mark, job, f"{os.getpid()}-{ticket}", self.marks)
+        payload = {"spec": job.spec.to_json(), "model_dir": job.model_dir, "exec_mode": job.exec_mode,
+                   "memory_limit": job.memory_limit, "run_dir": job.run_dir}
+        gen = self._run.remote(payload, env, self.cwd, self.shared_marker)
+        self._tasks[ticket] = _Task(gen, sink, capture, log_file, job, env[MARK_RUN])
+        return ticket
+
+    def poll(self, timeout: float) -> List[Finished]:
+        if not self._tasks:
+            return []
+        ray = self._ray
+        waiting = [t.gen for t in self._tasks.values()]
+        try:
+            ray.wait(waiting, num_returns=1, timeout=timeout)
+        except Exception:  # noqa: BLE001 - a generator that already failed: read below
+            pass
+        finished: List[Finished] = []
+        now = self.clock()
+        for ticket, task in list(self._tasks.items()):
+            outcome = self._drain(task)
+            if outcome is None and task.cancelled_at is not None and not task.forced \
+                    and now - task.cancelled_at > CANCEL_GRACE:
+                self._force(task)
+            if outcome is None:
+                continue
+            del self._tasks[ticket]
+            task.close_log()
+            finished.append((ticket, outcome))
+        return finished
+
+    def _drain(self, task: _Task) -> Optional[Outcome]:
+        """Hand on every item the task has yielded so far; its outcome once it ended."""
+        ray = self._ray
+        while True:
+            try:
+                ready, _ = ray.wait([task.gen], num_returns=1, timeout=0)
+                if not ready:
+                    return None
+                item = ray.get(next(task.gen))
+            except StopIteration:
+                return self._outcome(task, None)
+            except Exception as exc:  # noqa: BLE001 - how the task ended: cancelled, node lost, crashed
+                return self._outcome(task, exc)
+            if "placed" in item:
+                placed = item["placed"]
+                task.node_id, task.host = placed.get("node_id"), placed.get("host")
+                task.sink.started({"pid": placed.get("pid"), "gpu": placed.get("gpu"), "node": placed.get("host"),
+                                   "node_id": placed.get("node_id")})
+            if item.get("out"):
+                task.capture(item["out"])
+            for event in item.get("events", ()):
+                task.on_event(event)
+            if "done" in item:
+                task.done = item["done"]
+                if item.get("sync"):
+                    node.unpack(item["sync"], task.job.model_dir, task.job.run_dir)
+                if item.get("sync_skipped"):
+                    task.sink.log(item["sync_skipped"], logging.WARNING)
+
+    def _outcome(self, task: _Task, exc: Optional[BaseException]) -> Outcome:
+        if task.killed is not None:
+            status, reason = task.killed
+            return Outcome(status, error=reason)
+        if exc is None and task.done is not None:
+            return task.done
+        ray_exceptions = self._ray.exceptions
+        where = f" on {task.host}" if task.host else ""
+        lost = (ray_exceptions.NodeDiedError, ray_exceptions.WorkerCrashedError, ray_exceptions.ObjectLostError,
+                ray_exceptions.OwnerDiedError, ray_exceptions.LocalRayletDiedError)
+        if isinstance(exc, lost) or (exc is None and task.done is None):
+            return Outcome(RunStatus.INTERRUPTED, node_lost=True,
+                           error=f"its Ray node{where} left the cluster (or its worker died) while it ran: "
+                                 f"{type(exc).__name__ if exc else 'no result'}")
+        if isinstance(exc, ray_exceptions.TaskCancelledError):
+            return Outcome(RunStatus.CANCELLED, error="its Ray task was cancelled")
+        first = str(exc).strip().splitlines()[:1] or [type(exc).__name__]
+        return Outcome(RunStatus.FAILED, error=f"its Ray task failed{where}: {first[0]}")
+
+    def cancel(self, ticket: int, status: RunStatus, reason: str, cold: bool = True) -> None:
+        task = self._tasks.get(ticket)
+        if task is None or task.killed is not None:
+            return
+        task.killed = (status, reason)
+        task.cancelled_at = self.clock()
+        try:  # the task's generator sees KeyboardInterrupt and kills the child's whole group on its node
+            self._ray.cancel(task.gen, force=False)
+        except Exception:  # noqa: BLE001 - already finished
+            pass
+
+    def _force(self, task: _Task) -> None:
+        """A task that did not end when cancelled: kill its worker, then sweep
+        its node for anything the version left."""
+        task.forced = True
+        try:
+            self._ray.cancel(task.gen, force=True)
+        except Exception:  # noqa: BLE001 - already finished
+            pass
+        if task.node_id:
+            self.sweep_nodes(MARK_RUN, task.mark, only=task.node_id)
+
+    def sweep_nodes(self, kind: str, mark: str, only: Optional[str] = None, wait: float = 30.0) -> List[Any]:
+        """Kill the processes marked ``kind=mark`` on every alive node (or one)."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        refs = []
+        for entry in self._ray.nodes():
+            if not entry.get("Alive") or (only and entry["NodeID"] != only):
+                continue
+            strategy = NodeAffinitySchedulingStrategy(entry["NodeID"], soft=False)
+            refs.append(self._sweep.options(num_cpus=0, max_retries=0, scheduling_strategy=strategy).remote(kind, mark))
+        done, _ = self._ray.wait(refs, num_returns=len(refs), timeout=wait)
+        return [self._ray.get(ref) for ref in done]
+
+    def close(self) -> None:
+        tasks = list(getattr(self, "_tasks", {}).values())
+        for task in tasks:
+            if task.killed is None:
+                task.killed = (RunStatus.INTERRUPTED, "the runner stopped")
+            try:
+                self._ray.cancel(task.gen, force=False)
+            except Exception:  # noqa: BLE001
+                pass
+        deadline = time.monotonic() + CANCEL_GRACE
+        for task in tasks:
+            try:
+                self._ray.wait([task.gen], timeout=max(0.0, deadline - time.monotonic()))
+                while True:
+                    self._ray.get(next(task.gen))
+            except Exception:  # noqa: BLE001 - StopIteration or the cancellation: it ended
+                pass
+            task.close_log()
+        if tasks and getattr(self, "marks", False):
+            for task in tasks:
+                self.sweep_nodes(MARK_RUN, task.mark, wait=5.0)
+        if getattr(self, "shared_marker", None):
+            try:
+                os.unlink(self.shared_marker)  # type: ignore[arg-type]
+            except OSError:
+                pass
+        if self.started_ray:
+            self._ray.shutdown()
+        elif self._ray.is_initialized():
+            self._ray.shutdown()  # a joined cluster: only this driver disconnects
+
+
+def ray_describer(cwd: str, cache_get: Callable[[str], Optional[dict]], cache_put: Callable[[str, dict], None],
+                  timeout: float) -> Any:
+    """A Describer whose probes of a script run as Ray tasks (in a child on
+    some node), so the runner's machine needs none of the scripts' frameworks."""
+    import ray
+
+    from ..describe import Described, Describer, _Finished, cache_key
+    from ..errors import ScriptError, display
+
+    remote = ray.remote(node.describe).options(num_cpus=0, max_retries=0)
+
+    class RayDescriber(Describer):
+        def _describe(self, path: str, sha: str) -> Optional[_Finished]:
+            if self._closed:
+                return None
+            ref = remote.remote(path, self.cwd, self.timeout)
+            try:
+                entry = ray.get(ref, timeout=self.timeout + 30)
+            except Exception as exc:  # noqa: BLE001 - a lost node or a hang: this script's error, tried again later
+                ray.cancel(ref, force=True)
+                error = ScriptError(f"{display(path)}: describing it on the Ray cluster failed: "
+                                    f"{type(exc).__name__}: {str(exc).strip().splitlines()[:1] or ''}")
+                return _Finished(path, cache_key(path, sha), Described(error=error), persist=False)
+            described = Described.from_entry(entry)
+            loaded = described.info.sha256 if described.info is not None else sha
+            return _Finished(path, cache_key(path, loaded or sha), described, persist=True)
+
+    return RayDescriber(cwd, cache_get, cache_put, timeout=timeout)
