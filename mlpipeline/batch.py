@@ -82,7 +82,9 @@ def _backend(options: BatchOptions, project: Project, test: bool) -> str:
             raise UsageError("--ray-address applies to --backend ray")
         return backend
     if test:
-        raise UsageError("--backend ray runs execution mode (mlpipeline -r --backend ray); test mode runs here")
+        if options.backend:
+            raise UsageError("--backend ray runs execution mode (mlpipeline -r --backend ray); test mode runs here")
+        return "local"  # [MLP] backend = ray is for the real batch; a smoke test runs here
     if options.gpus:
         raise UsageError("--gpus hands out this machine's GPUs; with --backend ray, Ray places GPUs: use "
                          "--gpus-per-version")
