@@ -206,7 +206,8 @@ class Versions:
     """The versions of one model script, with defaults shared by all of them."""
 
     def __init__(self, *args: Any, **kwargs: Any):
-        if _released_form(args, kwargs):
+        self._released_api = _released_form(args, kwargs)  # sweeps add addV-shaped versions to these
+        if self._released_api:
             if len(args) > len(_RELEASED_ARGS):
                 raise VersionValueError(f"Versions() takes at most {len(_RELEASED_ARGS)} positional arguments "
                                    f"({', '.join(_RELEASED_ARGS)}), got {len(args)}")
@@ -363,6 +364,65 @@ class Versions:
             fixed = {k: v for k, v in parameters.items() if k not in combining_parameters}
             version.update(fixed)
             version.update(dict(zip(combining_parameters, combination)))
+
+    # -- sweeps (mlpipeline.sweeps) ----------------------------------------------------------------
+
+    def add_grid(self, name_template: str, common: Optional[Dict[str, Any]] = None,
+                 **param_lists: Any) -> List[str]:
+        """One version per combination of the listed values, in ``itertools.product`` order
+        (the order the parameters are given). Each is named by ``name_template`` formatted
+        with its values (``"lr{lr}_bs{batch_size}"`` gives ``lr0.1_bs32``); a template that
+        leaves a swept parameter out, or a value that cannot be in a name, adds ``-`` and 8
+        hex digits of the point's hash. ``common`` holds parameters every version shares.
+        Returns the names added."""
+        from .sweeps import grid_points
+
+        common = self._sweep_common("add_grid", common, param_lists)
+        return self._add_points("add_grid", grid_points(name_template, param_lists, common), common)
+
+    def add_random(self, n: int, seed: int, common: Optional[Dict[str, Any]] = None, prefix: str = "r",
+                   **distributions: Any) -> List[str]:
+        """``n`` versions drawn from ``distributions`` (``uniform``, ``loguniform``, ``randint``,
+        ``choice`` from ``mlpipeline.sweeps``) with ``random.Random(seed)``, each named
+        ``<prefix>-<8 hex of the point's hash>``: the same seed gives the same versions, and a
+        larger ``n`` keeps the first ones. ``common`` holds parameters every version shares.
+        Returns the names added."""
+        from .sweeps import random_points
+
+        common = self._sweep_common("add_random", common, distributions)
+        return self._add_points("add_random", random_points(n, seed, distributions, prefix), common)
+
+    def _sweep_common(self, caller: str, common: Optional[Dict[str, Any]], swept: Dict[str, Any]) -> Dict[str, Any]:
+        if common is None:
+            return {}
+        if not isinstance(common, dict):
+            raise VersionValueError(f"{caller}: common must be a dict of the parameters every version shares, "
+                                    f"got {common!r}; e.g. common={{'epoc_count': 10}}")
+        for key in (version_parameters.NAME, "custom_paramters"):
+            if key in common or key in swept:
+                raise VersionValueError(f"{caller}: {key!r} cannot be swept or shared; versions are named by the "
+                                        f"sweep and take their parameters directly (e.g. layers=[2, 4])")
+        both = sorted(set(common) & set(swept))
+        if both:
+            raise VersionValueError(f"{caller}: {both[0]!r} is both swept and in common=; keep it in one of them")
+        if common.get(version_parameters.MODEL_DIR_SUFFIX) is not None:
+            raise VersionValueError(f"{caller}: common model_dir_suffix would give every version one model dir; "
+                                    f"leave it out (each version gets <script>-<name>)")
+        return dict(common)
+
+    def _add_points(self, caller: str, points: List[Any], common: Dict[str, Any]) -> List[str]:
+        for name, _ in points:
+            if name in self._versions:
+                raise VersionValueError(f"{caller}: a version named {name!r} is already declared; give this sweep "
+                                        f"other names (another name_template, or prefix= for add_random)")
+        for name, point in points:
+            params = {**common, **point}
+            if self._released_api:
+                named = {k: params.pop(k) for k in list(params) if k in _RELEASED_ARGS}
+                self.addV(name, custom_paramters=params, **named)
+            else:
+                self.add_version(name, **params)
+        return [name for name, _ in points]
 
     # -- what the runner uses ---------------------------------------------------------------------
 
