@@ -405,10 +405,15 @@ def _hashed(paths: Iterable[str]) -> List[List[str]]:
     return deps
 
 
+# calls that declare versions: their statements are left out of the -u fingerprint, so adding a version (or
+# extending a sweep) does not make the versions already run look changed
+VERSION_DECLARATIONS = ("add_version", "addV", "add_grid", "add_random")
+
+
 def _declares_versions(node: ast.AST) -> bool:
     import ast
 
-    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in ("add_version", "addV")
+    return any(isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in VERSION_DECLARATIONS
                for n in ast.walk(node))
 
 
@@ -417,8 +422,8 @@ def fingerprint(path: str, source: bytes, deps: List[List[str]]) -> str:
 
     It covers the script's code without its version declarations, and every
     file the script read while loading. The rule: parse the script, drop each
-    top-level statement that contains a call to ``.add_version(...)`` or
-    ``.addV(...)`` anywhere inside it (so a loop that adds versions goes too),
+    top-level statement that contains a call to ``.add_version(...)``,
+    ``.addV(...)``, ``.add_grid(...)`` or ``.add_random(...)`` anywhere inside it (so a loop that adds versions goes too),
     keep everything else (``Versions(...)`` sets defaults, so it stays), and
     hash ``ast.dump`` of the rest, so comments, blank lines and line numbers do
     not count. Then add each dependency's path relative to the script's folder

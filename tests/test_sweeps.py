@@ -40,8 +40,6 @@ def traced(project):
 
 # --- through the real runner -------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason="the -u fingerprint drops statements calling add_version/addV only; "
-                                       "scripts._declares_versions must also know add_grid/add_random")
 def test_grid_runs_in_product_order_and_u_runs_only_the_new_points(project):
     project.script("grid.py", sweep_script(GRID_3x2))
     project.configure(["grid.py"])
