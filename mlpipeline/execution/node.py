@@ -18,7 +18,7 @@ import time
 from typing import Any, Dict, Iterator, List, Optional
 
 from ..lifecycle import RunStatus
-from ..procs import MARK_RUN, kill_marked
+from ..procs import MARK_RUN, MARK_VERSION, kill_marked
 
 BATCH_EVERY = 0.05        # seconds: how long output and events are gathered before they are sent
 BATCH_BYTES = 1 << 20     # or this much output, whichever comes first
@@ -47,6 +47,8 @@ def run_version(payload: Dict[str, Any], env: Dict[str, str], cwd: Optional[str]
     cancelled (or the generator closed), the child's whole group is killed first."""
     from .local import ChildRun
 
+    if env.get(MARK_VERSION):  # an earlier run of this version whose node was lost, not its machine: end what it left
+        kill_marked(MARK_VERSION, env[MARK_VERSION])
     events: List[Dict[str, Any]] = []
     output = bytearray()
     env = {**env, **gpu_env()}

@@ -56,7 +56,8 @@ def start_ray(address: Optional[str]) -> bool:
         if address:
             ray.init(address=address, **quiet)
             return False
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
+        # "local": a Ray of our own even where RAY_ADDRESS is set or `ray start` ran on this machine
+        ray.init(address="local", include_dashboard=False, _node_ip_address="127.0.0.1", **quiet)
     except ConnectionError as exc:
         raise UsageError(f"--ray-address {address}: cannot join that Ray cluster ({exc}); start it with "
                          f"ray start --head, or leave --ray-address out for a local Ray") from None
