@@ -56,7 +56,17 @@ class BatchResult:
 
     @property
     def failed(self) -> List[Finished]:
-        return [f for f in self.finished if f.outcome.status != RunStatus.SUCCEEDED]
+        """Runs that did not succeed, less those whose node was lost and whose
+        version ran again later in the batch (the retry speaks for the version)."""
+        failed: List[Finished] = []
+        ran_later: set = set()
+        for f in reversed(self.finished):
+            key = f.item.key if f.item is not None else None
+            if f.outcome.status != RunStatus.SUCCEEDED and not (f.outcome.node_lost and key in ran_later):
+                failed.append(f)
+            if key is not None:
+                ran_later.add(key)
+        return failed[::-1]
 
 
 def _check(options: BatchOptions, isolate: bool, jobs: int) -> None:
