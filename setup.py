@@ -18,6 +18,9 @@ setup(
         ],
         # the dashboard (mlpipeline serve): Starlette + uvicorn + Jinja2; plotly only for its plotly.min.js
         "ray": ["ray>=2.10"],
+        # mlpipeline.data: CSVLoader reads with pandas when it is there; to_torch (CPU build: keep it pinned)
+        "data": ["pandas"],
+        "torch": ["torch==2.13.0"],
         "web": ["starlette>=0.37", "uvicorn>=0.29", "jinja2>=3.1", "plotly>=5"],
         "dev": ["pytest>=7", "hypothesis", "ruff", "mypy", "playwright>=1.40"],
     },

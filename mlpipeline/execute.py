@@ -11,6 +11,7 @@ import math
 import numbers
 import os
 import shutil
+import sys
 from typing import Any, Dict, Optional, Tuple
 
 from . import _report
@@ -35,16 +36,18 @@ class VersionResult:
     A plain class: dataclasses would cost every version's child an inspect import."""
 
     FIELDS = ("steps", "trained_before", "eval_train", "eval_test", "eval_train_text", "eval_test_text",
-              "model_summary", "dataloader_summary")
+              "model_summary", "dataloader_summary", "data_fingerprint")
 
     def __init__(self, steps: int = 0, trained_before: int = 0, eval_train: Optional[Dict[str, Optional[float]]] = None,
                  eval_test: Optional[Dict[str, Optional[float]]] = None, eval_train_text: str = "",
-                 eval_test_text: str = "", model_summary: str = "", dataloader_summary: str = ""):
+                 eval_test_text: str = "", model_summary: str = "", dataloader_summary: str = "",
+                 data_fingerprint: Optional[str] = None):
         self.steps, self.trained_before = steps, trained_before
         self.eval_train: Dict[str, Optional[float]] = eval_train or {}
         self.eval_test: Dict[str, Optional[float]] = eval_test or {}
         self.eval_train_text, self.eval_test_text = eval_train_text, eval_test_text
         self.model_summary, self.dataloader_summary = model_summary, dataloader_summary
+        self.data_fingerprint = data_fingerprint  # what mlpipeline.data loaders read (None: none was used)
 
     def to_json(self) -> Dict[str, Any]:
         return {name: getattr(self, name) for name in self.FIELDS}
@@ -295,6 +298,8 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
     model._mlp_model_dir = model_dir
     model.name = _display(script_path)
     loader = version[version_parameters.DATALOADER]
+    data = sys.modules.get("mlpipeline.data")  # imported only by scripts that use its loaders
+    data_mark = data.registry_size() if data else 0
     _snapshot_summary(model)
     _snapshot_summary(loader)
     if "_mlp_related_files" not in vars(model):
@@ -347,5 +352,7 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
         _keep_script(script_path, model_dir, source)
     if train_mode:
         _write_marker(model_dir, name, "done", digest)
+    data = sys.modules.get("mlpipeline.data")
     return VersionResult(steps, trained, eval_train, eval_test, train_text, test_text,
-                         str(getattr(model, "summery", "") or ""), str(getattr(loader, "summery", "") or ""))
+                         str(getattr(model, "summery", "") or ""), str(getattr(loader, "summery", "") or ""),
+                         data.version_fingerprint(loader, script_path, data_mark) if data else None)

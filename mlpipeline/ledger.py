@@ -159,6 +159,10 @@ MIGRATIONS: Sequence[Tuple[str, str]] = (
     ("0007_cluster_node_id", """
         ALTER TABLE runs ADD COLUMN node_id TEXT;
     """),
+    # What the version's mlpipeline.data loaders read (``kind:sha256``), for compare and cached outputs.
+    ("0008_data_fingerprint", """
+        ALTER TABLE runs ADD COLUMN data_fingerprint TEXT;
+    """),
 )
 
 

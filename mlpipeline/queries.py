@@ -479,6 +479,22 @@ def _differing(params: Sequence[Dict[str, Any]]) -> List[str]:
     return [k for k in keys if len({json.dumps(p.get(k), sort_keys=True) for p in params}) > 1]
 
 
+def _data_column(runs: Dict[int, Dict[str, Any]]) -> Dict[int, Optional[str]]:
+    """Each run's data fingerprint, shortened (``csv:1a2b3c4d5e6f``), when the runs
+    differ in the data they read; empty when they all read the same (or none recorded it)."""
+    recorded = {run_id: run.get("data_fingerprint") for run_id, run in runs.items()}
+    if len(set(recorded.values())) < 2:
+        return {}
+    return {run_id: _short_fingerprint(value) for run_id, value in recorded.items()}
+
+
+def _short_fingerprint(value: Optional[str]) -> Optional[str]:
+    if not value:
+        return None
+    kind, _, digest = value.rpartition(":")
+    return f"{kind}:{digest[:12]}" if kind else digest[:12]
+
+
 def _chosen_metrics(ledger: Reader, script: str, ids: Sequence[int], metrics: Dict[int, Dict[str, float]],
                     metric: Optional[str]) -> List[str]:
     """The metric labels to compare: every final one, or those named ``metric``
@@ -503,7 +519,8 @@ def compare_versions(ledger: Reader, script: str, metric: Optional[str] = None,
                      sort: Optional[str] = None, descending: bool = False) -> Tuple[List[str], List[Dict[str, Any]]]:
     """One row per version of ``script``: its latest successful execution-mode run
     (or, if none succeeded, its last run), the parameters that differ across
-    versions, then the metrics."""
+    versions, then the metrics. A ``data`` column (short data fingerprints)
+    comes after the parameters when the versions read different data."""
     script = _compared_script(ledger, script)
     ids = _chosen_runs(ledger, script)
     liveness = Liveness(ledger.conn)
@@ -512,14 +529,18 @@ def compare_versions(ledger: Reader, script: str, metric: Optional[str] = None,
     params = {run_id: json.loads(runs[run_id]["params"] or "{}") for run_id in ids}
     differing = _differing(list(params.values()))
     metric_names = _chosen_metrics(ledger, script, ids, metrics, metric)
+    data = _data_column(runs)
+    data_key = "data" if "data" not in differing else "data fingerprint"
     rows = []
     for run_id in ids:
         run = runs[run_id]
         row = {"version": run["version"], "run": run_id, "status": run["status"]}
         row.update({k: params[run_id].get(k) for k in differing})
+        if data:
+            row[data_key] = data[run_id]
         row.update({m: metrics.get(run_id, {}).get(m) for m in metric_names})
         rows.append(row)
-    columns = ["version", "run", "status", *differing, *metric_names]
+    columns = ["version", "run", "status", *differing, *([data_key] if data else []), *metric_names]
     if sort:
         key = next((c for c in columns if c == sort or c.split("/", 1)[-1] == sort), None)
         if key is None:
@@ -587,7 +608,9 @@ def compare_detail(ledger: Reader, script: str, metric: Optional[str] = None,
     run (as ``compare_versions`` chooses) with all its parameters (nested ones
     as dotted keys) and final metrics; the parameter keys that differ; the
     repeats of identical parameters with each metric's mean and std; and with
-    ``metric``, each version's curve of it, decimated."""
+    ``metric``, each version's curve of it, decimated. When the versions read
+    different data, each version has ``data`` (its short data fingerprint) and
+    ``data_differs`` is true."""
     script = _compared_script(ledger, script)
     ids = _chosen_runs(ledger, script)
     liveness = Liveness(ledger.conn)
@@ -595,11 +618,14 @@ def compare_detail(ledger: Reader, script: str, metric: Optional[str] = None,
     metrics = _eval_metrics(ledger, ids)
     chosen = _chosen_metrics(ledger, script, ids, metrics, metric)
     params = {run_id: flatten(json.loads(runs[run_id]["params"] or "{}")) for run_id in ids}
+    data = _data_column(runs)
     versions = []
     for run_id in ids:
         run = runs[run_id]
         entry = {"version": run["version"], "run": run_id, "status": run["status"], "started": iso(run["started_at"]),
                  "params": params[run_id], "metrics": metrics.get(run_id, {})}
+        if data:
+            entry["data"] = data[run_id]
         if metric:
             entry["curves"] = metric_curves(ledger, run_id, max_points, name=metric)
         versions.append(entry)
@@ -607,7 +633,7 @@ def compare_detail(ledger: Reader, script: str, metric: Optional[str] = None,
     recorded = [f"{split}/{name}" for split, name in ledger.conn.execute(
         f"SELECT DISTINCT split, name FROM {table} WHERE run_id IN ({','.join('?' * len(ids))})", ids)]
     return {"script": script, "versions": versions, "param_keys": sorted({k for p in params.values() for k in p}),
-            "differing": _differing(list(params.values())),
+            "differing": _differing(list(params.values())), "data_differs": bool(data),
             "metrics": chosen if metric else sorted({m for v in metrics.values() for m in v}, key=_test_first),
             "curve_names": sorted(recorded, key=_test_first), "metric": metric,
             "groups": _repeat_groups(ledger, script)}

@@ -636,7 +636,7 @@ class Runner:
             run_id, outcome.status, exit_code=outcome.exit_code, signal=outcome.signal,
             error=outcome.error or None, traceback=outcome.traceback or None,
             steps=result.get("steps"), eval_train_text=result.get("eval_train_text"),
-            eval_test_text=result.get("eval_test_text"),
+            eval_test_text=result.get("eval_test_text"), data_fingerprint=result.get("data_fingerprint"),
             packages=json.dumps(outcome.packages, sort_keys=True) if outcome.packages else None)
         took = elapsed_text(seconds)
         if outcome.status == RunStatus.SUCCEEDED:
