@@ -12,7 +12,7 @@ import logging
 import os
 import sys
 import time
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 
 class Reporter:
@@ -29,6 +29,9 @@ class Reporter:
                split: str = "train") -> None:
         step_text = "" if step is None else f" (step {step})"
         print(f"{split}/{name}: {value:.4f}{step_text}", flush=True)
+
+    def output(self, record: Dict[str, Any]) -> None:
+        """The version stored a value with ``save_output``; outside a runner nobody indexes it."""
 
 
 def _silence(stream: Any) -> None:
@@ -110,6 +113,9 @@ class PipeReporter(Reporter):
     def log(self, message: str, level: int = logging.INFO) -> None:
         super().log(message, level)
         self.send("log", message=str(message), level=level)
+
+    def output(self, record: Dict[str, Any]) -> None:
+        self.send("output", record=record)
 
     def metric(self, name: str, value: float, step: Optional[int] = None,
                split: str = "train") -> None:

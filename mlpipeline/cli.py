@@ -125,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--allow-host", action="append", default=[], metavar="NAME",
                        help="also accept requests whose Host header is NAME (e.g. a name behind a proxy)")
     serve.add_argument("--max-upload", metavar="SIZE", help="largest model script that can be uploaded (default 1M)")
-    for sub in (runs, show, compare, commands.choices["import-history"], status, metrics):
+    outputs = command("outputs", "list the values versions saved with save_output, and whether each is stale")
+    outputs.add_argument("--script", metavar="S", help="only outputs of this script (path or file name)")
+    for sub in (runs, show, compare, commands.choices["import-history"], status, metrics, outputs):
         sub.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
         sub.add_argument("--wide", action="store_true", help="tables keep every column at full width (by default "
                                                              "they fit the terminal)")
@@ -522,6 +524,28 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+OUTPUTS_COLUMNS = {
+    "table": ("run", "script", "version", "name", "kind", "summary", "created", "stale"),
+    "csv": ("id", "run", "script", "version", "name", "kind", "summary", "size", "created", "stale", "sha256", "path",
+            "script_sha256", "code_fingerprint", "params_sha256", "data_fingerprint"),
+}
+OUTPUTS_COLUMNS["json"] = OUTPUTS_COLUMNS["csv"]
+
+
+def cmd_outputs(args: argparse.Namespace) -> int:
+    from .cached_outputs import output_rows
+    from .render import render
+
+    project, ledger = _open_ledger(args)
+    rows = output_rows(ledger, project, script=args.script) if ledger is not None else []
+    if not rows and args.format == "table":
+        _say("no outputs match" if args.script else "no outputs recorded yet; call self.save_output(name, value) "
+                                                    "in a version and run mlpipeline -r")
+        return EXIT_OK
+    print(render(rows, OUTPUTS_COLUMNS[args.format], args.format))
+    return EXIT_OK
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from .config import find_project
     from .predict import DEFAULT_TIMEOUT, run_predict
@@ -581,7 +605,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     handler = {"init": cmd_init, "runs": cmd_runs, "show": cmd_show, "compare": cmd_compare, "logs": cmd_logs,
                "import-history": cmd_import_history, "status": cmd_status, "cancel": cmd_cancel,
                "pause": cmd_pause, "resume": cmd_pause, "metrics": cmd_metrics,
-               "predict": cmd_predict, "serve": cmd_serve}.get(args.command, cmd_run)
+               "predict": cmd_predict, "serve": cmd_serve, "outputs": cmd_outputs}.get(args.command, cmd_run)
     try:
         return handler(args)
     except MLPipelineError as exc:

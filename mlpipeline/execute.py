@@ -300,6 +300,9 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
     loader = version[version_parameters.DATALOADER]
     data = sys.modules.get("mlpipeline.data")  # imported only by scripts that use its loaders
     data_mark = data.registry_size() if data else 0
+    # for save_output: the version's data as its script loaded it, before the hooks (what outputs.load compares)
+    model._mlp_saving = {"script": script_path, "version": version, "run_dir": run_dir,
+                         "data_fingerprint": data.version_fingerprint(loader, script_path, data_mark) if data else None}
     _snapshot_summary(model)
     _snapshot_summary(loader)
     if "_mlp_related_files" not in vars(model):

@@ -110,6 +110,15 @@ class Model(_Summary):
         """Record one point of a training curve (written to the ledger as it happens)."""
         _report.current().metric(name, value, step=step, split=split)
 
+    def save_output(self, name: str, value: Any) -> str:
+        """Keep ``value`` (a numpy array, a pandas DataFrame or Series, or plain JSON data) as this
+        version's output ``name``, stored by content under ``outputs/cache/`` and indexed with the
+        code, parameters and data that made it; ``mlpipeline.outputs.load(script, version, name)``
+        reads it back. Returns its sha256. Test mode checks the value and stores nothing."""
+        from .cached_outputs import save
+
+        return save(self, name, value)
+
     def copy_related_files(self, dst_dir: str) -> None:
         """Copy the script and the modules it imported from its folder into ``dst_dir``
         (relative to the project folder, where mlpipeline runs)."""

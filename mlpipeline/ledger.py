@@ -14,7 +14,7 @@ import sqlite3
 import time
 import uuid
 from contextlib import contextmanager
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from .errors import LedgerError, StorageError, display, unwritable
 from .lifecycle import MetricRow, Mode, RunStatus
@@ -163,7 +163,31 @@ MIGRATIONS: Sequence[Tuple[str, str]] = (
     ("0008_data_fingerprint", """
         ALTER TABLE runs ADD COLUMN data_fingerprint TEXT;
     """),
+    # Values versions saved with save_output (files under outputs/cache/), with what produced them.
+    ("0009_cached_outputs", """
+        CREATE TABLE outputs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            script TEXT NOT NULL,
+            version TEXT NOT NULL,
+            name TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            path TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            summary TEXT,
+            size INTEGER,
+            script_sha256 TEXT,
+            code_fingerprint TEXT,
+            params_sha256 TEXT,
+            data_fingerprint TEXT,
+            created_at REAL NOT NULL
+        );
+        CREATE INDEX outputs_lookup ON outputs (script, version, name, id);
+        CREATE INDEX outputs_run ON outputs (run_id);
+    """),
 )
+OUTPUT_COLUMNS = ("name", "sha256", "path", "kind", "summary", "size", "script", "version", "script_sha256",
+                  "code_fingerprint", "params_sha256", "data_fingerprint")
 
 
 class Ledger:
@@ -469,6 +493,13 @@ class Ledger:
         with self.tx() as db:
             db.execute("UPDATE requests SET consumed_at = ?, consumed_by = ?, result = ? WHERE id = ?",
                        (self.clock(), runner_id, result, request_id))
+
+    def add_output(self, run_id: int, fields: Mapping[str, Any]) -> None:
+        """Index an output a run stored under outputs/cache/ (``cached_outputs``)."""
+        row = {"run_id": run_id, **{c: fields.get(c) for c in OUTPUT_COLUMNS}, "created_at": self.clock()}
+        with self.tx() as db:
+            db.execute(f"INSERT INTO outputs ({', '.join(row)}) VALUES ({', '.join('?' for _ in row)})",
+                       tuple(row.values()))
 
     # -- script descriptions, cached by content -----------------------------
 

@@ -117,3 +117,6 @@ class Sink(Protocol):
     def log(self, message: str, level: int = logging.INFO) -> None: ...
 
     def metrics(self, rows: Sequence[MetricRow]) -> None: ...
+
+    def output(self, record: Mapping[str, Any]) -> None:
+        """The version stored a value with ``save_output`` (``cached_outputs``): index it."""

@@ -96,3 +96,22 @@ class HostOutputs(NullOutputs):
             f"\t\tDATALOADER SUMMERY:\n{indented(result.get('dataloader_summary', ''))}"
         )
         self._append(self._output, block)
+
+
+# -- cached outputs: what versions saved with Model.save_output (see cached_outputs) --------------------------
+
+def load(script: str, version: str, name: str, allow_stale: bool = False, project: Any = None) -> Any:
+    """The newest output ``name`` that ``version`` of ``script`` saved with ``save_output``: a numpy
+    array, a pandas DataFrame or Series, or JSON data. Raises ``cached_outputs.StaleOutput`` when
+    the script's code, the version's parameters or its data changed since, unless ``allow_stale``.
+    ``project``: a folder or a Project (default: found from the current folder)."""
+    from .cached_outputs import load as load_output
+
+    return load_output(script, version, name, allow_stale=allow_stale, project=project)
+
+
+def list_outputs(script: Optional[str] = None, project: Any = None, check: bool = True) -> Any:
+    """The recorded outputs, newest first, as plain rows with ``stale`` (what changed since, or ``no``)."""
+    from .cached_outputs import list_outputs as listed
+
+    return listed(script, project=project, check=check)

@@ -100,6 +100,10 @@ class _RunSink:
     def log(self, message: str, level: int = logging.INFO) -> None:
         self.runner.say(message, level, echo=False)
 
+    def output(self, record: Mapping[str, Any]) -> None:
+        if self.active is not None:
+            self.runner.record_output(self.run_id, self.active.item, record)
+
     def metrics(self, rows: Sequence[MetricRow]) -> None:
         self.runner.queue_metrics(self.run_id, rows)
         active = self.active
@@ -624,6 +628,17 @@ class Runner:
     def _cleanup(self, active: Active) -> None:
         if self.options.test_mode:
             shutil.rmtree(active.model_dir, ignore_errors=True)
+
+    def record_output(self, run_id: int, item: QueueItem, record: Mapping[str, Any]) -> None:
+        """Index a value the version stored with ``save_output`` (the runner is the ledger's only writer)."""
+        from .cached_outputs import output_row
+
+        row = output_row(record, item.rel, item.spec.version)
+        if row is None:
+            self.say(f"{item.label}: ignored a malformed output event (run {run_id})", logging.WARNING, echo=False)
+            return
+        self.ledger.add_output(run_id, row)
+        self.say(f"{item.label}: output {row['name']!r} stored ({row['summary']}; {row['path']})", echo=False)
 
     def _record(self, run_id: int, item: QueueItem, outcome: Outcome, seconds: float) -> None:
         result = outcome.result or {}

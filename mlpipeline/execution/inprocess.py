@@ -30,6 +30,9 @@ class _SinkReporter(_report.Reporter):
     def metric(self, name: str, value: float, step: Optional[int] = None, split: str = "train") -> None:
         self.sink.metrics([MetricRow(*_report._plain_row((name, value, step, split)))])
 
+    def output(self, record: Dict[str, Any]) -> None:
+        self.sink.output(record)
+
 
 class InProcessExecutor:
     """One job at a time, run in this process when polled.

@@ -254,6 +254,8 @@ def _event_handler(sink: Sink) -> Callable[[Dict[str, Any]], None]:
             sink.log(str(event.get("message", "")), int(event.get("level", logging.INFO)))
         elif kind == "metric":
             sink.metrics([MetricRow(event["name"], event["value"], event.get("step"), event.get("split", "train"))])
+        elif kind == "output" and isinstance(event.get("record"), dict):
+            sink.output(event["record"])
     return on_event
 
 
