@@ -11,10 +11,11 @@ import logging
 import time
 from typing import Any, Dict, List, Optional, Set, Tuple
 
+from ..errors import MLPipelineError
 from ..liveness import Liveness
 from ..reader import Reader
 from ..status import project_status
-from .state import Dashboard
+from .state import Dashboard, Signature, ledger_signature
 
 log = logging.getLogger(__name__)
 INTERVAL = 0.2
@@ -31,6 +32,7 @@ class Events:
         self.interval = interval
         self.subscribers: Set[asyncio.Queue] = set()
         self._reader: Optional[Reader] = None
+        self._signature: Signature = None
         self._data_version: Optional[int] = None
         self._looked_at = 0.0
         self._max_id: Optional[int] = None
@@ -60,11 +62,16 @@ class Events:
 
         self._loop = asyncio.get_running_loop()
         try:
+            failing = ""  # said once, not five times a second for as long as it lasts
             while True:
                 try:
                     changes = await anyio.to_thread.run_sync(self.look)
-                except Exception:  # noqa: BLE001 - a locked or half-written ledger: try again next tick
-                    log.warning("dashboard: reading the ledger for live updates failed", exc_info=True)
+                    failing = ""
+                except Exception as exc:  # noqa: BLE001 - a locked or half-written ledger: try again next tick
+                    if str(exc) != failing:
+                        failing = str(exc)
+                        log.warning("dashboard: reading the ledger for live updates failed: %s", exc,
+                                    exc_info=not isinstance(exc, MLPipelineError))
                     changes = []
                 for change in changes:
                     self._publish(change)
@@ -92,18 +99,26 @@ class Events:
     def look(self, now: Optional[float] = None) -> List[Tuple[str, Any]]:
         """One look at the ledger: the events to send (none when nothing changed)."""
         now = time.time() if now is None else now
+        if self._reader is not None and ledger_signature(self.dash.ledger_path, self._reader.immutable) \
+                != self._signature:  # the ledger was deleted or replaced: start over on the new one
+            self._reader.close()
+            self._reader, self._data_version, self._max_id, self._queue_json = None, None, None, ""
+            self._watched.clear()
+            changes: List[Tuple[str, Any]] = [("reload", {})]
+        else:
+            changes = []
         if self._reader is None:
             import os
 
             if not os.path.exists(self.dash.ledger_path):
-                return []
+                return changes
             self._reader = Reader(self.dash.ledger_path)
+            self._signature = ledger_signature(self.dash.ledger_path, self._reader.immutable)
         conn = self._reader.conn
         version = conn.execute("PRAGMA data_version").fetchone()[0]
         if version == self._data_version and now - self._looked_at < REDERIVE:
             return []
         self._data_version, self._looked_at = version, now
-        changes: List[Tuple[str, Any]] = []
         liveness = Liveness(conn, now=now)
         runs = self._changed_runs(conn, liveness)
         if runs:

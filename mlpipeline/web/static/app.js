@@ -98,6 +98,7 @@ if (page === "runs") {
   }));
   document.addEventListener("fragment", applyColumns);
   onEvent("runs", () => refreshFragment("runs-table"));
+  onEvent("reload", () => refreshFragment("runs-table"));  // events were dropped, or the ledger was replaced
 }
 
 // -- one run ----------------------------------------------------------------------------------------------------
@@ -157,20 +158,43 @@ if (page === "run") {
   // the log, followed while the run runs
   const log = document.getElementById("log");
   const follow = document.getElementById("follow");
+  // the page holds the log's last LOG_KEEP characters at most: appending a 100 MB log to one <pre> freezes the tab
+  const LOG_KEEP = 2 * 1024 * 1024;
   let offset = 0;
+  let held = 0;        // characters of the log in the page now
+  let note = "";       // says what of the log the page leaves out
   let reading = null;  // one read at a time: two at the same offset would append the same text twice
   let timer = null;
   function readLog() {
     clearTimeout(timer);
     reading = (reading || Promise.resolve()).then(readLogOnce).catch(() => {});
   }
+  function mib(bytes) { return (bytes / 1048576).toFixed(1) + " MiB"; }
+  function leaveOut(from, size) {
+    note = `(the log's first ${mib(from)} of ${mib(size)} are not shown here; mlpipeline logs ${runId} prints it all)\n`;
+  }
   async function readLogOnce() {
     const response = await fetch(`/api/runs/${runId}/log?offset=${offset}`, {credentials: "same-origin"});
     if (!response.ok) return;
     const body = await response.json();
+    if (!offset && body.size > LOG_KEEP) {  // a big log: read only its tail
+      offset = body.size - LOG_KEEP;
+      leaveOut(offset, body.size);
+      log.textContent = note;
+      held = 0;
+      timer = setTimeout(readLog, 0);
+      return;
+    }
     if (body.data) {
       if (!offset) log.textContent = "";
-      log.textContent += body.data;
+      log.append(body.data);
+      held += body.data.length;
+      if (held > LOG_KEEP * 1.5) {  // a long follow: drop the head
+        const text = log.textContent.slice(note.length);
+        leaveOut(body.offset - LOG_KEEP, body.size);
+        log.textContent = note + text.slice(-LOG_KEEP);
+        held = LOG_KEEP;
+      }
       if (follow.checked) log.scrollTop = log.scrollHeight;
     } else if (!offset && body.missing) {
       log.textContent = "(" + body.missing + ")";
@@ -297,6 +321,7 @@ if (page === "compare") {
 // -- queue ------------------------------------------------------------------------------------------------------
 if (page === "queue") {
   onEvent("queue", () => refreshFragment("queue-body"));
+  onEvent("reload", () => refreshFragment("queue-body"));
   document.getElementById("queue-body").addEventListener("click", async (event) => {
     const button = event.target.closest("button");
     if (!button) return;
