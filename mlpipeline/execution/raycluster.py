@@ -10,14 +10,16 @@ only when the Ray backend is chosen.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
+import socket
 import time
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..errors import UsageError, write_failed
+from ..errors import MLPipelineError, UsageError, write_failed
 from ..lifecycle import Job, Outcome, RunStatus, Sink
 from ..procs import MARK_PROJECT, MARK_RUN
 from . import node
@@ -26,7 +28,10 @@ from .local import _Echo, _event_handler, child_env, project_mark
 
 log = logging.getLogger(__name__)
 CANCEL_GRACE = 5.0     # seconds a cancelled task has to end its child before it is force-killed
-RESIZE_EVERY = 10.0    # seconds between looks at what the cluster can hold
+RESIZE_EVERY = 5.0     # seconds between looks at what the cluster holds (and whether its GCS answers)
+PROBE_TIMEOUT = 3.0    # seconds an address given with --ray-address has to answer before Ray's minutes of retries
+GCS_TIMEOUT = 2.0      # seconds one look at the cluster's nodes may take
+GCS_LOST_AFTER = 15.0  # a GCS silent this long is gone (Ray itself ends a driver whose GCS is silent for 60 s)
 SHARED_MARKER = ".mlpipeline-shared"
 
 
@@ -44,6 +49,63 @@ def parse_resources(text: Optional[str]) -> Dict[str, float]:
     return {str(k): float(v) for k, v in value.items()}
 
 
+class ClusterLost(MLPipelineError):
+    """The cluster's GCS (its head node) stopped answering while the runner used it."""
+
+
+def check_address(address: str) -> None:
+    """Fail in seconds where ``ray.init`` retries for about 13 minutes: nothing
+    listens at ``address``, or what listens there is no Ray GCS (e.g. the
+    dashboard's port)."""
+    if "://" in address or address == "local":  # ray:// (Ray Client) connects its own way
+        return
+    try:
+        from ray._private.services import canonicalize_bootstrap_address
+    except ImportError:  # another Ray: let ray.init find out
+        return
+    try:
+        where = canonicalize_bootstrap_address(address)
+    except ValueError as exc:
+        raise UsageError(f"--ray-address {address}: {exc}; write auto or HOST:PORT (the head node's GCS port, "
+                         f"6379 unless ray start --port said otherwise)") from None
+    except ConnectionError:  # auto, and no cluster to find: ray.init says so at once
+        return
+    if where is None:
+        return
+    host, _, port = where.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=PROBE_TIMEOUT).close()
+    except (OSError, ValueError) as exc:
+        why = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        raise UsageError(f"--ray-address {address}: nothing answers at {where} ({why}); start the cluster with "
+                         f"ray start --head, or leave --ray-address out for a local Ray") from None
+    try:
+        from ray._raylet import InnerGcsClient  # type: ignore[attr-defined]  # (compiled; no stub)
+
+        with _quiet_fd(2):  # Ray's C++ client logs each failed try straight to stderr
+            InnerGcsClient.standalone(where, None, int(PROBE_TIMEOUT * 1000))
+    except ImportError:
+        return
+    except Exception as exc:  # noqa: BLE001 - only silence is ours to judge; ray.init explains the rest
+        if "Timed out" in str(exc):
+            raise UsageError(f"--ray-address {address}: {where} answers, but not as a Ray cluster (the dashboard's "
+                             f"port?); give the head node's GCS port, 6379 unless ray start --port said "
+                             f"otherwise") from None
+
+
+@contextlib.contextmanager
+def _quiet_fd(fd: int) -> Iterator[None]:
+    """``fd`` points at /dev/null for the block (nothing of ours runs yet)."""
+    saved = os.dup(fd)
+    try:
+        with open(os.devnull, "wb") as null:
+            os.dup2(null.fileno(), fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
 def start_ray(address: Optional[str]) -> bool:
     """Connect to ``address`` (``auto`` or host:port), or start a local Ray
     bound to loopback with its dashboard off. True when we started it."""
@@ -54,6 +116,7 @@ def start_ray(address: Optional[str]) -> bool:
     quiet: Dict[str, Any] = {"log_to_driver": False, "configure_logging": True, "logging_level": logging.WARNING}
     try:
         if address:
+            check_address(address)
             ray.init(address=address, **quiet)
             return False
         # "local": a Ray of our own even where RAY_ADDRESS is set or `ray start` ran on this machine
@@ -64,10 +127,19 @@ def start_ray(address: Optional[str]) -> bool:
     return True
 
 
-def _slots(totals: Dict[str, float], needs: Dict[str, float]) -> int:
-    """How many versions asking for ``needs`` the cluster's ``totals`` hold at once."""
-    fits = [math.floor(totals.get(name, 0.0) / amount + 1e-9) for name, amount in needs.items() if amount > 0]
-    return min(fits) if fits else 1_000_000
+def _slots(nodes: List[Dict[str, float]], needs: Dict[str, float]) -> int:
+    """How many versions asking for ``needs`` the ``nodes`` (each one's total
+    resources) hold at once: a version runs on one node, so two half nodes are
+    no whole one."""
+    asks = [(name, amount) for name, amount in needs.items() if amount > 0]
+    if not asks:
+        return 1_000_000
+    return sum(min(math.floor(have.get(name, 0.0) / amount + 1e-9) for name, amount in asks) for have in nodes)
+
+
+def _shown(resources: Dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in sorted(resources.items())
+                     if not k.startswith("node:") and not k.endswith("memory")) or "nothing"
 
 
 class _Task:
@@ -105,14 +177,16 @@ class RayExecutor:
         self.clock = clock
         self.say = say
         self.started_ray = start_ray(address)
-        totals = ray.cluster_resources()
+        self.address = address
+        self._silent_since: Optional[float] = None
+        self._resized_at = clock()
+        nodes = [resources for _, resources in self._nodes() or []]
         if gpus_per_version is None:
-            gpus_per_version = 1.0 if totals.get("GPU", 0) > 0 else 0.0
+            gpus_per_version = 1.0 if any(have.get("GPU", 0) > 0 for have in nodes) else 0.0
         self.needs = {"CPU": cpus_per_version, "GPU": gpus_per_version, **(resources or {})}
         self.requested = max(1, jobs)
         self.warn_jobs = warn_jobs
-        self.jobs = self._fit(totals, first=True)
-        self._resized_at = clock()
+        self.jobs = self._fit(nodes, first=True)
         options: Dict[str, Any] = {"num_cpus": cpus_per_version, "num_gpus": gpus_per_version, "max_retries": 0,
                                    "retry_exceptions": False}
         if resources:
@@ -133,30 +207,70 @@ class RayExecutor:
 
     # -- sizing ----------------------------------------------------------------------------------------------
 
-    def _fit(self, totals: Dict[str, float], first: bool = False) -> int:
-        slots = _slots(totals, self.needs)
+    def _nodes(self) -> Optional[List[Tuple[str, Dict[str, float]]]]:
+        """The alive nodes (Ray node id, total resources); None when the GCS did
+        not answer within GCS_TIMEOUT (``ray.nodes()`` would wait for it until
+        Ray ends the process)."""
+        try:
+            gcs = self._ray._private.worker.global_worker.gcs_client  # type: ignore[attr-defined]
+            infos = gcs.get_all_node_info(timeout=GCS_TIMEOUT)
+        except AttributeError:  # another Ray's internals: its public, unbounded call
+            return [(entry["NodeID"], dict(entry.get("Resources", {}))) for entry in self._ray.nodes()
+                    if entry.get("Alive")]
+        except Exception:  # noqa: BLE001 - a timeout or an RPC error: the GCS did not answer
+            return None
+        return [(node_id.hex(), dict(info.resources_total)) for node_id, info in infos.items() if info.state == 0]
+
+    def _fit(self, nodes: List[Dict[str, float]], first: bool = False) -> int:
+        slots = _slots(nodes, self.needs)
         if slots < 1:
             wanted = ", ".join(f"{k}={v:g}" for k, v in self.needs.items() if v)
-            has = ", ".join(f"{k}={v:g}" for k, v in sorted(totals.items()) if not k.startswith("node:")
-                            and not k.endswith("memory"))
+            has = "; ".join(_shown(have) for have in nodes) or "none alive"
             if first:
                 self.close()
-                raise UsageError(f"the Ray cluster cannot hold one version: each asks for {wanted}, the cluster has "
-                                 f"{has}; lower --gpus-per-version / --cpus-per-version or add nodes")
+                raise UsageError(f"the Ray cluster cannot hold one version: each asks one node for {wanted}, and "
+                                 f"no node has that (nodes: {has}); lower --gpus-per-version / --cpus-per-version "
+                                 f"/ --resources or add nodes")
+            if self.jobs > 0:
+                self.say(f"no node of the Ray cluster can hold a version now (each asks one node for {wanted}; "
+                         f"nodes: {has}); waiting for nodes to join", logging.WARNING)
             return 0
         if first and slots < self.requested and self.warn_jobs:
             self.say(f"-j {self.requested}: the Ray cluster holds {slots} version(s) at once; running {slots}",
                      logging.WARNING)
         return min(self.requested, slots)
 
-    def capacity(self) -> int:
+    def _look(self) -> None:
+        """Every RESIZE_EVERY (every GCS_TIMEOUT while the GCS is silent): what
+        the cluster holds now; ClusterLost once its GCS has been silent for
+        GCS_LOST_AFTER, so the runner records its versions and stops with a
+        clear line instead of being ended by Ray a minute later."""
         now = self.clock()
-        if now - self._resized_at > RESIZE_EVERY:  # nodes come and go
-            self._resized_at = now
-            try:
-                self.jobs = self._fit(self._ray.cluster_resources())
-            except Exception:  # noqa: BLE001 - the GCS is briefly unreachable: keep the last size
-                pass
+        every = GCS_TIMEOUT if self._silent_since is not None else RESIZE_EVERY
+        if now - self._resized_at < every:
+            return
+        nodes = self._nodes()
+        self._resized_at = now = self.clock()
+        if nodes is None:
+            if self._silent_since is None:
+                self._silent_since = now
+                self.say(f"the Ray cluster{self._at()} does not answer; waiting up to {GCS_LOST_AFTER:g} s",
+                         logging.WARNING)
+            elif now - self._silent_since >= GCS_LOST_AFTER:
+                raise ClusterLost(f"the Ray cluster{self._at()} has not answered for {now - self._silent_since:.0f} s "
+                                  f"(its head node died, or ray stop ran there); the running versions are recorded "
+                                  f"interrupted; start the cluster again and run mlpipeline -r -u to run them again")
+            return
+        if self._silent_since is not None:
+            self.say(f"the Ray cluster{self._at()} answers again", logging.WARNING)
+            self._silent_since = None
+        self.jobs = self._fit([resources for _, resources in nodes])
+
+    def _at(self) -> str:
+        return f" at {self.address}" if self.address else ""
+
+    def capacity(self) -> int:
+        self._look()  # nodes come and go
         return self.jobs - len(self._tasks)
 
     def running(self) -> int:
@@ -193,6 +307,7 @@ class RayExecutor:
         return ticket
 
     def poll(self, timeout: float) -> List[Finished]:
+        self._look()
         if not self._tasks:
             return []
         ray = self._ray
@@ -290,10 +405,10 @@ class RayExecutor:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         refs = []
-        for entry in self._ray.nodes():
-            if not entry.get("Alive") or (only and entry["NodeID"] != only):
+        for node_id, _ in self._nodes() or []:  # a silent GCS: nothing to place the sweeps with
+            if only and node_id != only:
                 continue
-            strategy = NodeAffinitySchedulingStrategy(entry["NodeID"], soft=False)
+            strategy = NodeAffinitySchedulingStrategy(node_id, soft=False)
             refs.append(self._sweep.options(num_cpus=0, max_retries=0, scheduling_strategy=strategy).remote(kind, mark))
         done, _ = self._ray.wait(refs, num_returns=len(refs), timeout=wait)
         return [self._ray.get(ref) for ref in done]
@@ -316,8 +431,8 @@ class RayExecutor:
             except Exception:  # noqa: BLE001 - StopIteration or the cancellation: it ended
                 pass
             task.close_log()
-        if tasks and getattr(self, "marks", False):
-            for task in tasks:
+        if tasks and getattr(self, "marks", False) and getattr(self, "_silent_since", None) is None:
+            for task in tasks:  # (a silent GCS places no sweep; the tasks' own cleanup ran on cancel)
                 self.sweep_nodes(MARK_RUN, task.mark, wait=5.0)
         if getattr(self, "shared_marker", None):
             try:
