@@ -472,7 +472,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"run(s) {', '.join(map(str, state['interrupted']))} interrupted: their runner is gone")
     if state["running"]:
         print("\nrunning:")
-        print(render(state["running"], ("id", "script", "version", "gpu", "elapsed", "last_metric")))
+        shown = ("id", "script", "version", "node", "gpu", "elapsed", "last_metric")
+        print(render(state["running"], shown if any(r["node"] for r in state["running"]) else
+                     tuple(c for c in shown if c != "node")))
     queued = [{**q, "position": i} for i, q in
               enumerate((q for q in state["queue"] if q["state"] in ("queued", "running")), start=1)]
     skipped = [q for q in state["queue"] if q["state"] == "skipped"]

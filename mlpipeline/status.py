@@ -65,7 +65,9 @@ def project_status(project: Project, ledger: Reader, now: Optional[float] = None
         if derived["status"] != "running":
             gone.append(row["id"])
             continue
-        running.append({"id": row["id"], "script": row["script"], "version": row["version"], "gpu": row["gpu"],
+        node = row["node"] if "node" in row.keys() else None
+        running.append({"id": row["id"], "script": row["script"], "version": row["version"], "node": node,
+                        "gpu": row["gpu"],
                         "elapsed": elapsed_text(now - row["started_at"]),
                         "last_metric": _last_metric(ledger, row["id"]), "state": "running"})
     alive = bool(runner and runner["alive"])
