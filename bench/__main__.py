@@ -5,7 +5,7 @@ import json
 import os
 import sys
 
-from . import batches, big_ledger, daemon, keras_testmode, ledger_queries, metrics_load, startup, web
+from . import batches, big_ledger, daemon, keras_testmode, ledger_queries, metrics_load, ray_backend, startup, web
 
 BENCHMARKS = [startup.help_cold_start, startup.execution_overhead, startup.inprocess_overhead,
               startup.inprocess_scaling,
@@ -13,6 +13,7 @@ BENCHMARKS = [startup.help_cold_start, startup.execution_overhead, startup.inpro
               ledger_queries.query_speed, daemon.config_edit_to_status, daemon.parallel_speedup,
               metrics_load.metric_logging, metrics_load.show_large_run, batches.many_scripts,
               metrics_load.wal_bound, big_ledger.web_queries, web.dashboard]
+BENCHMARKS.append(ray_backend.ray_backend)
 
 
 def main() -> int:
