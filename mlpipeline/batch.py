@@ -132,6 +132,7 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
         notify("-u applies to execution mode (-r); test mode runs every version", 30)
     host = hostname()
     lock = watcher = describer = ledger = None
+    executor: Any = None
     try:
         if not test:  # the lock first: a refused runner writes nothing
             lock = RunnerLock(project.outputs_dir)
@@ -144,7 +145,6 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
                                     project.models_dir).start()
         outputs = NullOutputs() if (test or options.no_log) else HostOutputs(project.outputs_dir, host)
         backend = _backend(options, project, test)
-        executor: Any
         if backend == "ray":
             from .execution.raycluster import RayExecutor, ray_describer
 
@@ -185,6 +185,8 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
                            history_skipped=bool(runner.history_skips), ledger_path=ledger.path,
                            config_name=os.path.basename(project.config_path(test)), missing=runner.missing)
     finally:
+        if executor is not None:
+            executor.close()  # idempotent: a Ray backend disconnects (or stops its own Ray) and clears its marker
         if describer is not None:
             describer.close()
         if watcher is not None:

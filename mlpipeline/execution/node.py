@@ -43,8 +43,9 @@ def gpu_env() -> Dict[str, str]:
 def run_version(payload: Dict[str, Any], env: Dict[str, str], cwd: Optional[str],
                 shared_marker: Optional[str] = None) -> Iterator[Dict[str, Any]]:
     """Run one version's child here; yield ``{"placed"}``, then batches of
-    ``{"out": bytes, "events": [...]}``, then ``{"done": ...}``. If the task is
-    cancelled (or the generator closed), the child's whole group is killed first."""
+    ``{"out": bytes, "events": [...]}``, then ``{"done": ...}`` with the last of
+    them. If the task is cancelled (or the generator closed), the child's whole
+    group is killed first."""
     from .local import ChildRun
 
     if env.get(MARK_VERSION):  # an earlier run of this version whose node was lost, not its machine: end what it left
@@ -76,11 +77,9 @@ def run_version(payload: Dict[str, Any], env: Dict[str, str], cwd: Optional[str]
                     output.clear()
                     events.clear()
                     sent_at = time.monotonic()
-        if output or events:
-            yield {"out": bytes(output), "events": list(events)}
         _end(run, env)
-        outcome = run.outcome()
-        done: Dict[str, Any] = {"done": outcome}
+        # the last output and events travel with the outcome: one item, and one wake-up of the runner, fewer a version
+        done: Dict[str, Any] = {"out": bytes(output), "events": list(events), "done": run.outcome()}
         if shared_marker is not None and not os.path.exists(shared_marker):
             done["sync"] = _pack(payload.get("model_dir"), payload.get("run_dir"))
             if done["sync"] is None:
