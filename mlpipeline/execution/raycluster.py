@@ -314,6 +314,9 @@ class RayExecutor:
         self._look()
         if not self._tasks:
             return []
+        if self._silent_since is not None:  # no GCS: Ray's stream calls can abort the process (a Ray check)
+            time.sleep(min(timeout, GCS_TIMEOUT))
+            return []
         ray = self._ray
         waiting = [t.gen for t in self._tasks.values()]
         try:
@@ -425,6 +428,11 @@ class RayExecutor:
 
     def close(self) -> None:
         tasks = list(getattr(self, "_tasks", {}).values())
+        if getattr(self, "_silent_since", None) is not None:  # the cluster is gone: nothing there to ask or cancel
+            for task in tasks:
+                task.close_log()
+            self._tasks = {}
+            tasks = []
         for task in tasks:
             if task.killed is None:
                 task.killed = (RunStatus.INTERRUPTED, "the runner stopped")
