@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 from . import _report
 from ._output_formats import EXTENSIONS, OutputError, decode, encode
 from .errors import display, write_failed
+from .scripts import file_sha256
 
 if TYPE_CHECKING:
     from .config import Project
@@ -110,14 +111,6 @@ def store(outputs_dir: str, sha: str, ext: str, data: bytes, name: str = "") -> 
                 pass
         raise write_failed(exc.filename or path, exc, f"store output {name!r}", "nothing was recorded for it") from None
     return rel
-
-
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _script_module(script: str) -> Any:

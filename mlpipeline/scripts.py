@@ -70,8 +70,12 @@ class ScriptInfo:
 
 
 def file_sha256(path: str) -> str:
+    """The sha256 of a file, read a MiB at a time (data files can be large)."""
+    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        return hashlib.sha256(handle.read()).hexdigest()
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def display(path: str) -> str:

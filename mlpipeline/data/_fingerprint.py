@@ -49,14 +49,6 @@ def hash_array(digest: Any, name: str, values: np.ndarray) -> None:
         digest.update(np.ascontiguousarray(values).tobytes())
 
 
-def file_sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def register(fingerprint: str) -> None:
     """Note a loader's fingerprint, with the model script creating it."""
     _REGISTRY.append((fingerprint, _creating_script()))

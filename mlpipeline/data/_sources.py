@@ -11,7 +11,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..errors import display
-from ._fingerprint import file_sha256, hash_array
+from ..scripts import file_sha256
+from ._fingerprint import hash_array
 from ._table import DataError, MissingDependency, _ColumnLoader, _require
 
 __all__ = ["CSVLoader", "FrameLoader", "SQLLoader"]

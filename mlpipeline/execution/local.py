@@ -259,6 +259,29 @@ def _event_handler(sink: Sink) -> Callable[[Dict[str, Any]], None]:
     return on_event
 
 
+def open_output(job: Job, echo: bool) -> Tuple[Any, Callable[[bytes], None]]:
+    """The run's output.log (None in test mode) and the function that keeps a
+    version's output there and echoes it (labelled) to the terminal."""
+    log_file = None
+    if job.run_dir:
+        try:
+            os.makedirs(job.run_dir, exist_ok=True)
+            log_file = open(os.path.join(job.run_dir, "output.log"), "ab")
+        except OSError as exc:
+            raise write_failed(exc.filename or job.run_dir, exc, "create the run's output") from None
+    shown = _Echo(echo, job.label)
+
+    def capture(data: bytes) -> None:
+        if log_file is not None and not log_file.closed:
+            try:
+                log_file.write(data)
+                log_file.flush()
+            except OSError as exc:
+                raise write_failed(log_file.name, exc, "keep the version's output") from None
+        shown(data)
+    return log_file, capture
+
+
 def project_mark(cwd: Optional[str]) -> str:
     """The mark every version of this project carries (its root's path, hashed)."""
     return hashlib.sha256(os.path.abspath(cwd or os.getcwd()).encode()).hexdigest()[:16]
@@ -310,24 +333,8 @@ class LocalExecutor:
     def submit(self, job: Job, sink: Sink) -> int:
         if self.capacity() <= 0:
             raise RuntimeError("LocalExecutor.submit beyond capacity")
-        log_file = None
-        if job.run_dir:
-            try:
-                os.makedirs(job.run_dir, exist_ok=True)
-                log_file = open(os.path.join(job.run_dir, "output.log"), "ab")
-            except OSError as exc:
-                raise write_failed(exc.filename or job.run_dir, exc, "create the run's output") from None
+        log_file, capture = open_output(job, self.echo)
         gpu = self.free_gpus.pop(0) if self.gpus else None
-        echo = _Echo(self.echo, job.label)
-
-        def capture(data: bytes) -> None:
-            if log_file is not None and not log_file.closed:
-                try:
-                    log_file.write(data)
-                    log_file.flush()
-                except OSError as exc:
-                    raise write_failed(log_file.name, exc, "keep the version's output") from None
-            echo(data)
 
         payload = {"spec": job.spec.to_json(), "model_dir": job.model_dir, "exec_mode": job.exec_mode,
                    "memory_limit": job.memory_limit, "run_dir": job.run_dir}

@@ -19,12 +19,12 @@ import socket
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..errors import MLPipelineError, UsageError, write_failed
+from ..errors import MLPipelineError, UsageError
 from ..lifecycle import Job, Outcome, RunStatus, Sink
 from ..procs import MARK_PROJECT, MARK_RUN
 from . import node
 from .base import Finished
-from .local import _Echo, _event_handler, child_env, project_mark
+from .local import _event_handler, child_env, open_output, project_mark
 
 log = logging.getLogger(__name__)
 CANCEL_GRACE = 5.0     # seconds a cancelled task has to end its child before it is force-killed
@@ -283,23 +283,7 @@ class RayExecutor:
     # -- running -------------------------------------------------------------------------------------------------
 
     def submit(self, job: Job, sink: Sink) -> int:
-        log_file = None
-        if job.run_dir:
-            try:
-                os.makedirs(job.run_dir, exist_ok=True)
-                log_file = open(os.path.join(job.run_dir, "output.log"), "ab")
-            except OSError as exc:
-                raise write_failed(exc.filename or job.run_dir, exc, "create the run's output") from None
-        echo = _Echo(self.echo, job.label)
-
-        def capture(data: bytes) -> None:
-            if log_file is not None and not log_file.closed:
-                try:
-                    log_file.write(data)
-                    log_file.flush()
-                except OSError as exc:
-                    raise write_failed(log_file.name, exc, "keep the version's output") from None
-            echo(data)
+        log_file, capture = open_output(job, self.echo)
 
         ticket = self._next_ticket
         self._next_ticket += 1
