@@ -148,12 +148,11 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
         if backend == "ray":
             from .execution.raycluster import RayExecutor, ray_describer
 
-            executor = RayExecutor(jobs=options.jobs or 1_000_000, cwd=project.root,
+            executor = RayExecutor(jobs=options.jobs, cwd=project.root,
                                    address=options.ray_address or project.ray_address,
                                    gpus_per_version=options.gpus_per_version,
                                    cpus_per_version=options.cpus_per_version, resources=options.resources,
-                                   outputs_dir=project.outputs_dir, say=notify,
-                                   warn_jobs=options.jobs is not None)
+                                   outputs_dir=project.outputs_dir, say=notify)
             jobs = executor.jobs
             describer = ray_describer(project.root, ledger.cached_script, ledger.cache_script,
                                       timeout=options.timeout or DESCRIBE_TIMEOUT)

@@ -168,11 +168,11 @@ class RayExecutor:
     than the cluster can hold): versions wait in the runner's queue, not in
     Ray's, so edits to the configs keep deciding what runs next."""
 
-    def __init__(self, jobs: int = 1, cwd: Optional[str] = None, address: Optional[str] = None,
+    def __init__(self, jobs: Optional[int] = None, cwd: Optional[str] = None, address: Optional[str] = None,
                  gpus_per_version: Optional[float] = None, cpus_per_version: float = 1.0,
                  resources: Optional[Dict[str, float]] = None, echo: bool = True, sweep: bool = True,
                  outputs_dir: Optional[str] = None, clock: Callable[[], float] = time.monotonic,
-                 say: Callable[[str, int], None] = lambda text, level: None, warn_jobs: bool = True):
+                 say: Callable[[str, int], None] = lambda text, level: None):
         import ray
 
         self._ray = ray
@@ -188,8 +188,8 @@ class RayExecutor:
         if gpus_per_version is None:
             gpus_per_version = 1.0 if any(have.get("GPU", 0) > 0 for have in nodes) else 0.0
         self.needs = {"CPU": cpus_per_version, "GPU": gpus_per_version, **(resources or {})}
-        self.requested = max(1, jobs)
-        self.warn_jobs = warn_jobs
+        self.asked_jobs = jobs is not None  # without -j: as many as the cluster holds, said nowhere
+        self.requested = max(1, jobs) if jobs is not None else 1_000_000
         self.jobs = self._fit(nodes, first=True)
         options: Dict[str, Any] = {"num_cpus": cpus_per_version, "num_gpus": gpus_per_version, "max_retries": 0,
                                    "retry_exceptions": False}
@@ -239,7 +239,7 @@ class RayExecutor:
                 self.say(f"no node of the Ray cluster can hold a version now (each asks one node for {wanted}; "
                          f"nodes: {has}); waiting for nodes to join", logging.WARNING)
             return 0
-        if first and slots < self.requested and self.warn_jobs:
+        if first and slots < self.requested and self.asked_jobs:
             self.say(f"-j {self.requested}: the Ray cluster holds {slots} version(s) at once; running {slots}",
                      logging.WARNING)
         return min(self.requested, slots)
