@@ -240,6 +240,7 @@ class Versions:
                                         epoc_count=given.get("epoc_count"), **extra)
         self._versions: Dict[str, Version] = {}
         self._order_index = 0
+        self._searches: Dict[str, Any] = {}  # name -> sweeps.Search, in the order they were added
 
     # -- both generations -------------------------------------------------------------------------
 
@@ -423,6 +424,45 @@ class Versions:
             else:
                 self.add_version(name, **params)
         return [name for name, _ in points]
+
+    def add_search(self, propose: Any, budget: int, parallel: int = 1, name: str = "s",
+                   common: Optional[Dict[str, Any]] = None, stopper: Any = None) -> str:
+        """A search: the runner asks ``propose(history)`` for the next point (a dict of
+        parameters, or None when the search has no more to try) as results arrive, up to
+        ``parallel`` versions at once and ``budget`` points in all. ``history`` is the list
+        of the search's finished versions, read from the ledger, so a search survives a
+        crash and goes on under ``-u``. Each point runs as a version named
+        ``<name>-<8 hex of the point's hash>``; a point already tried is refused and
+        ``propose`` asked again. ``stopper`` ends hopeless versions early (status
+        ``pruned``): ``mlpipeline.sweeps.asha(...)`` or ``stop(version, step, history) -> bool``.
+        Returns the search's name."""
+        from .sweeps import Search
+
+        searches = self.__dict__.setdefault("_searches", {})
+        common = self._sweep_common("add_search", common, {})
+        search = Search(propose, budget, parallel, name, common, stopper)
+        if name in searches or name in self._versions:
+            raise VersionValueError(f"add_search: the name {name!r} is taken by another "
+                                    f"{'search' if name in searches else 'version'}; pass name='...' to tell them apart")
+        searches[name] = search
+        return name
+
+    @property
+    def searches(self) -> Dict[str, Any]:
+        """name -> the searches ``add_search`` declared."""
+        return self.__dict__.get("_searches", {})
+
+    def search_version(self, name: str, point: Dict[str, Any]) -> Version:
+        """The version a search's point runs as: the defaults, the search's ``common``
+        and the point, named ``name`` (not declared: the script's versions stay as they are)."""
+        search = self.searches[name.rsplit("-", 1)[0]]
+        saved = (self._versions, self._order_index)
+        self._versions = {}
+        try:
+            self._add_points("add_search", [(name, dict(point))], search.common)
+            return self._versions[name]
+        finally:
+            self._versions, self._order_index = saved
 
     # -- what the runner uses ---------------------------------------------------------------------
 

@@ -57,12 +57,14 @@ class BatchResult:
     @property
     def failed(self) -> List[Finished]:
         """Runs that did not succeed, less those whose node was lost and whose
-        version ran again later in the batch (the retry speaks for the version)."""
+        version ran again later in the batch (the retry speaks for the version)
+        and those a search's stopper ended (pruned: asked for)."""
         failed: List[Finished] = []
         ran_later: set = set()
         for f in reversed(self.finished):
             key = f.item.key if f.item is not None else None
-            if f.outcome.status != RunStatus.SUCCEEDED and not (f.outcome.node_lost and key in ran_later):
+            if f.outcome.status not in (RunStatus.SUCCEEDED, RunStatus.PRUNED) and not (f.outcome.node_lost
+                                                                                    and key in ran_later):
                 failed.append(f)
             if key is not None:
                 ran_later.add(key)

@@ -51,6 +51,23 @@ class QueueItem:
 
 
 @dataclass
+class SearchSlot:
+    """A search (``Versions.add_search``) where the queue reaches it: after the
+    ``position`` versions before it."""
+
+    position: int
+    path: str
+    rel: str
+    info: ScriptInfo
+    decl: Dict[str, Any]
+    held: bool = False   # a script before it is still being described
+
+    @property
+    def key(self) -> Tuple[str, str]:
+        return (self.rel, self.decl["name"])
+
+
+@dataclass
 class Plan:
     items: List[QueueItem] = field(default_factory=list)
     skipped: List[Tuple[str, Optional[str], str]] = field(default_factory=list)  # (script, version, reason)
@@ -63,6 +80,7 @@ class Plan:
     missing: List[str] = field(default_factory=list)        # listed scripts that do not exist: why, per script
     config_error: Optional[str] = None                      # the config edit that did not parse, if any
     timeout: Optional[float] = None
+    searches: List[SearchSlot] = field(default_factory=list)
 
     @property
     def startable(self) -> List[QueueItem]:
@@ -225,6 +243,17 @@ class Planner:
                     plan.skipped.append((rel, version.name, f"not --version {self.only_version}"))
                 else:
                     plan.items.append(QueueItem(spec_of(selection.path, rel, info, version), info))
+            for decl in info.searches:
+                name = decl["name"]
+                if selection.only is not None and name not in selection.only:
+                    plan.skipped.append((rel, name, f"not whitelisted in {where}"))
+                elif name in selection.exclude:
+                    plan.skipped.append((rel, name, f"blacklisted in {where}"))
+                elif self.only_version and name != self.only_version:
+                    plan.skipped.append((rel, name, f"not --version {self.only_version}"))
+                else:
+                    plan.searches.append(SearchSlot(len(plan.items), selection.path, rel, info, decl,
+                                                    plan.held_from is not None))
         self._last_key, self._last_plan = key, plan
         return plan
 
@@ -234,7 +263,7 @@ class Planner:
             more = f" (and {len(plan.problems) - 1} more)" if len(plan.problems) > 1 else ""
             raise ConfigError(plan.problems[0] + more)
         wanted = self.only_version
-        if wanted and not plan.items and not plan.broken and not plan.pending:
+        if wanted and not plan.items and not plan.searches and not plan.broken and not plan.pending:
             found = sorted({v for _, v, _ in plan.skipped if v})
             raise UsageError(f"--version {wanted}: no listed script has a version named {wanted!r} "
                              f"(versions: {', '.join(found) or 'none'})")

@@ -26,7 +26,8 @@ from .lifecycle import Job, MetricRow, Mode, Outcome, RunStatus
 from .liveness import Liveness
 from .outputs import NullOutputs, elapsed_text
 from .procs import process_start
-from .queue import Describer, Plan, Planner, QueueItem
+from .queue import Describer, Plan, Planner, QueueItem, SearchSlot
+from .search import SearchDriver
 from .utils import ExecutionModeKeys
 from ._versions import version_parameters
 
@@ -109,6 +110,7 @@ class _RunSink:
         active = self.active
         if active is None:
             return
+        self.runner.search.metrics(active.item.key, rows)
         stepped = next((r for r in reversed(rows) if r.step is not None), None)
         now = self.runner.clock()
         if stepped is not None and now - active.last_progress >= PROGRESS_EVERY:
@@ -178,6 +180,7 @@ class Runner:
         ledger.on_busy = lambda message: self.say(message, logging.WARNING)
         ledger.give_up = lambda: self.kill_requested
         self._succeeded: Dict[str, Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]]] = {}
+        self.search = SearchDriver(self)
 
     # -- messages -----------------------------------------------------------
 
@@ -213,6 +216,7 @@ class Runner:
             self._beats = None
         if self.watcher is not None:
             self.watcher.stop()
+        self.search.close()
         self.describer.close()
         if self.runner_id is not None:
             self.ledger.write_queue(self.runner_id, [], None)
@@ -279,6 +283,8 @@ class Runner:
         self._flush_metrics(now, force=bool(finished))
         for ticket, outcome in finished:
             self._finish(ticket, outcome, now)
+        if self.search.poll():
+            self._replan = True
         self._notice_changes(now)
         if finished and (self.paused or self.stopping):  # nothing is scheduled: still show what ended
             self._snapshot(self._plan_now())
@@ -294,7 +300,7 @@ class Runner:
         self.waiting = True
         if self.stopping:
             return False
-        if self._replan or self._pending or self.paused:
+        if self._replan or self._pending or self.paused or self.search.waiting():
             return True
         if self.options.watch:
             if not self._idle_said:  # one line, so a waiting runner does not look hung
@@ -435,6 +441,8 @@ class Runner:
         history = self._history(plan)
         entries: List[Tuple[str, Optional[str], str, Optional[str]]] = [
             (item.rel, item.spec.version, *self._state(item, history, running)) for item in self._ordered(plan)]
+        entries += [(item.rel, item.spec.version, *self._state(item, history, running)) for item in self.search.items]
+        entries += [(slot.rel, slot.decl["name"], *self.search.row(slot)) for slot in plan.searches]
         entries += [(rel, None, "describing", "loading the script to learn its versions") for rel in plan.pending]
         entries += [(script, version, "skipped", reason) for script, version, reason in plan.skipped]
         written = self._written
@@ -484,15 +492,33 @@ class Runner:
         # Within one plan, a version before the cursor never becomes queued again (a request resets it),
         # so each start does not rescan a 1 000-version queue from its head.
         first = self._cursor[1] if self._cursor[0] is plan else 0
+        found = None
         for index in range(first, len(items)):
             item = items[index]
             state, reason = self._state(item, history, running)
             if state == "queued":
                 self._cursor = (plan, index)
-                return ("run", item)
+                found = (index, item)
+                break
             if state == "skipped" and item.key not in self.history_skips:
                 self.history_skips.add(item.key)
                 self.say(f"{item.label}: skipped, {reason}")
+        step = self._next_point(plan.searches, found[0] if found else None)
+        if step is not None:
+            return step
+        return ("run", found[1]) if found else None
+
+    def _next_point(self, slots: List[SearchSlot], before: Optional[int]) -> Optional[Tuple[str, Any]]:
+        """A search the queue reaches before the next queued version: a point of
+        it to start, ("wait", None) while it thinks, or None."""
+        for slot in slots:
+            if slot.held or (before is not None and slot.position > before):
+                break
+            step = self.search.step(slot)
+            if step == "wait":
+                return ("wait", None)
+            if step is not None:
+                return ("run", step)
         return None
 
     def _schedule(self) -> None:
@@ -511,6 +537,10 @@ class Runner:
             elif step[0] == "broken":
                 self._record_broken(*step[1])
                 self._snapshot(plan)
+            elif step[0] == "wait":  # a search is choosing its next point: its answer plans again
+                self._replan = False
+                self._snapshot(plan)
+                return
             else:
                 self._start(step[1], plan)
                 self._snapshot(plan)
@@ -522,9 +552,10 @@ class Runner:
         suffix = item.spec.params.get(version_parameters.MODEL_DIR_SUFFIX) or f"-{item.spec.version}"
         return os.path.join(self.project.outputs_dir, "model_ckpts", f"{stem}{suffix}")
 
-    def _record_broken(self, rel: str, sha: str, error: ScriptError) -> None:
-        self.broken_seen.add((rel, sha))
-        run = self.ledger.start_run(script=rel, version=None, mode=self.mode, host=self.host, pid_start=self._identity,
+    def _record_broken(self, rel: str, sha: str, error: ScriptError, version: Optional[str] = None) -> None:
+        if version is None:
+            self.broken_seen.add((rel, sha))
+        run = self.ledger.start_run(script=rel, version=version, mode=self.mode, host=self.host, pid_start=self._identity,
                                     script_sha256=sha, command=self.options.command, runner_id=self.runner_id)
         outcome = Outcome(RunStatus.FAILED, error=str(error), traceback=error.details, script_error=True)
         self.ledger.set_status(run["id"], RunStatus.FAILED, error=outcome.error, traceback=outcome.traceback or None)
@@ -593,8 +624,23 @@ class Runner:
         self._replan = True
         if outcome.node_lost and not self.stopping:
             self._retry(active, outcome)
+        self.search.finished(active.item.key, active.run_id, outcome.status.value,
+                             again=active.item.key in self.forced)
         if outcome.status != RunStatus.SUCCEEDED and self.options.stop_on_error:
             self.stopping = True
+
+    def prune(self, rel: str, version: str, reason: str) -> None:
+        """A search's stopper ends a running point: cleanly, status ``pruned``, its curve kept."""
+        for ticket, active in self.active.items():
+            if active.item.key == (rel, version) and not active.ending:
+                active.ending = True
+                self.executor.cancel(ticket, RunStatus.PRUNED, reason, cold=False)
+                return
+
+    def search_failed(self, rel: str, name: str, sha: str, error: str, details: str) -> None:
+        """A search's propose() failed (or its script no longer loads): recorded as a failed
+        run of the search, which proposes no more; the rest of the queue goes on."""
+        self._record_broken(rel, sha, ScriptError(error, details=details), version=name)
 
     def _retry(self, active: Active, outcome: Outcome) -> None:
         """A version whose machine was lost did not fail on its own: run it again,
@@ -661,7 +707,7 @@ class Runner:
             self.say(f"{item.label}: succeeded in {took} (run {run_id}); train: {result.get('eval_train_text') or '-'}; "
                      f"test: {result.get('eval_test_text') or '-'}")
         else:
-            asked = outcome.status in (RunStatus.CANCELLED, RunStatus.INTERRUPTED)  # someone asked for it
+            asked = outcome.status in (RunStatus.CANCELLED, RunStatus.INTERRUPTED, RunStatus.PRUNED)  # asked for
             self.say(f"{item.label}: {outcome.status.value} after {took} (run {run_id}): {outcome.error}",
                      logging.WARNING if asked else logging.ERROR)
             if outcome.traceback:
@@ -674,7 +720,8 @@ class Runner:
         except Exception:  # noqa: BLE001 - only a hint for the exit code
             return False
         history = self._history(plan)
-        return bool(plan.pending) or any(self._state(item, history, set())[0] == "queued" for item in plan.items)
+        return bool(plan.pending) or self.search.left() or \
+            any(self._state(item, history, set())[0] == "queued" for item in plan.items)
 
 
 def _unchanged(item: QueueItem, last: Optional[Tuple[Optional[str], Optional[str], Optional[str]]]) -> bool:

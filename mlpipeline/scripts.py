@@ -43,15 +43,18 @@ class ScriptInfo:
     version's child imports this module, and dataclasses pulls in inspect."""
 
     def __init__(self, path: str, sha256: str, versions: Optional[List[VersionInfo]] = None,
-                 fingerprint: str = "", deps: Optional[List[List[str]]] = None):
+                 fingerprint: str = "", deps: Optional[List[List[str]]] = None,
+                 searches: Optional[List[Dict[str, Any]]] = None):
         self.path, self.sha256 = path, sha256
         self.versions: List[VersionInfo] = list(versions or [])
         self.fingerprint = fingerprint
         self.deps: List[List[str]] = list(deps or [])
+        # add_search: [{name, budget, parallel, stopper, template: the plain params every point starts from}]
+        self.searches: List[Dict[str, Any]] = list(searches or [])
 
     def to_json(self) -> Dict[str, Any]:
         return {"path": self.path, "sha256": self.sha256, "versions": [dict(v._asdict()) for v in self.versions],
-                "fingerprint": self.fingerprint, "deps": [list(d) for d in self.deps]}
+                "fingerprint": self.fingerprint, "deps": [list(d) for d in self.deps], "searches": self.searches}
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ScriptInfo) and self.to_json() == other.to_json()
@@ -62,11 +65,13 @@ class ScriptInfo:
     @classmethod
     def from_json(cls, data: Dict[str, Any]) -> ScriptInfo:
         return cls(data["path"], data["sha256"], [VersionInfo(**v) for v in data["versions"]],
-                   data.get("fingerprint") or "", [list(d) for d in data.get("deps") or []])
+                   data.get("fingerprint") or "", [list(d) for d in data.get("deps") or []],
+                   list(data.get("searches") or []))
 
     @property
     def names(self) -> List[str]:
-        return [v.name for v in self.versions]
+        """The names a queue config can list: the versions, then the searches."""
+        return [v.name for v in self.versions] + [s["name"] for s in self.searches]
 
 
 def file_sha256(path: str) -> str:
@@ -205,7 +210,11 @@ def get_model(module: types.ModuleType, path: str, only: Optional[str] = None) -
             _check_version(name, version)
             return model
     listed = versions.get_versions()
-    if not listed:
+    searches = _searches(versions)
+    if only is None:
+        for search in searches:
+            _check_version(name, search_template(versions, search.name))
+    if not listed and not searches:
         raise ScriptError(f"{name}: MODEL's Versions has no versions; add one with versions.add_version('name', ...)")
     for version in listed:
         if only is None or version.get(version_parameters.NAME) == only:
@@ -230,7 +239,18 @@ def describe(model: Any, path: str, sha256: str, deps: Optional[List[List[str]]]
     for version in model.versions.get_versions():
         params = version_params(version)
         specs.append(VersionInfo(version[version_parameters.NAME], params, params_digest(params)))
-    return ScriptInfo(os.path.abspath(path), sha256, specs, fingerprint, list(deps or []))
+    searches = [{**search.describe(), "template": version_params(search_template(model.versions, search.name))}
+                for search in _searches(model.versions)]
+    return ScriptInfo(os.path.abspath(path), sha256, specs, fingerprint, list(deps or []), searches)
+
+
+def _searches(versions: Any) -> List[Any]:
+    return list(getattr(versions, "searches", {}).values())
+
+
+def search_template(versions: Any, name: str) -> Any:
+    """The version every point of search ``name`` starts from (named ``<name>-00000000``)."""
+    return versions.search_version(f"{name}-00000000", {})
 
 
 def load_script(path: str, reads: Optional[Reads] = None) -> Tuple[types.ModuleType, Any, ScriptInfo]:
@@ -411,7 +431,7 @@ def _hashed(paths: Iterable[str]) -> List[List[str]]:
 
 # calls that declare versions: their statements are left out of the -u fingerprint, so adding a version (or
 # extending a sweep) does not make the versions already run look changed
-VERSION_DECLARATIONS = ("add_version", "addV", "add_grid", "add_random")
+VERSION_DECLARATIONS = ("add_version", "addV", "add_grid", "add_random", "add_search")
 
 
 def _declares_versions(node: ast.AST) -> bool:
@@ -427,7 +447,8 @@ def fingerprint(path: str, source: bytes, deps: List[List[str]]) -> str:
     It covers the script's code without its version declarations, and every
     file the script read while loading. The rule: parse the script, drop each
     top-level statement that contains a call to ``.add_version(...)``,
-    ``.addV(...)``, ``.add_grid(...)`` or ``.add_random(...)`` anywhere inside it (so a loop that adds versions goes too),
+    ``.addV(...)``, ``.add_grid(...)``, ``.add_random(...)`` or ``.add_search(...)``
+    anywhere inside it (so a loop that adds versions goes too),
     keep everything else (``Versions(...)`` sets defaults, so it stays), and
     hash ``ast.dump`` of the rest, so comments, blank lines and line numbers do
     not count. Then add each dependency's path relative to the script's folder

@@ -3,8 +3,8 @@
 A spec carries a version's parameters as plain data. A version the script
 declares keeps its own objects (its dataloader, say) for every parameter the
 spec leaves as declared; a parameter the spec changes, or a version the script
-does not declare at all (a sweep's proposal, built on the first declared
-version), takes the spec's value.
+does not declare at all (a search's point, built on the search's template;
+else on the first declared version), takes the spec's value.
 """
 from __future__ import annotations
 
@@ -21,7 +21,11 @@ def version_for(model: Any, name: str, params: Mapping[str, Any]) -> Any:
 
     versions = model.versions
     own = declared_version(versions, name)
-    base = own if own is not None else versions.get_versions()[0]
+    searches = getattr(versions, "searches", {})
+    if own is None and name.rsplit("-", 1)[0] in searches:  # a search's point: built from the search's template
+        base = versions.search_version(name, {})
+    else:
+        base = own if own is not None else versions.get_versions()[0]
     version = copy.copy(base)
     plain = version_params(base)
     for key, value in params.items():

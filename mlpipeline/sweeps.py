@@ -239,3 +239,90 @@ def _unique(points: List[Tuple[str, Point]], caller: str, fix: str) -> List[Tupl
             raise VersionValueError(f"{caller}: points {seen[name]!r} and {point!r} both get the name {name!r}; {fix}")
         seen[name] = point
     return points
+
+
+# --- searches that learn -----------------------------------------------------------------------------------
+
+class Asha:
+    """Asynchronous successive halving (Li et al., 2018): a version that reaches a
+    rung (step ``grace``, ``grace * reduction``, ``grace * reduction**2``, ... up to
+    ``max_t``) goes on only while its ``metric`` there is among the best
+    ``1/reduction`` of the values the search's versions had at that rung; else it
+    is stopped (status ``pruned``). The runner applies it to the per-step metrics it
+    records, so it needs nothing from the script but ``log_metric(..., step=...)``."""
+
+    def __init__(self, metric: str, grace: int = 1, reduction: float = 3, max_t: Any = None, mode: str = "min"):
+        if not isinstance(metric, str) or not metric.strip("/"):
+            raise VersionValueError(f"asha: metric must name a metric the versions log with a step, e.g. "
+                                    f"asha('loss') or asha('test/loss'), got {metric!r}")
+        if not _number(grace) or grace < 1:
+            raise VersionValueError(f"asha: grace={grace!r} must be a step number >= 1 (the first rung)")
+        if not _number(reduction) or reduction <= 1:
+            raise VersionValueError(f"asha: reduction={reduction!r} must be a number > 1 (3 keeps the best third)")
+        if max_t is not None and (not _number(max_t) or max_t < grace):
+            raise VersionValueError(f"asha: max_t={max_t!r} must be a step number >= grace ({grace!r}), or None")
+        if mode not in ("min", "max"):
+            raise VersionValueError(f"asha: mode={mode!r} must be 'min' (lower is better, a loss) or 'max' "
+                                    f"(higher is better, an accuracy)")
+        self.metric, self.grace, self.reduction, self.max_t, self.mode = metric, grace, reduction, max_t, mode
+
+    def to_json(self) -> Dict[str, Any]:
+        return {"kind": "asha", "metric": self.metric, "grace": self.grace, "reduction": self.reduction,
+                "max_t": self.max_t, "mode": self.mode}
+
+    def __repr__(self) -> str:
+        return (f"asha({self.metric!r}, grace={self.grace!r}, reduction={self.reduction!r}, max_t={self.max_t!r}, "
+                f"mode={self.mode!r})")
+
+
+def asha(metric: str, grace: int = 1, reduction: float = 3, max_t: Any = None, mode: str = "min") -> Asha:
+    """An ASHA stopper for ``Versions.add_search(..., stopper=asha(...))`` (see ``Asha``)."""
+    return Asha(metric, grace, reduction, max_t, mode)
+
+
+class Search:
+    """A search ``Versions.add_search`` declared: checked here, run by the runner."""
+
+    def __init__(self, propose: Any, budget: Any, parallel: Any, name: Any, common: Dict[str, Any], stopper: Any):
+        if not callable(propose):
+            raise VersionValueError(f"add_search: propose must be a function propose(history) -> params or None, "
+                                    f"got {propose!r}")
+        for arg, value in (("budget", budget), ("parallel", parallel)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise VersionValueError(f"add_search: {arg} must be a whole number >= 1, got {value!r}")
+        if not isinstance(name, str) or not valid_name(name + "-" + "0" * HASH_LEN) or "-" in name:
+            raise VersionValueError(f"add_search: name {name!r} cannot start a version name; use letters, digits, "
+                                    f"'_' or '.' without '-', e.g. name='lr_search'")
+        if stopper is not None and not isinstance(stopper, Asha) and not callable(stopper):
+            raise VersionValueError(f"add_search: stopper must be mlpipeline.sweeps.asha(...) or a function "
+                                    f"stop(version, step, history) -> bool, got {stopper!r}")
+        self.propose, self.budget, self.parallel, self.name = propose, budget, parallel, name
+        self.common, self.stopper = common, stopper
+
+    def describe(self) -> Dict[str, Any]:
+        """What the runner needs to know without importing the script."""
+        stopper: Any = None
+        if isinstance(self.stopper, Asha):
+            stopper = self.stopper.to_json()
+        elif self.stopper is not None:
+            stopper = {"kind": "function", "name": getattr(self.stopper, "__name__", type(self.stopper).__name__)}
+        return {"name": self.name, "budget": self.budget, "parallel": self.parallel, "stopper": stopper}
+
+
+def check_point(point: Any, search: Search) -> Point:
+    """A proposal checked: a dict of plain JSON values that names no reserved or shared key."""
+    if not isinstance(point, dict):
+        raise VersionValueError(f"propose returned {type(point).__name__} {point!r:.80}; return a dict of parameters "
+                                f"(e.g. {{'lr': 0.01}}), or None to end the search")
+    for key, value in point.items():
+        if not isinstance(key, str):
+            raise VersionValueError(f"propose returned a parameter named {key!r}; parameter names are strings")
+        if key in ("name", "custom_paramters", "model_dir_suffix", "order"):
+            raise VersionValueError(f"propose returned {key!r}, which a search sets itself; leave it out")
+        if key in search.common:
+            raise VersionValueError(f"propose returned {key!r}, which is in the search's common=; keep it in one "
+                                    f"of them")
+        if _plain(value) != value or (isinstance(value, float) and not math.isfinite(value)):
+            raise VersionValueError(f"propose returned {key}={value!r:.80}, not plain data; return numbers, strings, "
+                                    f"booleans, None or lists and dicts of them (e.g. float(x) for a numpy number)")
+    return dict(point)
