@@ -27,7 +27,7 @@ from .liveness import Liveness
 from .outputs import NullOutputs, elapsed_text
 from .procs import process_start
 from .queue import Describer, Plan, Planner, QueueItem, SearchSlot
-from .search import SearchDriver
+from .search import CLOSE_GRACE, SearchDriver
 from .utils import ExecutionModeKeys
 from ._versions import version_parameters
 
@@ -216,7 +216,7 @@ class Runner:
             self._beats = None
         if self.watcher is not None:
             self.watcher.stop()
-        self.search.close()
+        self.search.close(0.0 if self.kill_requested else CLOSE_GRACE)
         self.describer.close()
         if self.runner_id is not None:
             self.ledger.write_queue(self.runner_id, [], None)

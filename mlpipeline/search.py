@@ -37,6 +37,7 @@ SEARCH_MAIN = "import sys; del sys.path[0]; from mlpipeline.search import serve;
 ASK_WAIT = 0.05      # seconds the runner waits for a proposal before it goes on and takes it when it comes
 REFUSALS = 50        # proposals in a row of points already tried before a search is ended
 HISTORY_CHUNK = 500  # history items per line sent to the child
+CLOSE_GRACE = 5.0    # seconds a search child gets at the end of a batch to act on the last results
 
 
 # --- the child ---------------------------------------------------------------------------------------------
@@ -88,8 +89,15 @@ def serve(argv: List[str]) -> None:
             continue
         if op == "history":
             history.extend(request["items"])
+            history.running = request.get("running", history.running)
             for item in request["items"]:
                 curves.pop(item.get("version"), None)
+            sync = getattr(search.propose, "sync", None)
+            if request.get("last") and callable(sync):  # an adapter that mirrors results (optuna_search)
+                try:
+                    sync(history)
+                except Exception as exc:  # noqa: BLE001 - user code: say it, keep serving
+                    print(f"mlpipeline: search {name}: sync() raised {type(exc).__name__}: {exc}", file=sys.stderr)
             continue
         try:
             if op == "propose":
@@ -202,9 +210,22 @@ class SearchProcess:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def close(self) -> None:
+    def close(self, grace: float = 0.0) -> None:
+        """End the child; with ``grace``, it first gets that long to act on what it was sent
+        (an adapter telling its study the last results) and leave on its own."""
         if self.closed:
             return
+        if grace > 0 and self.alive():
+            deadline = time.monotonic() + grace
+            while self._out and time.monotonic() < deadline:
+                self.flush()
+                time.sleep(0.01)
+            os.close(self._request)  # end of input: the child's loop ends and it exits
+            self._request = -1
+            try:
+                self.proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
         self.closed = True
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
@@ -212,10 +233,11 @@ class SearchProcess:
             pass
         self.proc.wait()
         for fd in (self._request, self._reply):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
 
 
 def metric_key(split: str, name: str) -> str:
@@ -350,8 +372,9 @@ class SearchState:
         """The history the child does not have yet, in lines of a bounded size."""
         new = self.history[self.sent:]
         self.sent = len(self.history)
-        return [{"op": "history", "search": self.name, "items": new[i:i + HISTORY_CHUNK]}
-                for i in range(0, len(new), HISTORY_CHUNK)]
+        chunks = [new[i:i + HISTORY_CHUNK] for i in range(0, len(new), HISTORY_CHUNK)]
+        return [{"op": "history", "search": self.name, "items": chunk, "running": sorted(self.running),
+                 "last": i == len(chunks) - 1} for i, chunk in enumerate(chunks)]
 
     def now(self) -> float:
         return time.monotonic()
@@ -592,6 +615,10 @@ class SearchDriver:
         elif status != "interrupted":
             state.history.append(state.item(version, dict(item.spec.params), status,
                                             self._metrics([run_id]).get(run_id, {})))
+            known = self.processes.get(state.path)
+            if known is not None and known[1].alive():  # now: an adapter mirrors results as they come
+                for message in state.history_messages():
+                    known[1].send(message)
 
     # -- what the queue shows ----------------------------------------------------------------------
 
@@ -611,7 +638,7 @@ class SearchDriver:
     def left(self) -> bool:
         return any(state.wants() for state in self.states.values())
 
-    def close(self) -> None:
+    def close(self, grace: float = CLOSE_GRACE) -> None:
         for _, process in self.processes.values():
-            process.close()
+            process.close(grace)
         self.processes.clear()

@@ -326,3 +326,158 @@ def check_point(point: Any, search: Search) -> Point:
             raise VersionValueError(f"propose returned {key}={value!r:.80}, not plain data; return numbers, strings, "
                                     f"booleans, None or lists and dicts of them (e.g. float(x) for a numpy number)")
     return dict(point)
+
+
+def metric_value(metrics: Mapping[str, Any], metric: str) -> Any:
+    """``metric`` from a history item's ``metrics``: ``"split/name"`` as written, or a bare
+    name from the test split first, then any other; None when the version has none."""
+    if metric in metrics:
+        return metrics[metric]
+    for key in [f"test/{metric}"] + sorted(k for k in metrics if k.endswith("/" + metric)):
+        if key in metrics:
+            return metrics[key]
+    return None
+
+
+class OptunaSearch:
+    """``propose`` for ``Versions.add_search`` that drives an Optuna study through
+    ask and tell: each point is one trial (its user attribute ``mlpipeline_point``
+    holds the hash that names the version), told its ``metric`` when the version
+    succeeds, pruned when a stopper pruned it and failed when it failed. The
+    ledger stays the truth: on every call the study is brought in line with the
+    search's history, and a trial left running by a runner that died (Optuna's
+    heartbeat does not cover ask and tell) is failed, unless its point is running
+    again."""
+
+    def __init__(self, study_factory: Any, metric: str, direction: str = "minimize", space: Any = None):
+        if study_factory is not None and not callable(study_factory):
+            raise VersionValueError(f"optuna_search: study_factory must be a function that returns an optuna.Study "
+                                    f"(or None for an in-memory study), got {study_factory!r}")
+        if not isinstance(metric, str) or not metric:
+            raise VersionValueError(f"optuna_search: metric must name a metric the versions report, e.g. 'test/acc', "
+                                    f"got {metric!r}")
+        if direction not in ("minimize", "maximize"):
+            raise VersionValueError(f"optuna_search: direction={direction!r} must be 'minimize' or 'maximize'")
+        if space is None or not (callable(space) or isinstance(space, dict)):
+            raise VersionValueError("optuna_search: space= must be a dict of distributions (uniform, loguniform, "
+                                    "randint, choice from mlpipeline.sweeps) or a function space(trial) -> params; "
+                                    "e.g. space={'lr': loguniform(1e-4, 1e-1)}")
+        if isinstance(space, dict):
+            for key, dist in space.items():
+                if not isinstance(dist, Distribution):
+                    raise VersionValueError(f"optuna_search: space[{key!r}]={dist!r} is not a distribution from "
+                                            f"mlpipeline.sweeps")
+        self.study_factory, self.metric, self.direction, self.space = study_factory, metric, direction, space
+        self._study: Any = None
+        self._trials: Dict[str, int] = {}   # point hash -> trial number
+        self._told: set = set()              # point hashes whose trial is finished
+
+    @property
+    def study(self) -> Any:
+        """The study (created on first use, in the search's process)."""
+        if self._study is None:
+            import optuna
+
+            study = self.study_factory() if self.study_factory is not None else optuna.create_study(
+                direction=self.direction)
+            if study.direction.name.lower() != self.direction:
+                raise VersionValueError(f"optuna_search: the study's direction is {study.direction.name.lower()}, "
+                                        f"but direction={self.direction!r}; make them agree")
+            for trial in study.get_trials(deepcopy=False):
+                point = trial.user_attrs.get("mlpipeline_point")
+                if point:
+                    self._trials[point] = trial.number
+                    if trial.state.is_finished():
+                        self._told.add(point)
+            self._study = study
+        return self._study
+
+    def _distributions(self) -> Dict[str, Any]:
+        import optuna.distributions as od
+
+        found: Dict[str, Any] = {}
+        for key, dist in self.space.items():
+            if isinstance(dist, loguniform):
+                found[key] = od.FloatDistribution(dist.low, dist.high, log=True)
+            elif isinstance(dist, uniform):
+                found[key] = od.FloatDistribution(dist.low, dist.high)
+            elif isinstance(dist, randint):
+                found[key] = od.IntDistribution(dist.low, dist.high)
+            elif isinstance(dist, choice):
+                found[key] = od.CategoricalDistribution(dist.options)
+            else:
+                raise VersionValueError(f"optuna_search: {dist!r} has no Optuna counterpart")
+        return found
+
+    def sync(self, history: Sequence[Mapping[str, Any]]) -> None:
+        """Tell the study what the ledger knows: finished versions, and trials whose runs died."""
+        import optuna
+
+        study = self.study
+        for item in history:
+            point = str(item.get("version", "")).rsplit("-", 1)[-1]
+            if point not in self._trials or point in self._told:
+                continue
+            self._tell(point, item)
+        running = {str(name).rsplit("-", 1)[-1] for name in getattr(history, "running", [])}
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            point = trial.user_attrs.get("mlpipeline_point")
+            if point and point not in running and point not in self._told and point != getattr(self, "_asked", None):
+                study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+                self._told.add(point)
+
+    def _tell(self, point: str, item: Mapping[str, Any]) -> None:
+        import optuna
+
+        states = optuna.trial.TrialState
+        value = metric_value(item.get("metrics") or {}, self.metric)
+        number = self._trials[point]
+        if item.get("status") == "succeeded" and isinstance(value, (int, float)) and math.isfinite(value):
+            self.study.tell(number, float(value))
+        elif item.get("status") == "pruned":
+            self.study.tell(number, state=states.PRUNED)
+        else:
+            self.study.tell(number, state=states.FAIL)
+        self._told.add(point)
+
+    def __call__(self, history: Sequence[Mapping[str, Any]]) -> Any:
+        self._asked = None
+        for refused in getattr(history, "refused", []):  # the point of an earlier version: its result, if known
+            point = point_hash(refused)
+            trial = self._trials.pop("refused:" + point, None)
+            if trial is None:
+                continue
+            earlier = next((i for i in history if str(i.get("version", "")).endswith("-" + point)), None)
+            value = metric_value(earlier.get("metrics") or {}, self.metric) if earlier else None
+            if earlier and earlier.get("status") == "succeeded" and isinstance(value, (int, float)):
+                self.study.tell(trial, float(value))
+            else:
+                import optuna
+
+                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        self.sync(history)
+        study = self.study
+        if callable(self.space):
+            trial = study.ask()
+            params = self.space(trial)
+        else:
+            trial = study.ask(self._distributions())
+            params = dict(trial.params)
+        if not isinstance(params, dict):
+            raise VersionValueError(f"optuna_search: space(trial) returned {params!r}; return a dict of parameters")
+        params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
+        point = point_hash(params)
+        if point in self._trials:  # a point tried before: the runner refuses it and asks again
+            self._trials["refused:" + point] = trial.number
+        else:
+            trial.set_user_attr("mlpipeline_point", point)
+            self._trials[point] = trial.number
+            self._asked = point
+        return params
+
+
+def optuna_search(study_factory: Any, metric: str, direction: str = "minimize", space: Any = None) -> OptunaSearch:
+    """``propose`` for ``Versions.add_search`` backed by an Optuna study (see ``OptunaSearch``):
+    ``add_search(optuna_search(lambda: optuna.create_study(storage=..., study_name=..., load_if_exists=True,
+    direction="minimize"), "test/loss", "minimize", space={"lr": loguniform(1e-4, 1e-1)}), budget=50, parallel=4)``."""
+    return OptunaSearch(study_factory, metric, direction, space)
