@@ -21,6 +21,8 @@ setup(
         # mlpipeline.data: CSVLoader reads with pandas when it is there; to_torch (CPU build: keep it pinned)
         "data": ["pandas"],
         "torch": ["torch==2.13.0"],
+        # mlpipeline.sweeps.optuna_search: a search driven by an Optuna study
+        "optuna": ["optuna>=3.4"],
         "web": ["starlette>=0.37", "uvicorn>=0.29", "jinja2>=3.1", "plotly>=5"],
         "dev": ["pytest>=7", "hypothesis", "ruff", "mypy", "playwright>=1.40"],
     },

@@ -379,7 +379,7 @@ class OptunaSearch:
             import optuna
 
             study = self.study_factory() if self.study_factory is not None else optuna.create_study(
-                direction=self.direction)
+                direction="maximize" if self.direction == "maximize" else "minimize")
             if study.direction.name.lower() != self.direction:
                 raise VersionValueError(f"optuna_search: the study's direction is {study.direction.name.lower()}, "
                                         f"but direction={self.direction!r}; make them agree")
