@@ -1,13 +1,15 @@
 """Palmer Penguins with PyTorch: the data through mlpipeline.data, a small MLP,
-and a random search over its hyperparameters (mlpipeline.sweeps)."""
+and a random search over its hyperparameters with early stopping (ASHA on the
+test accuracy each epoch): Versions.add_search and mlpipeline.sweeps."""
 import os
+import random
 
 import torch
 from torch import nn
 
 from mlpipeline.data import CSVLoader
 from mlpipeline.helper import Model
-from mlpipeline.sweeps import choice, loguniform, randint
+from mlpipeline.sweeps import asha, choice, loguniform, randint
 from mlpipeline.utils import ExecutionModeKeys, Versions
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -50,18 +52,34 @@ class PenguinNet(Model):
                 self.optimizer.step()
                 self.log_metric("loss", float(loss), step=step)
                 step += 1
+            self.log_metric("accuracy", self.accuracy(penguins.get_test_input()), step=step, split="test")
         torch.save({"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}, self.checkpoint)
 
     def evaluate_model(self, input_fn, steps):
+        return {"accuracy": self.accuracy(input_fn)}
+
+    def accuracy(self, batches):
         correct = total = 0
         with torch.no_grad():
-            for xb, yb in input_fn:
+            for xb, yb in batches:
                 predicted = self.net((torch.tensor(xb).float() - self.mean) / self.std).argmax(1)
                 correct += int((predicted == torch.tensor(yb)).sum())
                 total += len(yb)
-        return {"accuracy": correct / max(total, 1)}
+        return correct / max(total, 1)
+
+
+SPACE = {"lr": loguniform(1e-3, 3e-2), "units": choice([8, 16, 32]), "layers": randint(1, 2)}
+
+
+def propose(history):
+    """Random search: the k-th point is drawn with seed k (the history says how many came before)."""
+    rng = random.Random(len(history) + len(history.running))
+    return {name: dist.sample(rng) for name, dist in SPACE.items()}
 
 
 versions = Versions(penguins, 32, 20)
-versions.add_random(6, seed=0, lr=loguniform(1e-3, 3e-2), units=choice([8, 16, 32]), layers=randint(1, 2))
+# Eight points, two at a time; a point whose test accuracy trails the others after 2, 4, 8 and 16 epochs
+# (about 9 steps an epoch) is pruned.
+versions.add_search(propose, budget=8, parallel=2, name="rs",
+                    stopper=asha("test/accuracy", grace=18, reduction=2, max_t=150, mode="max"))
 MODEL = PenguinNet(versions)
