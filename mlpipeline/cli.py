@@ -325,7 +325,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         counts[f.outcome.status.value] = counts.get(f.outcome.status.value, 0) + 1
     counts.setdefault("succeeded", 0)
     counts.setdefault("failed", 0)
-    order = ("succeeded", "failed", "timeout", "cancelled", "interrupted")
+    order = ("succeeded", "failed", "pruned", "timeout", "cancelled", "interrupted")
     _say(", ".join(f"{counts[s]} {s}" for s in order if s in counts)
          + ("" if test else f"; ledger: {display(result.ledger_path)}")
          + ("; stopped before the queue was done" if result.stopped_early else ""))

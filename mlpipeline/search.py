@@ -38,6 +38,8 @@ ASK_WAIT = 0.05      # seconds the runner waits for a proposal before it goes on
 REFUSALS = 50        # proposals in a row of points already tried before a search is ended
 HISTORY_CHUNK = 500  # history items per line sent to the child
 CLOSE_GRACE = 5.0    # seconds a search child gets at the end of a batch to act on the last results
+# seconds propose() may take (the script's load included) before the search is failed
+ANSWER_LIMIT = float(os.environ.get("MLPIPELINE_PROPOSE_LIMIT") or 600)
 
 
 # --- the child ---------------------------------------------------------------------------------------------
@@ -500,14 +502,14 @@ class SearchDriver:
         process.send({**message, "op": op, "search": state.name, "id": ask})
         self._asks[ask] = (state, op, version)
         if op == "propose":
-            state.asked = ask
+            state.asked, state.asked_at = ask, time.monotonic()
 
     def _ask(self, state: SearchState) -> None:
         self._send(state, {"running": sorted(state.running), "refused": state.refused}, "propose")
 
     def poll(self, wait: float = 0.0) -> bool:
         """Take the answers that arrived; True when the queue may have changed."""
-        changed = False
+        changed = self._overdue()
         for path, (_, process) in list(self.processes.items()):
             replies = process.replies(wait if any(s.path == path and s.asked for s in self.states.values()) else 0.0)
             for reply in replies:
@@ -515,6 +517,18 @@ class SearchDriver:
             if not replies and not process.alive() and process.replies() == []:
                 changed |= self._lost(path, process)
         return changed
+
+    def _overdue(self) -> bool:
+        """A propose() that does not answer ends its search (and its process): a batch never hangs on one."""
+        late = [s for s in self.states.values() if s.asked is not None and time.monotonic() - s.asked_at > ANSWER_LIMIT]
+        for state in late:
+            self._asks.pop(state.asked or 0, None)
+            known = self.processes.pop(state.path, None)
+            if known is not None:
+                known[1].close()
+            self._fail(state, f"propose() did not answer within {ANSWER_LIMIT:g} s (the search's process loads the "
+                              f"script, then calls it); its process was ended", "")
+        return bool(late)
 
     def _lost(self, path: str, process: SearchProcess) -> bool:
         """The search child exited: the searches waiting on it end with an error."""

@@ -175,6 +175,24 @@ def test_propose_returning_none_ends_the_search_and_a_propose_error_fails_it_wit
     assert "returned None" in result.stderr
 
 
+def test_a_propose_that_never_answers_fails_the_search_and_the_batch_ends(project):
+    extra = '''
+    def propose(history):
+        if history:
+            time.sleep(3600)
+        return {"x": 0.5}
+    '''
+    project.script("search.py", search_script("versions.add_version('after', x=0.1)\n"
+                                              "versions.add_search(propose, budget=3)", extra))
+    project.configure(["search.py"])
+    result = project.run("-r", "-n", env={"MLPIPELINE_PROPOSE_LIMIT": "2"}, timeout=60)
+    assert result.returncode == 1
+    runs = project.runs()
+    assert [(r["version"], r["status"]) for r in runs] == [("after", "succeeded"), ("s-" + runs[1]["version"][2:],
+                                                                                      "succeeded"), ("s", "failed")]
+    assert "did not answer within 2 s" in runs[2]["error"]
+
+
 def test_a_bad_proposal_fails_the_search_naming_the_fix(project):
     extra = '''
     def propose(history):
