@@ -283,7 +283,7 @@ class Runner:
         self._flush_metrics(now, force=bool(finished))
         for ticket, outcome in finished:
             self._finish(ticket, outcome, now)
-        if self.search.poll():
+        if self.search.changed():
             self._replan = True
         self._notice_changes(now)
         if finished and (self.paused or self.stopping):  # nothing is scheduled: still show what ended

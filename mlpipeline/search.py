@@ -397,6 +397,7 @@ class SearchDriver:
         self.of: Dict[Tuple[str, str], SearchState] = {}           # a point's key -> its search
         self._asks: Dict[int, Tuple[SearchState, str, Optional[str]]] = {}  # id -> (search, op, version)
         self._next_id = 1
+        self._changed = False  # an answer arrived since the runner last asked (it may have come mid-step)
 
     # -- the queue reaches a search ---------------------------------------------------------
 
@@ -409,7 +410,7 @@ class SearchDriver:
         if state.resume:
             name, params, sha = state.resume.pop(0)
             return self._item(state, name, params, sha)
-        if state.ready is None and state.asked is None:
+        while state.ready is None and state.asked is None and state.ended is None:  # a refusal asks again
             self._ask(state)
             self.poll(ASK_WAIT)
         if state.ready is not None:
@@ -507,6 +508,12 @@ class SearchDriver:
     def _ask(self, state: SearchState) -> None:
         self._send(state, {"running": sorted(state.running), "refused": state.refused}, "propose")
 
+    def changed(self) -> bool:
+        """Did an answer arrive since the last call? (Then the queue may have changed.)"""
+        self.poll()
+        changed, self._changed = self._changed, False
+        return changed
+
     def poll(self, wait: float = 0.0) -> bool:
         """Take the answers that arrived; True when the queue may have changed."""
         changed = self._overdue()
@@ -516,6 +523,7 @@ class SearchDriver:
                 changed |= self._answer(reply)
             if not replies and not process.alive() and process.replies() == []:
                 changed |= self._lost(path, process)
+        self._changed |= changed
         return changed
 
     def _overdue(self) -> bool:
