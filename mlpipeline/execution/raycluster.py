@@ -442,9 +442,28 @@ class RayExecutor:
             except OSError:
                 pass
         if self.started_ray:
-            self._ray.shutdown()
+            _stop_own_ray(self._ray)
         elif self._ray.is_initialized():
             self._ray.shutdown()  # a joined cluster: only this driver disconnects
+
+
+def _stop_own_ray(ray: Any) -> None:
+    """``ray.shutdown()`` for the Ray this runner started, without its slowest
+    second: Ray ends its processes one after another with SIGTERM, each given up
+    to a second, and its autoscaler ``monitor`` (which a local Ray without an
+    autoscaler does not need) never leaves on SIGTERM, so it always costs the
+    full second. It is killed at once; the raylet, GCS and the rest keep their
+    graceful end (the raylet ends its workers and agents). Where Ray's internals
+    are not as expected, Ray's own way stands."""
+    node = getattr(getattr(getattr(ray, "_private", None), "worker", None), "_global_node", None)
+    kill = getattr(node, "_kill_process_type", None)
+    if node is not None and callable(kill):
+        def kill_process_type(process_type: str, allow_graceful: bool = False, check_alive: bool = True,
+                              wait: bool = False) -> None:
+            kill(process_type, allow_graceful=allow_graceful and process_type != "monitor", check_alive=check_alive,
+                 wait=wait)
+        node._kill_process_type = kill_process_type
+    ray.shutdown()
 
 
 def ray_describer(cwd: str, cache_get: Callable[[str], Optional[dict]], cache_put: Callable[[str, dict], None],
