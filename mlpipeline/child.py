@@ -1,8 +1,8 @@
-"""Entry point of the child processes the runner spawns.
+"""Entry point of the child processes the runner spawns (or its fork server forks).
 
 ``python -c "...; mlpipeline.child.run(sys.argv[1:])" run JSON FD``: loads the script and runs the
 version the JSON spec names, sending events as JSON lines on file descriptor FD. stdout/stderr are the script's own, captured by the
-parent. The exit status is 0 only when a result was sent.
+parent. The exit status is 0 only when a result was sent. A forked child enters at ``run_forked`` with the same arguments.
 """
 from __future__ import annotations
 
@@ -115,21 +115,46 @@ def run(argv) -> None:
     (atexit handlers run, streams are flushed)."""
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     code = main(argv)
+    if _threads_done():
+        sys.exit(code)
+    _leave(code)
+
+
+def run_forked(argv) -> None:
+    """Entry point of a child the fork server forked (``execution.forkserver``):
+    as ``run``, but it always leaves through ``os._exit``, so nothing of the
+    server's own code runs after the version."""
+    code = 1
+    try:
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        code = main(argv)
+        _threads_done()
+    finally:
+        _leave(code)
+
+
+def _threads_done() -> bool:
+    """Give the version's non-daemon threads ``THREADS_GRACE`` seconds to end; whether they all did."""
     deadline = time.monotonic() + THREADS_GRACE
     for thread in threading.enumerate():
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join(max(0.0, deadline - time.monotonic()))
-    if not any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread()):
-        sys.exit(code)
+    return not any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread())
+
+
+def _leave(code: int) -> None:
+    """Exit now, threads or not: atexit handlers first, then the streams."""
     import atexit
 
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(code)
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,10 @@ from ..errors import write_failed
 from ..lifecycle import Job, MetricRow, Outcome, RunStatus, Sink
 from ..procs import MARK_PROJECT, MARK_RUN, MARK_VERSION, kill_marked
 from .base import Finished, signal_name
+from .forkserver import MARKS, ForkedProcess, ForkServer, ForkServerError
+from .forkserver import enabled as forkserver_enabled
+
+log = logging.getLogger(__name__)
 
 REAP_GRACE = 2.0   # seconds a finished child's leftover processes may keep its pipes open
 RESULT_GRACE = 20.0  # seconds a child may take to exit after sending its result before it is ended
@@ -37,19 +41,25 @@ class ChildRun:
     output (echoed and kept) and the JSON-lines event pipe."""
 
     def __init__(self, op: str, payload: Dict[str, Any], on_event: Callable[[Dict[str, Any]], None],
-                 capture: Callable[[bytes], None], cwd: Optional[str], env: Dict[str, str]):
+                 capture: Callable[[bytes], None], cwd: Optional[str], env: Dict[str, str],
+                 server: Optional[ForkServer] = None, title: str = ""):
         read_fd, write_fd = os.pipe()
         try:  # a roomier pipe: metric batches arrive in fewer, larger reads (Linux F_SETPIPE_SZ)
             fcntl.fcntl(read_fd, 1031, 1 << 20)
         except OSError:
             pass
-        payload = {**payload, "parent_pid": os.getpid()}
+        full_env = {**os.environ, **env, "PYTHONUNBUFFERED": "1"}
+        self.proc: Any = None
+        self.pid_fd: Optional[int] = None
         try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", CHILD_MAIN, op, json.dumps(payload), str(write_fd)],
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                pass_fds=(write_fd,), start_new_session=True, cwd=cwd,
-                env={**os.environ, **env, "PYTHONUNBUFFERED": "1"})
+            if server is not None:
+                self.proc = self._fork(server, op, payload, full_env, cwd, write_fd, title)
+            if self.proc is None:
+                payload = {**payload, "parent_pid": os.getpid()}
+                self.proc = subprocess.Popen(
+                    [sys.executable, "-c", CHILD_MAIN, op, json.dumps(payload), str(write_fd)],
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                    pass_fds=(write_fd,), start_new_session=True, cwd=cwd, env=full_env)
         except BaseException:
             os.close(read_fd)
             raise
@@ -67,16 +77,41 @@ class ChildRun:
         self._final_at: Optional[float] = None  # when the result (or error) arrived
         self.kill_at: Optional[float] = None  # a warm cancel's deadline
         self.returncode: Optional[int] = None
-        try:  # readable the moment the process exits: no polling for it (Linux 5.3+)
-            self.pid_fd: Optional[int] = os.pidfd_open(self.proc.pid)
-        except (AttributeError, OSError):
-            self.pid_fd = None
+        self._pid_exited = False  # its pidfd said it exited
+        if self.pid_fd is None and not self.forked:
+            try:  # readable the moment the process exits: no polling for it (Linux 5.3+)
+                self.pid_fd = os.pidfd_open(self.proc.pid)
+            except (AttributeError, OSError):
+                self.pid_fd = None
+
+    @property
+    def forked(self) -> bool:
+        """Whether the fork server forked this child (else it was spawned)."""
+        return isinstance(self.proc, ForkedProcess)
+
+    def _fork(self, server: ForkServer, op: str, payload: Dict[str, Any], env: Dict[str, str], cwd: Optional[str],
+              event_fd: int, title: str) -> Optional[ForkedProcess]:
+        """Have the fork server fork this child (None: spawn it instead)."""
+        marks = {name: env[name] for name in MARKS if env.get(name)}
+        if server.refusal(env, cwd, marks) is not None:
+            return None
+        out_r, out_w = os.pipe()
+        try:
+            argv = [op, json.dumps({**payload, "parent_pid": server.pid})]
+            pid, self.pid_fd = server.fork(argv, env, cwd, out_w, event_fd, marks, title)
+        except (ValueError, ForkServerError):
+            os.close(out_r)
+            return None
+        finally:
+            os.close(out_w)
+        return ForkedProcess(server, pid, os.fdopen(out_r, "rb", buffering=0))
 
     def fds(self) -> List[int]:
         return sorted(self.open) + ([self.pid_fd] if self.pid_fd is not None else [])
 
     def on_ready(self, fd: int) -> None:
         if fd == self.pid_fd:  # the process exited; its pipes may still hold output to read
+            self._pid_exited = True
             self._close_pid_fd()
             return
         try:
@@ -128,6 +163,9 @@ class ChildRun:
         if self._final_at is not None and time.monotonic() - self._final_at > RESULT_GRACE:
             self._killpg(signal.SIGKILL)  # it reported and will not leave (a stray thread): its result stands
         code = self.proc.poll()
+        if code is None and self._pid_exited and self.forked and self.killed is None \
+                and self.final.get("type") == "result":
+            code = self.proc.exited_after_result()
         if code is None:
             return
         self._close_pid_fd()
@@ -318,6 +356,8 @@ class LocalExecutor:
         self._running: Dict[int, _Running] = {}
         self._next_ticket = 1
         self.project_mark = project_mark(cwd)
+        self._use_fork = forkserver_enabled()  # until the fork server fails: then spawn, for good
+        self._server: Optional[ForkServer] = None
         # With the project's lock held (execution mode), processes a dead runner's versions left are ended first.
         self.sweep = sweep
         if sweep:
@@ -343,8 +383,12 @@ class LocalExecutor:
             kill_marked(MARK_VERSION, version_mark)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
+        server = self._fork_server(sink)
         try:
-            run = ChildRun("run", payload, _event_handler(sink), capture, self.cwd, env)
+            run = ChildRun("run", payload, _event_handler(sink), capture, self.cwd, env, server=server,
+                           title=f"mlpipeline version {job.spec.script} {job.spec.version}")
+            if server is not None and not server.alive:  # it failed on this version, which was spawned instead
+                self._give_up(server.failure or "it failed", sink)
         except BaseException:
             if gpu is not None:
                 self._free_gpu(gpu)
@@ -357,6 +401,22 @@ class LocalExecutor:
         sink.started({"pid": run.proc.pid, "gpu": gpu})
         return ticket
 
+    def _fork_server(self, sink: Sink) -> Optional[ForkServer]:
+        """The fork server, started at the first version (None: spawn)."""
+        if self._use_fork and self._server is None:
+            try:
+                self._server = ForkServer(self.cwd)
+            except OSError as exc:
+                self._give_up(f"it did not start ({exc})", sink)
+        return self._server if self._use_fork else None
+
+    def _give_up(self, reason: str, sink: Sink) -> None:
+        if self._use_fork:
+            self._use_fork = False
+            message = f"fork server: {reason}; versions are spawned from now on"
+            log.warning(message)
+            sink.log(message, logging.WARNING)
+
     def _free_gpu(self, gpu: str) -> None:
         self.free_gpus.append(gpu)
         self.free_gpus.sort(key=self.gpus.index)
@@ -368,9 +428,15 @@ class LocalExecutor:
             for running in self._running.values():
                 for fd in running.run.fds():
                     selector.register(fd, selectors.EVENT_READ, running)
+            server = self._server
+            if server is not None and server.alive and any(r.run.forked for r in self._running.values()):
+                selector.register(server.fileno(), selectors.EVENT_READ, None)  # exit reports
             if selector.get_map():
                 for key, _ in selector.select(timeout):
-                    key.data.run.on_ready(key.fd)
+                    if key.data is None:
+                        server.drain()  # type: ignore[union-attr]
+                    else:
+                        key.data.run.on_ready(key.fd)
             else:  # output is done and the child is exiting: wait for that rather than sleep blindly
                 try:
                     next(iter(self._running.values())).run.proc.wait(min(timeout, 0.05))
@@ -401,3 +467,7 @@ class LocalExecutor:
             running.run.kill(RunStatus.INTERRUPTED, "the runner stopped")
             kill_marked(MARK_RUN, running.mark, wait=1.0)
             running.close_log()
+        if self._server is not None:
+            self._server.close()  # its versions are ended: it leaves on EOF
+            self._server = None
+            self._use_fork = False
