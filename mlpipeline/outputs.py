@@ -58,12 +58,21 @@ class HostOutputs(NullOutputs):
         self.log_path = self._log = os.path.join(outputs_dir, f"log-{host}")
         self.output_path = self._output = os.path.join(outputs_dir, f"output-{host}")
 
-    @staticmethod
-    def _append(path: str, text: str) -> None:
+    _handles: Dict[str, Any] = {}  # path -> the open file (kept: a version logs a dozen lines)
+
+    @classmethod
+    def _append(cls, path: str, text: str) -> None:
         try:
-            with open(path, "a", encoding="utf-8", errors="backslashreplace") as handle:
-                handle.write(text)
+            handle = cls._handles.get(path)
+            if handle is not None and os.fstat(handle.fileno()).st_nlink == 0:  # deleted: start a new one
+                handle.close()
+                handle = None
+            if handle is None:
+                handle = cls._handles[path] = open(path, "a", encoding="utf-8", errors="backslashreplace")
+            handle.write(text)
+            handle.flush()
         except OSError as exc:
+            cls._handles.pop(path, None)
             from .errors import write_failed
 
             raise write_failed(path, exc, "write", "the ledger keeps what was recorded") from None

@@ -6,7 +6,7 @@ import os
 import signal
 import threading
 import time
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, List, Optional, Sequence, Tuple
 
 def pid_alive(pid: Optional[int]) -> bool:
     if not pid:
@@ -61,7 +61,15 @@ def marked(name: str, value: str) -> List[int]:
     Every process a version starts inherits the markers its child process was
     given, whether it stays in the version's process group or leaves it
     (``setsid``, a daemonising helper), so the markers find them all."""
-    needle = f"{name}={value}".encode() + b"\0"
+    return marked_any([(name, value)])
+
+
+def marked_any(marks: Sequence[Tuple[str, str]]) -> List[int]:
+    """Live processes (not this one) holding any of ``marks`` (name, value): one
+    pass over /proc for them all (a pass reads every process's environment)."""
+    needles = [f"{name}={value}".encode() + b"\0" for name, value in marks]
+    if not needles:
+        return []
     me = os.getpid()
     found = []
     for entry in os.listdir("/proc"):
@@ -69,17 +77,23 @@ def marked(name: str, value: str) -> List[int]:
             continue
         try:
             with open(f"/proc/{entry}/environ", "rb") as handle:
-                if needle in handle.read() + b"\0" and pid_alive(int(entry)):
-                    found.append(int(entry))
+                environ = handle.read() + b"\0"
         except OSError:
             continue
+        if any(needle in environ for needle in needles) and pid_alive(int(entry)):
+            found.append(int(entry))
     return found
 
 
 def kill_marked(name: str, value: str, wait: float = 5.0) -> List[int]:
     """SIGKILL every process marked ``name=value`` (and its process group) and
     wait, up to ``wait`` seconds, until they are gone. Returns their pids."""
-    pids = marked(name, value)
+    return kill_marked_any([(name, value)], wait)
+
+
+def kill_marked_any(marks: Sequence[Tuple[str, str]], wait: float = 5.0) -> List[int]:
+    """``kill_marked`` for several marks at once."""
+    pids = marked_any(marks)
     for pid in pids:
         for kill in (os.killpg, os.kill):
             try:

@@ -20,7 +20,7 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..errors import write_failed
 from ..lifecycle import Job, MetricRow, Outcome, RunStatus, Sink
-from ..procs import MARK_PROJECT, MARK_RUN, MARK_VERSION, kill_marked
+from ..procs import MARK_PROJECT, MARK_RUN, MARK_VERSION, kill_marked, kill_marked_any
 from .base import Finished, signal_name
 from .forkserver import MARKS, ForkedProcess, ForkServer, ForkServerError
 from .forkserver import enabled as forkserver_enabled
@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 REAP_GRACE = 2.0   # seconds a finished child's leftover processes may keep its pipes open
 RESULT_GRACE = 20.0  # seconds a child may take to exit after sending its result before it is ended
 WARM_GRACE = 10.0  # seconds a warm cancel waits before it kills
+SWEEP_EVERY = 0.5  # seconds between sweeps for what finished versions left outside their process groups
 # -c: cheaper than -m. The first entry of sys.path (the current folder, the project root) goes: a json.py or
 # mlpipeline.py there must not shadow the standard library or mlpipeline; the script's own folder comes first later.
 CHILD_MAIN = "import sys; del sys.path[0]; from mlpipeline.child import run; run(sys.argv[1:])"
@@ -358,6 +359,11 @@ class LocalExecutor:
         self.project_mark = project_mark(cwd)
         self._use_fork = forkserver_enabled()  # until the fork server fails: then spawn, for good
         self._server: Optional[ForkServer] = None
+        # Finished versions' marks not yet swept for helpers that left their group: one pass over /proc
+        # serves them all, at most every SWEEP_EVERY seconds while versions run, at once when none does.
+        self._unswept: List[Tuple[str, str]] = []
+        self._swept_at = clock()
+        self._versions_run: set = set()  # version marks this executor started (their model dirs were used)
         # With the project's lock held (execution mode), processes a dead runner's versions left are ended first.
         self.sweep = sweep
         if sweep:
@@ -379,8 +385,9 @@ class LocalExecutor:
         payload = {"spec": job.spec.to_json(), "model_dir": job.model_dir, "exec_mode": job.exec_mode,
                    "memory_limit": job.memory_limit, "run_dir": job.run_dir}
         env, version_mark = child_env(self.project_mark, job, f"{os.getpid()}-{self._next_ticket}", self.sweep)
-        if self.sweep:  # no process of an earlier run of this version may still be at work in its model dir
-            kill_marked(MARK_VERSION, version_mark)
+        if version_mark in self._versions_run:  # nothing of its earlier run may still be at work in its model dir
+            self._sweep_marks([(MARK_VERSION, version_mark)] if self.sweep else [])
+        self._versions_run.add(version_mark)  # (a dead runner's were ended by the sweep at the start)
         if gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = gpu
         server = self._fork_server(sink)
@@ -450,12 +457,23 @@ class LocalExecutor:
                 continue
             del self._running[ticket]
             running.run.end_group()
-            kill_marked(MARK_RUN, running.mark)  # helpers that left the group (setsid) end with the version too
+            self._unswept.append((MARK_RUN, running.mark))  # helpers that left the group (setsid) end too
             running.close_log()
             if running.gpu is not None:
+                self._sweep_marks()  # before its GPU goes to the next version
                 self._free_gpu(running.gpu)
             finished.append((ticket, running.run.outcome()))
+        if self._unswept and (not self._running or now - self._swept_at >= SWEEP_EVERY):
+            self._sweep_marks()
         return finished
+
+    def _sweep_marks(self, extra: Optional[List[Tuple[str, str]]] = None) -> None:
+        """End the processes holding the finished versions' marks (and ``extra``)."""
+        marks = self._unswept + list(extra or [])
+        self._unswept = []
+        self._swept_at = self.clock()
+        if marks:
+            kill_marked_any(marks)
 
     def cancel(self, ticket: int, status: RunStatus, reason: str, cold: bool = True) -> None:
         running = self._running.get(ticket)
@@ -463,6 +481,7 @@ class LocalExecutor:
             running.run.kill(status, reason, cold, self.clock())
 
     def close(self) -> None:
+        self._sweep_marks()
         for running in self._running.values():
             running.run.kill(RunStatus.INTERRUPTED, "the runner stopped")
             kill_marked(MARK_RUN, running.mark, wait=1.0)
