@@ -6,7 +6,7 @@ import os
 import sys
 
 from . import batches, big_ledger, daemon, keras_testmode, ledger_queries, metrics_load, ray_backend, startup, web
-from . import trivial_versions
+from . import searches, trivial_versions
 
 BENCHMARKS = [startup.help_cold_start, startup.execution_overhead, startup.inprocess_overhead,
               startup.inprocess_scaling,
@@ -16,6 +16,7 @@ BENCHMARKS = [startup.help_cold_start, startup.execution_overhead, startup.inpro
               metrics_load.wal_bound, big_ledger.web_queries, web.dashboard]
 BENCHMARKS.append(ray_backend.ray_backend)
 BENCHMARKS.append(trivial_versions.trivial_versions)
+BENCHMARKS.append(searches.searches)
 
 
 def main() -> int:
