@@ -53,7 +53,11 @@ def run_version(payload: Dict[str, Any], env: Dict[str, str], cwd: Optional[str]
     events: List[Dict[str, Any]] = []
     output = bytearray()
     env = {**env, **gpu_env()}
-    run = ChildRun("run", payload, events.append, output.extend, cwd, env)
+    server = _fork_server(cwd)
+    run = ChildRun("run", payload, events.append, output.extend, cwd, env, server=server,
+                   title=f"mlpipeline version {payload['spec']['script']} {payload['spec']['version']}")
+    if server is not None and not server.alive:  # it failed on this version, which was spawned instead
+        _servers[os.path.abspath(cwd or os.getcwd())] = None
     try:
         yield {"placed": {**whereabouts(), "pid": run.proc.pid, "gpu": env.get("CUDA_VISIBLE_DEVICES")}}
         sent_at = time.monotonic()
@@ -95,6 +99,26 @@ def run_version(payload: Dict[str, Any], env: Dict[str, str], cwd: Optional[str]
                 run.proc.wait(5)
             except Exception:  # noqa: BLE001 - SIGKILLed already; the pid is reaped with the worker
                 pass
+
+
+_servers: Dict[str, Any] = {}  # project folder -> this Ray worker's fork server (None: it failed; spawn)
+
+
+def _fork_server(cwd: Optional[str]) -> Any:
+    """This worker's fork server for the project (Ray reuses a worker for many
+    versions: each is forked from it as on the local backend), or None to spawn."""
+    from .forkserver import ForkServer, enabled
+
+    if not enabled():
+        return None
+    key = os.path.abspath(cwd or os.getcwd())
+    if key not in _servers:
+        try:
+            _servers[key] = ForkServer(key)
+        except OSError:
+            _servers[key] = None
+    server = _servers[key]
+    return server if server is not None and server.alive else None
 
 
 def _end(run: Any, env: Dict[str, str]) -> None:
