@@ -479,11 +479,15 @@ class Ledger:
             db.execute("UPDATE runners SET config_error = ?, queue_at = ? WHERE id = ?",
                        (config_error, self.clock(), runner_id))
 
-    def update_queue(self, runner_id: int, changes: Sequence[Tuple[int, str, Optional[str]]]) -> None:
-        """Change the state and reason of snapshot rows: (position, state, reason)."""
+    def update_queue(self, runner_id: int, changes: Sequence[Tuple[int, str, Optional[str]]],
+                     added: Sequence[Tuple[int, str, Optional[str], str, Optional[str]]] = ()) -> None:
+        """Change the state and reason of snapshot rows: (position, state, reason); and
+        add rows after the last: (position, script, version, state, reason)."""
         with self.tx() as db:
             db.executemany("UPDATE queue SET state = ?, reason = ? WHERE runner_id = ? AND position = ?",
                            [(state, reason, runner_id, position) for position, state, reason in changes])
+            db.executemany("INSERT INTO queue (runner_id, position, script, version, state, reason) "
+                           "VALUES (?, ?, ?, ?, ?, ?)", [(runner_id, *row) for row in added])
             db.execute("UPDATE runners SET queue_at = ? WHERE id = ?", (self.clock(), runner_id))
 
     def open_requests(self) -> List[sqlite3.Row]:

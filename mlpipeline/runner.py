@@ -441,16 +441,18 @@ class Runner:
         history = self._history(plan)
         entries: List[Tuple[str, Optional[str], str, Optional[str]]] = [
             (item.rel, item.spec.version, *self._state(item, history, running)) for item in self._ordered(plan)]
-        entries += [(item.rel, item.spec.version, *self._state(item, history, running)) for item in self.search.items]
         entries += [(slot.rel, slot.decl["name"], *self.search.row(slot)) for slot in plan.searches]
         entries += [(rel, None, "describing", "loading the script to learn its versions") for rel in plan.pending]
         entries += [(script, version, "skipped", reason) for script, version, reason in plan.skipped]
+        # the points searches started, last: a new one adds a row instead of rewriting the snapshot
+        entries += [(item.rel, item.spec.version, *self._state(item, history, running)) for item in self.search.items]
         written = self._written
-        if written is not None and written[1] == plan.config_error and len(written[0]) == len(entries) \
+        if written is not None and written[1] == plan.config_error and len(written[0]) <= len(entries) \
                 and all(a[:2] == b[:2] for a, b in zip(written[0], entries)):
             changed = [(i, e[2], e[3]) for i, (w, e) in enumerate(zip(written[0], entries)) if w[2:] != e[2:]]
-            if changed:
-                self.ledger.update_queue(self.runner_id, changed)
+            added = [(i, *entries[i]) for i in range(len(written[0]), len(entries))]
+            if changed or added:
+                self.ledger.update_queue(self.runner_id, changed, added)
         else:
             self.ledger.write_queue(self.runner_id, entries, plan.config_error)
         self._written = (entries, plan.config_error)
