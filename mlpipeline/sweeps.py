@@ -339,6 +339,11 @@ def metric_value(metrics: Mapping[str, Any], metric: str) -> Any:
     return None
 
 
+SPACE_HELP = ("optuna_search: no search space; pass space= a dict of distributions (uniform, loguniform, randint, "
+              "choice from mlpipeline.sweeps), e.g. space={'lr': loguniform(1e-4, 1e-1)}, or a function "
+              "space(trial) -> params, or put @optuna_search(...) over that function")
+
+
 class OptunaSearch:
     """``propose`` for ``Versions.add_search`` that drives an Optuna study through
     ask and tell: each point is one trial (its user attribute ``mlpipeline_point``
@@ -358,10 +363,8 @@ class OptunaSearch:
                                     f"got {metric!r}")
         if direction not in ("minimize", "maximize"):
             raise VersionValueError(f"optuna_search: direction={direction!r} must be 'minimize' or 'maximize'")
-        if space is None or not (callable(space) or isinstance(space, dict)):
-            raise VersionValueError("optuna_search: space= must be a dict of distributions (uniform, loguniform, "
-                                    "randint, choice from mlpipeline.sweeps) or a function space(trial) -> params; "
-                                    "e.g. space={'lr': loguniform(1e-4, 1e-1)}")
+        if space is not None and not (callable(space) or isinstance(space, dict)):
+            raise VersionValueError(SPACE_HELP)
         if isinstance(space, dict):
             for key, dist in space.items():
                 if not isinstance(dist, Distribution):
@@ -440,7 +443,12 @@ class OptunaSearch:
             self.study.tell(number, state=states.FAIL)
         self._told.add(point)
 
-    def __call__(self, history: Sequence[Mapping[str, Any]]) -> Any:
+    def __call__(self, history: Any) -> Any:
+        if self.space is None and callable(history) and not isinstance(history, (list, tuple)):
+            self.space = history  # used as a decorator: @optuna_search(...) over space(trial) -> params
+            return self
+        if self.space is None:
+            raise VersionValueError(SPACE_HELP)
         self._asked = None
         for refused in getattr(history, "refused", []):  # the point of an earlier version: its result, if known
             point = point_hash(refused)
@@ -477,7 +485,10 @@ class OptunaSearch:
 
 
 def optuna_search(study_factory: Any, metric: str, direction: str = "minimize", space: Any = None) -> OptunaSearch:
-    """``propose`` for ``Versions.add_search`` backed by an Optuna study (see ``OptunaSearch``):
+    """``propose`` for ``Versions.add_search`` backed by an Optuna study (see ``OptunaSearch``). The
+    search space is ``space=`` (a dict of distributions, or ``space(trial) -> params``), or the
+    function the result decorates (``@optuna_search(factory, "test/loss", "minimize")`` over
+    ``def space(trial): return {"lr": trial.suggest_float("lr", 1e-4, 1e-1, log=True)}``):
     ``add_search(optuna_search(lambda: optuna.create_study(storage=..., study_name=..., load_if_exists=True,
     direction="minimize"), "test/loss", "minimize", space={"lr": loguniform(1e-4, 1e-1)}), budget=50, parallel=4)``."""
     return OptunaSearch(study_factory, metric, direction, space)

@@ -296,6 +296,23 @@ def test_the_optuna_study_and_the_ledger_agree(project):
         assert math.isclose(trial.value, final[run["id"]])
 
 
+def test_optuna_search_decorates_a_define_by_run_space(project):
+    pytest.importorskip("optuna")
+    extra = '''
+    import optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    @optuna_search(None, "loss", "minimize")
+    def space(trial):
+        return {"x": trial.suggest_float("x", 0.0, 1.0)}
+    '''
+    project.script("search.py", search_script("versions.add_search(space, budget=4)", extra))
+    project.configure(["search.py"])
+    result = project.run("-r", "-n")
+    assert result.returncode == 0, result.stderr
+    runs = runs_of(project)
+    assert len(runs) == 4 and all(0.0 <= x_of(r) <= 1.0 for r in runs) and len({x_of(r) for r in runs}) == 4
+
+
 def test_optuna_trials_of_a_killed_runner_end_when_the_search_goes_on(project):
     optuna = pytest.importorskip("optuna")
     extra = '''
@@ -375,7 +392,8 @@ def test_metric_value_reads_split_names_and_prefers_test():
     (lambda v: asha("loss", reduction=1), "reduction=1 must be a number > 1"),
     (lambda v: asha("loss", mode="best"), "mode='best'"),
     (lambda v: optuna_search(None, "loss", "down", space={"x": uniform(0, 1)}), "direction='down'"),
-    (lambda v: optuna_search(None, "loss"), "space= must be"),
+    (lambda v: optuna_search(None, "loss", space=3), "no search space"),
+    (lambda v: optuna_search(None, "loss")([]), "no search space"),
 ])
 def test_bad_searches_raise_one_line_version_errors(call, words):
     versions = Versions(None, 1, 1)
