@@ -419,15 +419,40 @@ class OptunaSearch:
         study = self.study
         for item in history:
             point = str(item.get("version", "")).rsplit("-", 1)[-1]
-            if point not in self._trials or point in self._told:
-                continue
-            self._tell(point, item)
+            if point not in self._trials:
+                self._learn(point, item)  # a result the study never saw (an in-memory study after a crash)
+            elif point not in self._told:
+                self._tell(point, item)
         running = {str(name).rsplit("-", 1)[-1] for name in getattr(history, "running", [])}
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             point = trial.user_attrs.get("mlpipeline_point")
             if point and point not in running and point not in self._told and point != getattr(self, "_asked", None):
                 study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
                 self._told.add(point)
+
+    def _learn(self, point: str, item: Mapping[str, Any]) -> None:
+        """Add a finished version from the ledger to the study as a finished trial (dict spaces only:
+        a define-by-run space does not say its distributions before it is asked)."""
+        import optuna
+
+        if not isinstance(self.space, dict):
+            return
+        params = item.get("params") or {}
+        if not all(key in params for key in self.space):
+            return
+        states = optuna.trial.TrialState
+        value = metric_value(item.get("metrics") or {}, self.metric)
+        done = item.get("status") == "succeeded" and isinstance(value, (int, float)) and math.isfinite(value)
+        state = states.COMPLETE if done else states.PRUNED if item.get("status") == "pruned" else states.FAIL
+        try:
+            trial = optuna.trial.create_trial(params={key: params[key] for key in self.space},
+                                              distributions=self._distributions(), value=float(value) if done else None,
+                                              state=state, user_attrs={"mlpipeline_point": point})
+        except ValueError:  # a value outside today's space (it was edited): the study does without it
+            return
+        self.study.add_trial(trial)
+        self._trials[point] = -1
+        self._told.add(point)
 
     def _tell(self, point: str, item: Mapping[str, Any]) -> None:
         import optuna

@@ -313,6 +313,36 @@ def test_optuna_search_decorates_a_define_by_run_space(project):
     assert len(runs) == 4 and all(0.0 <= x_of(r) <= 1.0 for r in runs) and len({x_of(r) for r in runs}) == 4
 
 
+def test_an_in_memory_optuna_study_learns_the_ledgers_history_after_a_restart(project):
+    pytest.importorskip("optuna")
+    extra = '''
+    import json, optuna
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    class Seen:
+        def __init__(self, inner):
+            self.inner = inner
+        def __call__(self, history):
+            point = self.inner(history)
+            with open(os.environ["SEEN"], "a") as handle:  # what the study knew when it proposed
+                handle.write(json.dumps(len(self.inner.study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))))
+                             + "\\n")
+            return point
+        def sync(self, history):
+            self.inner.sync(history)
+    propose = Seen(optuna_search(None, "loss", "minimize", space={"x": uniform(0, 1)}))
+    '''
+    seen = project.root / "seen.txt"
+    project.script("search.py", search_script("versions.add_search(propose, budget=3)", extra))
+    project.configure(["search.py"])
+    assert project.run("-r", "-n", env={"SEEN": str(seen)}).returncode == 0
+    project.script("search.py", search_script("versions.add_search(propose, budget=5)", extra))
+    seen.write_text("")
+    result = project.run("-r", "-u", "-n", env={"SEEN": str(seen)})  # a new process: a new, empty study
+    assert result.returncode == 0, result.stderr
+    assert [int(n) for n in seen.read_text().split()] == [3, 4]
+    assert len(runs_of(project)) == 5
+
+
 def test_optuna_trials_of_a_killed_runner_end_when_the_search_goes_on(project):
     optuna = pytest.importorskip("optuna")
     extra = '''
