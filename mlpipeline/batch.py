@@ -50,6 +50,7 @@ class BatchResult:
     finished: List[Finished] = field(default_factory=list)
     stopped_early: bool = False          # stopped (signal) with versions left to run
     history_skipped: bool = False        # -u skipped versions that already succeeded
+    searches_ended: List[str] = field(default_factory=list)  # "script search: why it proposed no more"
     missing: List[str] = field(default_factory=list)  # listed scripts that do not exist (why, per script)
     ledger_path: str = ""
     config_name: str = ""
@@ -184,7 +185,8 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
         stopped_early = runner.stopping and (runner.kill_requested or runner.queued_left())
         return BatchResult(project, test, finished, stopped_early=stopped_early,
                            history_skipped=bool(runner.history_skips), ledger_path=ledger.path,
-                           config_name=os.path.basename(project.config_path(test)), missing=runner.missing)
+                           config_name=os.path.basename(project.config_path(test)), missing=runner.missing,
+                           searches_ended=runner.search.ended())
     finally:
         if executor is not None:
             executor.close()  # idempotent: a Ray backend disconnects (or stops its own Ray) and clears its marker

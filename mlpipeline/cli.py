@@ -303,7 +303,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             for reason in result.missing:
                 _say(f"not run: {reason}", ERROR)
             return EXIT_FAILED
-        if result.history_skipped:
+        if result.searches_ended:
+            _say("nothing to run: " + "; ".join(result.searches_ended)
+                 + ("; every other listed version already succeeded (-u)" if result.history_skipped else ""))
+        elif result.history_skipped:
             _say("nothing to run: every listed version already succeeded with its current code, data and "
                  "parameters (-u); drop -u to run them again")
         else:
@@ -480,7 +483,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     skipped = [q for q in state["queue"] if q["state"] == "skipped"]
     if queued:
         print("\nqueue (in run order):")
-        print(render(queued, ("position", "script", "version", "state")))
+        noted = ("reason",) if any(q.get("reason") for q in queued) else ()  # a search: its points so far
+        print(render(queued, ("position", "script", "version", "state") + noted))
     if skipped:
         print("\nskipped:")
         print(render(skipped, ("script", "version", "reason")))

@@ -8,6 +8,7 @@ holds an executor and a describer without knowing which: it never sees a pid.
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -512,13 +513,14 @@ class Runner:
 
     def _next_point(self, slots: List[SearchSlot], before: Optional[int]) -> Optional[Tuple[str, Any]]:
         """A search the queue reaches before the next queued version: a point of
-        it to start, ("wait", None) while it thinks, or None."""
+        it to start, or None (none wants a slot now, or they are still choosing;
+        their answer plans again)."""
         for slot in slots:
             if slot.held or (before is not None and slot.position > before):
                 break
             step = self.search.step(slot)
-            if step == "wait":
-                return ("wait", None)
+            if step == "wait":  # it is choosing: what comes after it may use the free slots meanwhile
+                continue
             if step is not None:
                 return ("run", step)
         return None
@@ -539,10 +541,6 @@ class Runner:
             elif step[0] == "broken":
                 self._record_broken(*step[1])
                 self._snapshot(plan)
-            elif step[0] == "wait":  # a search is choosing its next point: its answer plans again
-                self._replan = False
-                self._snapshot(plan)
-                return
             else:
                 self._start(step[1], plan)
                 self._snapshot(plan)
@@ -602,15 +600,32 @@ class Runner:
         active.before = litter.snapshot(self._litter_folders())
         try:
             active.ticket = self.executor.submit(job, sink)
+        except OSError as exc:
+            if exc.errno != errno.E2BIG:
+                self._not_started(active, f"the runner could not start the version: {type(exc).__name__}: {exc}")
+                raise
+            self._cleanup(active)  # this version's own doing: it fails, the queue goes on
+            outcome = Outcome(RunStatus.FAILED, error=f"could not start the version's process: {exc}; its parameters "
+                                                      f"are too large to pass (keep big data in files it reads)")
+            self._record(run_id, item, outcome, 0.0)
+            self.finished.append(Finished(run_id, item, item.rel, outcome))
+            self.search.finished(item.key, run_id, outcome.status.value, again=False)
+            self._replan = True
+            self.stopping = self.stopping or self.options.stop_on_error
+            return
         except BaseException as exc:
-            why = (f"the runner stopped before the version started: {exc}" if isinstance(exc, MLPipelineError)
-                   else "interrupted (Ctrl+C) while starting")
-            try:
-                self.ledger.set_status(run_id, RunStatus.INTERRUPTED, error=why)
-            finally:
-                self._cleanup(active)
+            self._not_started(active, f"the runner stopped before the version started: {exc}"
+                              if isinstance(exc, MLPipelineError) else "interrupted (Ctrl+C) while starting"
+                              if isinstance(exc, KeyboardInterrupt) else
+                              f"the runner stopped on an internal error before the version started ({type(exc).__name__})")
             raise
         self.active[active.ticket] = active
+
+    def _not_started(self, active: Active, why: str) -> None:
+        try:
+            self.ledger.set_status(active.run_id, RunStatus.INTERRUPTED, error=why)
+        finally:
+            self._cleanup(active)
 
     def _finish(self, ticket: int, outcome: Outcome, now: float) -> None:
         active = self.active.pop(ticket, None)

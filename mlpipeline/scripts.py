@@ -214,6 +214,11 @@ def get_model(module: types.ModuleType, path: str, only: Optional[str] = None) -
     if only is None:
         for search in searches:
             _check_version(name, search_template(versions, search.name))
+            taken = [v.get(version_parameters.NAME) for v in listed if _search_point_name(search.name, v)]
+            if taken:
+                raise ScriptError(f"{name}: version {taken[0]!r} is named like a point of search {search.name!r} "
+                                  f"(<name>-<8 hex>); rename the version or pass add_search(..., name=...) another "
+                                  f"name")
     if not listed and not searches:
         raise ScriptError(f"{name}: MODEL's Versions has no versions; add one with versions.add_version('name', ...)")
     for version in listed:
@@ -246,6 +251,12 @@ def describe(model: Any, path: str, sha256: str, deps: Optional[List[List[str]]]
 
 def _searches(versions: Any) -> List[Any]:
     return list(getattr(versions, "searches", {}).values())
+
+
+def _search_point_name(search: str, version: Any) -> bool:
+    name = str(version.get(version_parameters.NAME))
+    rest = name[len(search) + 1:]
+    return name.startswith(search + "-") and len(rest) == 8 and all(c in "0123456789abcdef" for c in rest)
 
 
 def search_template(versions: Any, name: str) -> Any:

@@ -55,12 +55,18 @@ class History(list):
     refused: List[Dict[str, Any]] = []
 
 
+def _copy(history: History) -> History:
+    copied = History(history)
+    copied.running, copied.refused = list(history.running), list(history.refused)
+    return copied
+
+
 def serve(argv: List[str]) -> None:
     """Child entry: ``SCRIPT REQUEST_FD REPLY_FD PARENT_PID``."""
     from .child import _die_with_parent, user_traceback
     from .errors import ScriptError
     from .scripts import get_model, load_module, search_template
-    from .sweeps import check_point, point_hash
+    from .sweeps import canonical, check_point, point_hash
     from ._versions import params_digest, version_params
 
     path, requests, replies, parent = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
@@ -104,12 +110,12 @@ def serve(argv: List[str]) -> None:
         try:
             if op == "propose":
                 history.running, history.refused = request.get("running", []), request.get("refused", [])
-                point = search.propose(history)
+                point = search.propose(_copy(history))  # a propose that edits its history changes nothing
                 if point is None:
                     reply(id=request["id"], point=None)
                     continue
                 point = check_point(point, search)
-                version_name = f"{name}-{point_hash(point)}"
+                version_name = f"{name}-{point_hash(canonical(point))}"
                 version = versions.search_version(version_name, point)
                 params = version_params(version)
                 reply(id=request["id"], point=point, name=version_name, params=params,
@@ -123,8 +129,11 @@ def serve(argv: List[str]) -> None:
                 params = {k: v for k, v in request.get("params", {}).items()
                           if k != "name" and template.get(k, object()) != v}
                 verdict = search.stopper({"version": version_name, "params": params, "curves": curve},
-                                         request["step"], history)
-                reply(id=request["id"], stop=bool(verdict))
+                                         request["step"], _copy(history))
+                if type(verdict).__name__ not in ("bool", "bool_"):  # numpy's bool too
+                    reply(id=request["id"], error=f"stop() returned {verdict!r:.60}, not True or False")
+                else:
+                    reply(id=request["id"], stop=bool(verdict))
         except BaseException as exc:  # noqa: BLE001 - user code: report it, keep serving
             what = "propose" if op == "propose" else "stop"
             reply(id=request.get("id"), error=f"{what}() raised {type(exc).__name__}: {exc}",
@@ -257,6 +266,7 @@ class AshaRungs:
         self.sign = 1.0 if spec.get("mode", "min") == "min" else -1.0  # values kept as lower-is-better
         self.values: Dict[float, List[float]] = {}
         self.reached: Dict[str, int] = {}  # version -> rungs it has passed
+        self.matched: Set[str] = set()     # versions that logged the metric with a step
 
     def rung(self, index: int) -> Optional[float]:
         step = self.grace * self.reduction ** index
@@ -270,6 +280,7 @@ class AshaRungs:
         for row in rows:
             if row.step is None or row.value is None or not self.matches(row) or not math.isfinite(row.value):
                 continue
+            self.matched.add(version)
             while True:
                 index = self.reached.get(version, 0)
                 step = self.rung(index)
@@ -317,13 +328,15 @@ class SearchState:
         self.stop_asked: Dict[str, int] = {}   # version -> step a stop() question is out for
         self.stop_rows: Dict[str, List[List[Any]]] = {}  # rows not yet sent with a stop() question
         self.stop_step: Dict[str, int] = {}    # the last step asked about
+        self.stop_broken: Set[str] = set()     # versions whose stop() failed: not asked again
 
     @property
     def key(self) -> Tuple[str, str]:
         return (self.rel, self.name)
 
     def owns(self, version: str) -> bool:
-        return version.startswith(self.name + "-") and len(version) == len(self.name) + 9
+        rest = version[len(self.name) + 1:]
+        return version.startswith(self.name + "-") and len(rest) == 8 and all(c in "0123456789abcdef" for c in rest)
 
     def spent(self) -> int:
         return len(self.tried)
@@ -398,6 +411,8 @@ class SearchDriver:
         self._asks: Dict[int, Tuple[SearchState, str, Optional[str]]] = {}  # id -> (search, op, version)
         self._next_id = 1
         self._changed = False  # an answer arrived since the runner last asked (it may have come mid-step)
+        self._asked_at: Dict[int, float] = {}   # id -> when it was asked
+        self._said: Set[Tuple[str, ...]] = set()  # warnings given once
 
     # -- the queue reaches a search ---------------------------------------------------------
 
@@ -481,7 +496,7 @@ class SearchDriver:
             return known[1]
         if known is not None:
             known[1].close()
-        env: Dict[str, str] = {}
+        env: Dict[str, str] = {"MLPIPELINE_MODE": "test" if self.runner.options.test_mode else "run"}
         if not self.runner.options.test_mode:  # a later runner's sweep ends it if this one could not
             from .execution.local import project_mark
             from .procs import MARK_PROJECT
@@ -502,6 +517,7 @@ class SearchDriver:
         self._next_id += 1
         process.send({**message, "op": op, "search": state.name, "id": ask})
         self._asks[ask] = (state, op, version)
+        self._asked_at[ask] = time.monotonic()
         if op == "propose":
             state.asked, state.asked_at = ask, time.monotonic()
 
@@ -527,15 +543,27 @@ class SearchDriver:
         return changed
 
     def _overdue(self) -> bool:
-        """A propose() that does not answer ends its search (and its process): a batch never hangs on one."""
-        late = [s for s in self.states.values() if s.asked is not None and time.monotonic() - s.asked_at > ANSWER_LIMIT]
-        for state in late:
-            self._asks.pop(state.asked or 0, None)
+        """A propose() or stop() that does not answer ends its search (and its process): a batch never
+        hangs on one, and a hung stop() does not hold the next proposal up behind it."""
+        now = time.monotonic()
+        late = [(ask, entry) for ask, entry in self._asks.items() if now - self._asked_at.get(ask, now) > ANSWER_LIMIT]
+        for ask, (state, op, version) in late:
+            if self._asks.pop(ask, None) is None:
+                continue
+            if op == "stop" and version is not None:
+                state.stop_asked.pop(version, None)
             known = self.processes.pop(state.path, None)
             if known is not None:
                 known[1].close()
-            self._fail(state, f"propose() did not answer within {ANSWER_LIMIT:g} s (the search's process loads the "
+            self._fail(state, f"{op}() did not answer within {ANSWER_LIMIT:g} s (the search's process loads the "
                               f"script, then calls it); its process was ended", "")
+            for other, entry in list(self._asks.items()):  # what else waited on that process is gone with it
+                if entry[0].path == state.path:
+                    del self._asks[other]
+                    if entry[1] == "propose":
+                        entry[0].asked = None
+                    elif entry[2] is not None:
+                        entry[0].stop_asked.pop(entry[2], None)
         return bool(late)
 
     def _lost(self, path: str, process: SearchProcess) -> bool:
@@ -551,6 +579,10 @@ class SearchDriver:
                                   f"a script that loads must not exit", "")
             elif version is not None:
                 state.stop_asked.pop(version, None)
+                state.stop_broken.add(version)
+                self._once((state.rel, state.name, "lost"), f"{state.rel} {state.name}: the search's process exited "
+                                                            f"(code {code}) while stop() ran; started again for the "
+                                                            f"next question, and {version} goes on without stop()")
         return True
 
     def _answer(self, reply: Dict[str, Any]) -> bool:
@@ -567,9 +599,9 @@ class SearchDriver:
         if op == "stop":
             assert version is not None
             state.stop_asked.pop(version, None)
-            if "error" in reply:
-                self.runner.say(f"{state.rel} {version}: {reply['error']}; the version goes on",
-                                40, echo=True)
+            if "error" in reply:  # said once; the version goes on, and is not asked about again
+                state.stop_broken.add(version)
+                self.runner.say(f"{state.rel} {version}: {reply['error']}; the version goes on, without stop()", 40)
             elif reply.get("stop"):
                 self.runner.prune(state.rel, version, f"pruned by the search's stop() at step "
                                                       f"{state.stop_step.get(version)}")
@@ -590,6 +622,11 @@ class SearchDriver:
             state.ready, state.refused = reply, []
         return True
 
+    def _once(self, key: Tuple[str, ...], message: str) -> None:
+        if key not in self._said:
+            self._said.add(key)
+            self.runner.say(message, 30)
+
     def _fail(self, state: SearchState, error: str, traceback: str) -> None:
         state.asked = None
         state.ended = error
@@ -608,7 +645,7 @@ class SearchDriver:
             if reason is not None:
                 self.runner.prune(state.rel, version, reason)
             return
-        if not state.stop_function:
+        if not state.stop_function or version in state.stop_broken:
             return
         pending = state.stop_rows.setdefault(version, [])
         steps = [r.step for r in rows if r.step is not None]
@@ -632,6 +669,11 @@ class SearchDriver:
         for table in (state.stop_rows, state.stop_step, state.stop_asked):
             table.pop(version, None)
         item = next(i for i in reversed(self.items) if i.key == key)
+        if state.asha is not None and version not in state.asha.matched and status == "succeeded":
+            self._once((state.rel, state.name, "asha"),
+                       f"{state.rel} {state.name}: asha({state.asha.metric!r}) pruned nothing: {version} logged no "
+                       f"{state.asha.metric!r} with a step; log it with self.log_metric(name, value, step=...) or fix "
+                       f"the name")
         if again:
             state.resume.append((version, dict(item.spec.params), item.spec.params_sha256))
         elif status != "interrupted":
@@ -653,6 +695,11 @@ class SearchDriver:
             return "finished", f"search: {state.spent()} points tried; {state.ended or 'its budget is spent'}"
         return ("running" if state.running else "queued",
                 f"search: {state.spent()} of {state.budget} points tried, {len(state.running)} running")
+
+    def ended(self) -> List[str]:
+        """Each search that proposes no more: ``script name: why``."""
+        return [f"{state.rel} {state.name}: {state.ended or f'its budget of {state.budget} points is spent'}"
+                for state in self.states.values() if state.done()]
 
     def waiting(self) -> bool:
         return any(state.asked is not None for state in self.states.values())

@@ -18,6 +18,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 import random
 import string
 from typing import Any, Dict, List, Mapping, Sequence, Tuple
@@ -309,6 +310,17 @@ class Search:
         return {"name": self.name, "budget": self.budget, "parallel": self.parallel, "stopper": stopper}
 
 
+def canonical(value: Any) -> Any:
+    """``value`` with integral floats as ints: ``{"x": 1}`` and ``{"x": 1.0}`` are one point (one name)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, list):
+        return [canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {k: canonical(v) for k, v in value.items()}
+    return value
+
+
 def check_point(point: Any, search: Search) -> Point:
     """A proposal checked: a dict of plain JSON values that names no reserved or shared key."""
     if not isinstance(point, dict):
@@ -325,7 +337,7 @@ def check_point(point: Any, search: Search) -> Point:
         if _plain(value) != value or (isinstance(value, float) and not math.isfinite(value)):
             raise VersionValueError(f"propose returned {key}={value!r:.80}, not plain data; return numbers, strings, "
                                     f"booleans, None or lists and dicts of them (e.g. float(x) for a numpy number)")
-    return dict(point)
+    return {key: _plain(value) for key, value in point.items()}  # numpy numbers as Python's
 
 
 def metric_value(metrics: Mapping[str, Any], metric: str) -> Any:
@@ -381,8 +393,10 @@ class OptunaSearch:
         if self._study is None:
             import optuna
 
-            study = self.study_factory() if self.study_factory is not None else optuna.create_study(
-                direction="maximize" if self.direction == "maximize" else "minimize")
+            # test mode tries one 1-step point: it must not become a trial of the real study
+            test_mode = os.environ.get("MLPIPELINE_MODE") == "test"
+            study = self.study_factory() if self.study_factory is not None and not test_mode else \
+                optuna.create_study(direction="maximize" if self.direction == "maximize" else "minimize")
             if study.direction.name.lower() != self.direction:
                 raise VersionValueError(f"optuna_search: the study's direction is {study.direction.name.lower()}, "
                                         f"but direction={self.direction!r}; make them agree")
@@ -476,7 +490,7 @@ class OptunaSearch:
             raise VersionValueError(SPACE_HELP)
         self._asked = None
         for refused in getattr(history, "refused", []):  # the point of an earlier version: its result, if known
-            point = point_hash(refused)
+            point = point_hash(canonical(refused))
             trial = self._trials.pop("refused:" + point, None)
             if trial is None:
                 continue
@@ -499,7 +513,7 @@ class OptunaSearch:
         if not isinstance(params, dict):
             raise VersionValueError(f"optuna_search: space(trial) returned {params!r}; return a dict of parameters")
         params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
-        point = point_hash(params)
+        point = point_hash(canonical(params))
         if point in self._trials:  # a point tried before: the runner refuses it and asks again
             self._trials["refused:" + point] = trial.number
         else:

@@ -472,3 +472,116 @@ def test_a_search_only_script_loads_and_describes_its_search(tmp_path):
     (search,) = info.searches
     assert (search["budget"], search["parallel"], search["stopper"]["kind"]) == (4, 2, "asha")
     assert search["template"]["batch_size"] == 1
+
+
+# --- found by an attack review ---------------------------------------------------------------------------
+
+def test_a_stop_that_hangs_fails_its_search_naming_stop_and_the_batch_ends(project):
+    extra = '''
+    def propose(history):
+        return {"x": len(history) / 10 + len(history.running) / 100}
+    def stop(version, step, history):
+        time.sleep(3600)
+    '''
+    project.script("search.py", search_script("versions.add_search(propose, budget=4, stopper=stop)", extra))
+    project.configure(["search.py"])
+    result = project.run("-r", "-n", env={"MLPIPELINE_PROPOSE_LIMIT": "2", "STEPS": "3"}, timeout=90)
+    assert result.returncode == 1
+    failed = project.runs(version="s")
+    assert len(failed) == 1 and "stop() did not answer within 2 s" in failed[0]["error"]
+
+
+def test_while_a_search_chooses_the_versions_after_it_use_the_free_slots(project):
+    extra = '''
+    def propose(history):
+        time.sleep(3 if not history and not history.running else 0)
+        return {"x": len(history) / 10 + len(history.running) / 100} if len(history) < 1 else None
+    '''
+    project.script("a.py", search_script("versions.add_search(propose, budget=1)", extra))
+    project.script("b.py", search_script("versions.add_version('b1', x=0.1)\nversions.add_version('b2', x=0.2)"))
+    project.configure(["a.py", "b.py"])
+    result = project.run("-r", "-j", "3", "-n")
+    assert result.returncode == 0, result.stderr
+    started = {r["version"]: r["started_at"] for r in project.runs()}
+    point = next(v for v in started if v.startswith("s-"))
+    assert started["b1"] < started[point] and started["b2"] < started[point]
+
+
+def test_a_stop_that_returns_no_bool_is_said_once_and_the_version_goes_on(project):
+    extra = '''
+    def propose(history):
+        return {"x": 0.5}
+    def stop(version, step, history):
+        return "no"
+    '''
+    project.script("search.py", search_script("versions.add_search(propose, budget=1, stopper=stop)", extra))
+    project.configure(["search.py"])
+    result = project.run("-r", "-n", env={"STEPS": "6", "SLEEP": "0.05"})
+    assert result.returncode == 0, result.stderr
+    assert [r["status"] for r in project.runs()] == ["succeeded"]
+    assert result.stderr.count("stop() returned 'no', not True or False") == 1
+
+
+def test_a_version_named_like_a_search_point_is_refused_at_load(project):
+    project.script("search.py", search_script(
+        "versions.add_version('s-00000000', x=0.3)\nversions.add_search(propose, budget=2)", STATELESS))
+    project.configure(["search.py"])
+    result = project.run("-r", "-n")
+    assert result.returncode == 1
+    assert "version 's-00000000' is named like a point of search 's'" in result.stderr
+
+
+def test_equal_points_written_differently_are_one_point_and_propose_cannot_spoil_its_history(project):
+    extra = '''
+    import numpy as np
+    answers = [{"x": 1}, {"x": 1.0}, {"x": np.float32(0.5)}, {"x": 0.25}]
+    def propose(history):
+        history.clear()  # its own copy: the search's history is not touched
+        return answers.pop(0)
+    '''
+    project.script("search.py", search_script("versions.add_search(propose, budget=3)", extra))
+    project.configure(["search.py"])
+    result = project.run("-r", "-n")
+    assert result.returncode == 0, result.stderr
+    assert [x_of(r) for r in runs_of(project)] == [1, 0.5, 0.25]
+
+
+def test_a_finished_search_says_so_when_nothing_is_left_to_run(project):
+    project.script("search.py", search_script("versions.add_search(propose, budget=2)", STATELESS))
+    project.configure(["search.py"])
+    assert project.run("-r", "-n").returncode == 0
+    result = project.run("-r", "-u", "-n")
+    assert result.returncode == 0, result.stderr
+    assert "nothing to run: models/search.py s: its budget of 2 points is spent" in result.stderr
+
+
+def test_test_mode_leaves_the_real_optuna_study_alone(project):
+    optuna = pytest.importorskip("optuna")
+    extra = '''
+    import optuna
+    def study():
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        return optuna.create_study(storage="sqlite:///models/outputs/study.db", study_name="quad",
+                                   load_if_exists=True)
+    '''
+    project.script("search.py", search_script(
+        "versions.add_search(optuna_search(study, 'loss', 'minimize', space={'x': uniform(0, 1)}), budget=2)", extra))
+    project.configure(["search.py"])
+    assert project.run("-r", "-n").returncode == 0
+    result = project.run("-n")  # test mode: one point, one step
+    assert result.returncode == 0, result.stderr
+    storage = f"sqlite:///{project.outputs / 'study.db'}"
+    assert len(optuna.load_study(study_name="quad", storage=storage).get_trials()) == 2
+
+
+def test_status_shows_how_far_a_search_is(project):
+    project.script("search.py", search_script("versions.add_search(propose, budget=3)", STATELESS))
+    project.configure(["search.py"])
+    runner = project.start("-r", "-n", env={"SLEEP": "0.5", "STEPS": "4"})
+    try:
+        shown = wait_for(lambda: (lambda out: out if "points tried" in out else None)(
+            project.run("status").stdout), proc=runner, what="the search's row in status")
+        assert "search: " in shown and " of 3 points tried" in shown
+    finally:
+        runner.kill()
+        runner.communicate()
