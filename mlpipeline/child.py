@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 import traceback
+from typing import Optional, Tuple
 
 from . import _report
 from .errors import ScriptError
@@ -54,11 +55,54 @@ def _exit_with_parent(parent: int) -> None:
                 os._exit(137)
 
 
+# Set up ahead of the version by a fork server's spare (execution.forkserver): (this process's pid, the parent
+# it watches) and (this process's pid, the event pipe's fd, its reporter). A pid that is not ours: inherited, unused.
+_watching: Tuple[int, int] = (0, 0)
+_prepared: Tuple[int, int, Optional[_report.PipeReporter]] = (0, -1, None)
+
+
+def watch_parent(parent: int) -> None:
+    """Die with ``parent``: ``_die_with_parent``, and a thread that takes
+    the process group along where the kernel cannot. Once per process."""
+    global _watching
+    if _watching == (os.getpid(), parent):
+        return
+    _die_with_parent(parent)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    _watching = (os.getpid(), parent)
+
+
+def prepare_reporter() -> int:
+    """Start the event reporter before the event pipe exists, on a stand-in
+    pipe: returns its fd, for the caller to replace (``dup2``) with the
+    version's event pipe, and for ``main`` to find it by."""
+    global _prepared
+    read_fd, write_fd = os.pipe()
+    os.close(read_fd)  # nothing is written before the stand-in is replaced
+    if write_fd < 3:  # stdout or stderr was closed: keep clear of them
+        import fcntl
+
+        write_fd, stand_in = fcntl.fcntl(write_fd, fcntl.F_DUPFD, 3), write_fd
+        os.close(stand_in)
+    _prepared = (os.getpid(), write_fd, _report.PipeReporter(write_fd))
+    return write_fd
+
+
+def _reporter(fd: int) -> _report.PipeReporter:
+    """The reporter on ``fd``: the one prepared for it, else a new one."""
+    global _prepared
+    pid, prepared_fd, reporter = _prepared
+    _prepared = (0, -1, None)
+    if reporter is not None and (pid, prepared_fd) == (os.getpid(), fd):
+        return reporter
+    return _report.PipeReporter(fd)
+
+
 def main(argv) -> int:
     if argv[0] != "run":
         raise SystemExit(f"mlpipeline.child: unknown operation {argv[0]!r}")
     payload, fd = json.loads(argv[1]), int(argv[2])
-    reporter = _report.PipeReporter(fd)
+    reporter = _reporter(fd)
     _report.install(reporter)
     limit = payload.get("memory_limit")
     if limit:
@@ -67,8 +111,7 @@ def main(argv) -> int:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     parent = payload.get("parent_pid")
     if parent:
-        _die_with_parent(parent)
-        threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+        watch_parent(parent)
     from ._packages import imported_packages
     from .scripts import get_model, load_module
 

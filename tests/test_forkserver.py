@@ -70,8 +70,9 @@ class M(Model):
         if action in ("helper", "forever"):
             helper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
             seen["helper"] = helper.pid
-        with open(os.path.join(ROOT, "seen-%s.json" % name), "w") as handle:
+        with open(os.path.join(ROOT, "seen-%s.json.part" % name), "w") as handle:
             json.dump(seen, handle)
+        os.replace(os.path.join(ROOT, "seen-%s.json.part" % name), os.path.join(ROOT, "seen-%s.json" % name))
         if action in ("helper", "forever"):
             while True:
                 time.sleep(0.05)
@@ -293,6 +294,82 @@ def test_mlpipeline_forkserver_0_spawns(tmp_path, monkeypatch):
     assert "mlpipeline.child" in got["parent_cmdline"] or "mlpipeline.child" in got["cmdline"]
 
 
+def children(pid: int) -> List[int]:
+    """The live (not zombie) processes whose parent is ``pid``."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[-1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != "Z":
+                found.append(int(name))
+    return found
+
+
+def the_spare(server_pid: int, versions: Tuple[int, ...] = ()) -> int:
+    """The fork server's spare: its one live child that is not one of ``versions``."""
+    spares = wait_for(lambda: [pid for pid in children(server_pid) if pid not in versions], timeout=10,
+                      what="the fork server's spare")
+    assert len(spares) == 1, spares
+    return spares[0]
+
+
+def test_the_next_version_runs_in_the_spare_the_server_forked_and_set_up_ahead_of_it(tmp_path, executor):
+    script = write_project(tmp_path, {"a": {}, "b": {}})
+    assert run_one(executor, script, "a").status is RunStatus.SUCCEEDED
+    server = executor._server
+    assert server is not None
+    spare = the_spare(server.pid)
+    assert spare != seen(tmp_path, "a")["pid"]
+    assert os.getpgid(spare) == spare  # set up already: its own group, ...
+    with open(f"/proc/{spare}/environ", "rb") as handle:
+        assert f"{MARK_RUN}={'_' * 20}".encode() in handle.read()  # ... but no version's markers yet
+    assert run_one(executor, script, "b").status is RunStatus.SUCCEEDED
+    got = seen(tmp_path, "b")
+    assert got["pid"] == spare and got["pgid"] == spare and got["ppid"] == server.pid
+    assert f"{MARK_RUN}=tag-b" in got["environ"]
+    assert the_spare(server.pid) not in (spare, seen(tmp_path, "a")["pid"])  # a fresh one, never one reused
+
+
+def test_a_dead_spare_is_never_reported_and_the_next_version_still_forks(tmp_path, executor):
+    script = write_project(tmp_path, {"a": {}, "b": {}, "c": {}})
+    assert run_one(executor, script, "a").status is RunStatus.SUCCEEDED
+    server = executor._server
+    assert server is not None
+    spare = the_spare(server.pid)
+    os.kill(spare, signal.SIGKILL)
+    # reaped by the server, not only a zombie: a spare that dies as it is handed a request takes that version along
+    wait_for(lambda: not os.path.exists(f"/proc/{spare}"), timeout=5, what="the server to reap the spare")
+    assert run_one(executor, script, "b").status is RunStatus.SUCCEEDED
+    assert seen(tmp_path, "b")["ppid"] == server.pid and seen(tmp_path, "b")["pid"] != spare
+    assert run_one(executor, script, "c").status is RunStatus.SUCCEEDED
+    assert server.alive and spare not in server._statuses
+    server.drain()
+    assert spare not in server._statuses
+
+
+def test_the_spare_ends_with_the_server_closed_or_killed(tmp_path, executor):
+    script = write_project(tmp_path, {"a": {}})
+    assert run_one(executor, script, "a").status is RunStatus.SUCCEEDED
+    server = executor._server
+    assert server is not None
+    spare = the_spare(server.pid)
+    executor.close()
+    assert not pid_alive(spare)  # the server ended it before it left: nothing is left after close()
+    second = LocalExecutor(cwd=str(tmp_path), echo=False, sweep=True)
+    try:
+        assert run_one(second, script, "a").status is RunStatus.SUCCEEDED
+        assert second._server is not None
+        spare = the_spare(second._server.pid)
+        os.kill(second._server.pid, signal.SIGKILL)
+        wait_for(lambda: not pid_alive(spare), timeout=5, what="the spare to die with its server")
+    finally:
+        second.close()
+
+
 # -- the real CLI --------------------------------------------------------------------------------------------
 
 
@@ -313,11 +390,13 @@ def test_a_sigkilled_runner_leaves_no_version_and_no_fork_server_behind(tmp_path
         forked = "mlpipeline.execution.forkserver" in got["parent_cmdline"]
         assert forked == (forkserver == "1"), got["parent_cmdline"]
         assert got["ppid"] == (got["ppid"] if forked else runner.pid)
+        spare = the_spare(got["ppid"], (got["pid"],)) if forked else None
         runner.send_signal(signal.SIGKILL)
         runner.communicate(timeout=30)
         wait_for(lambda: not pid_alive(got["pid"]), timeout=5, what="the version to die with its runner")
         if forked:
             wait_for(lambda: not pid_alive(got["ppid"]), timeout=5, what="the fork server to die with its runner")
+            wait_for(lambda: not pid_alive(spare), timeout=5, what="the spare to die with the fork server")
         # what the version itself started is ended by the next runner of the project (it carries the markers)
         assert pid_alive(got["helper"])
         (tmp_path / "models" / "m.py").write_text((tmp_path / "models" / "m.py").read_text()

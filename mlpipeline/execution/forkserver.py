@@ -11,6 +11,17 @@ stdout/stderr and event pipes, current folder and full environment, fresh
 version still starts clean: a framework one version imported is never in the
 next.
 
+The server keeps one child forked ahead, a spare, set up as far as no
+version decides (process group, death with the server, signals, descriptors,
+event reporter) and blocked on a socket of its own. A request goes to it with
+the version's pipes, and the server answers with its pid at once; the spare
+does the rest (pipes, folder, environment, markers, title, ``random`` seed)
+and runs the version, while the server forks the next spare. A spare is
+forked from the server, never reused, and until it is handed a request it is
+no version: its exit is never reported, the server kills it when it leaves,
+and it dies with the server. A request that finds no live spare is forked
+directly.
+
 Death: the server dies with the runner (``PR_SET_PDEATHSIG``, relative to the
 runner, and a ``getppid`` check), and every version it forked dies with the
 server (``PR_SET_PDEATHSIG`` relative to it), so a SIGKILL of the runner still
@@ -46,9 +57,12 @@ MARKS = (MARK_RUN, MARK_VERSION, MARK_PROJECT)
 MARK_SLOT = 128       # bytes reserved in the server's environment for each marker's value
 TITLE_SLOT = 512      # bytes reserved in its command line for a child's title (script and version)
 MAX_MESSAGE = 200_000  # a request larger than this (a huge environment) is spawned instead
-EVENT_FD = 3          # where a forked child finds its event pipe
 START_TIMEOUT = 30.0  # seconds the server may take to import mlpipeline's child side
 REPLY_TIMEOUT = 10.0  # seconds a fork may take
+# Where a child writes its markers and title: (address, slot length) per marker, and the title's address.
+_Marks = Tuple[Dict[str, Tuple[int, int]], Optional[int]]
+# What a prepared child holds for its version: where its markers go, and the fd its event reporter writes to.
+_Slots = Tuple[_Marks, int]
 
 
 class ForkServerError(OSError):
@@ -291,7 +305,8 @@ class ForkedProcess:
 def serve(argv: List[str]) -> None:
     """The server process: import the child side, then fork a child per request
     and report each one's exit, until the executor closes its socket or the
-    runner dies."""
+    runner dies. A request is handed to the spare, forked and set up ahead
+    of it; the next spare is forked once the reply is sent."""
     import importlib
 
     from ..child import _die_with_parent
@@ -309,20 +324,119 @@ def serve(argv: List[str]) -> None:
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     server_fds = [sock.fileno(), wake_r, wake_w]
     sock.send(json.dumps({"ready": os.getpid()}).encode())
+    spare: Optional[_Spare] = None
     try:
+        spare = _fork_spare(defaults, server_fds)
         while os.getppid() == runner:
             readable = select.select([sock.fileno(), wake_r], [], [], 1.0)[0]
             if wake_r in readable:
                 while _read_nonblocking(wake_r):
                     pass
-            _reap(sock)
+            if _reap(sock, spare) and spare is not None:
+                spare.close()  # it died unassigned: the next request is forked directly
+                spare = None
             if sock.fileno() in readable:
                 data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
                 if not data:
                     break  # the executor closed: its versions are ended already
-                _fork(sock, json.loads(data), fds, defaults, server_fds)
+                request = json.loads(data)
+                if spare is None or len(fds) != 2:
+                    _fork(sock, request, fds, defaults, server_fds)
+                    if spare is not None:
+                        continue
+                elif not spare.assign(sock, request, data, fds):
+                    _fork(sock, request, fds, defaults, server_fds)  # it died: fork this one directly
+                if spare is not None:
+                    spare.end()  # it is a version now, or it is killed and reaped here (never reported)
+                spare = _fork_spare(defaults, server_fds)  # after the reply: off the version's path
     finally:
+        if spare is not None:
+            spare.end()
         os._exit(0)
+
+
+class _Spare:
+    """A child forked ahead of the next request and set up as far as no
+    version decides (``_prepare``), blocked on a socket of its own until the
+    server hands it a request and the version's pipes. Unassigned, it is no
+    version: its exit is never reported, and it ends with the server."""
+
+    def __init__(self, pid: int, sock: socket.socket):
+        self.pid, self.sock = pid, sock
+        try:
+            self.pid_fd: Optional[int] = os.pidfd_open(pid)
+        except (AttributeError, OSError):
+            self.pid_fd = None
+        self.assigned = False
+
+    def assign(self, sock: socket.socket, request: Dict[str, Any], data: bytes, fds: List[int]) -> bool:
+        """Hand it the request and the version's two pipes; answer the executor
+        with its pid (and pidfd). False, the fds untouched, when it cannot take it (it died)."""
+        try:
+            socket.send_fds(self.sock, [data], fds)
+        except OSError:
+            return False
+        self.assigned = True
+        for fd in fds:
+            os.close(fd)
+        try:  # it does the same: whichever comes first, its group exists before anyone hears of its pid
+            os.setpgid(self.pid, self.pid)
+        except OSError:
+            pass
+        socket.send_fds(sock, [json.dumps({"forked": request["fork"], "pid": self.pid}).encode()],
+                        [self.pid_fd] if self.pid_fd is not None else [])
+        return True
+
+    def close(self) -> None:
+        """Drop the server's hold on it (it runs on, as a version, if assigned)."""
+        self.sock.close()
+        if self.pid_fd is not None:
+            os.close(self.pid_fd)
+            self.pid_fd = None
+
+    def end(self) -> None:
+        """Kill it and wait for it, unless it became a version."""
+        if not self.assigned:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except OSError:
+                pass
+        self.close()
+
+
+def _fork_spare(defaults: Dict[int, Any], server_fds: List[int]) -> Optional[_Spare]:
+    """Fork the next spare (None when it cannot be forked: requests are forked directly)."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    server = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError:
+        ours.close()
+        theirs.close()
+        return None
+    if pid == 0:
+        code = 70
+        try:
+            os.close(ours.fileno())
+            code = _wait_as_spare(theirs, server, defaults, server_fds)
+        finally:
+            os._exit(code)
+    theirs.close()
+    return _Spare(pid, ours)
+
+
+def _wait_as_spare(sock: socket.socket, server: int, defaults: Dict[int, Any], server_fds: List[int]) -> int:
+    """In a spare: set up, wait for a request, then become its version."""
+    slots = _prepare(server, defaults, server_fds, keep=[sock.fileno()])
+    try:
+        data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
+    except OSError:
+        return 0
+    sock.close()
+    if not data or len(fds) != 2:
+        return 0  # the server closed, or never meant it: no version ran
+    return _become_version(json.loads(data), fds[0], fds[1], slots)
 
 
 def _read_nonblocking(fd: int) -> bytes:
@@ -332,21 +446,26 @@ def _read_nonblocking(fd: int) -> bytes:
         return b""
 
 
-def _reap(sock: socket.socket) -> None:
+def _reap(sock: socket.socket, spare: Optional[_Spare]) -> bool:
+    """Report each exited child, the unassigned spare excepted; whether that one exited."""
+    spare_died = False
     while True:
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
-            return
+            return spare_died
         if not pid:
-            return
+            return spare_died
+        if spare is not None and pid == spare.pid and not spare.assigned:
+            spare_died = True
+            continue
         sock.send(json.dumps({"exited": pid, "status": status}).encode())
 
 
 def _fork(sock: socket.socket, request: Dict[str, Any], fds: List[int], defaults: Dict[int, Any],
           server_fds: List[int]) -> None:
-    """Fork one version's child; answer with its pid (and a pidfd for it). By
-    then it leads its own process group; it dies with this server."""
+    """Fork one version's child without a spare; answer with its pid (and a
+    pidfd for it). By then it leads its own process group; it dies with this server."""
     if len(fds) != 2:
         for fd in fds:
             os.close(fd)
@@ -363,7 +482,8 @@ def _fork(sock: socket.socket, request: Dict[str, Any], fds: List[int], defaults
     if pid == 0:
         code = 70
         try:
-            code = _become_version(request, fds[0], fds[1], server, defaults, server_fds)
+            slots = _prepare(server, defaults, server_fds, keep=fds)
+            code = _become_version(request, fds[0], fds[1], slots)
         finally:
             os._exit(code)
     try:  # the child does the same: whichever comes first, its group exists before anyone hears of its pid
@@ -384,31 +504,46 @@ def _fork(sock: socket.socket, request: Dict[str, Any], fds: List[int], defaults
             os.close(pid_fd)
 
 
-def _become_version(request: Dict[str, Any], out_fd: int, event_fd: int, server: int,
-                    defaults: Dict[int, Any], server_fds: List[int]) -> int:
-    """In a freshly forked child: become what a spawned version's child would be, then run it."""
-    import random
-
+def _prepare(server: int, defaults: Dict[int, Any], server_fds: List[int], keep: List[int]) -> _Slots:
+    """In a freshly forked child, what no version decides: its own process group
+    (pgid == pid, in the server's session, which has no terminal: what
+    start_new_session gives a spawned child, less a session id of its own),
+    death with the server, default signal handlers, none of the server's
+    descriptors but ``keep``, its event reporter started on a stand-in pipe;
+    returns where its markers and title go, and that pipe's fd."""
     from .. import child
 
-    # Its own process group (pgid == pid), in the server's session, which has no terminal: what
-    # start_new_session gives a spawned child, less a session id of its own.
     os.setpgid(0, 0)
-    child._die_with_parent(server)  # and if the server is already gone, leave
+    child.watch_parent(server)  # and if the server is already gone, leave
     signal.set_wakeup_fd(-1)
     for signum, handler in defaults.items():
         signal.signal(signum, handler)
     for fd in server_fds:
         os.close(fd)
-    os.dup2(out_fd, 1)
-    os.dup2(out_fd, 2)
-    os.dup2(event_fd, EVENT_FD)
     for fd in _open_fds():
-        if fd > EVENT_FD:
+        if fd > 2 and fd not in keep and fd not in server_fds:
             try:
                 os.close(fd)
             except OSError:
                 pass
+    return _marks(), child.prepare_reporter()
+
+
+def _become_version(request: Dict[str, Any], out_fd: int, event_fd: int, slots: _Slots) -> int:
+    """In a prepared child: become the request's version (what a spawned
+    version's child would be), then run it."""
+    import random
+
+    from .. import child
+
+    os.setpgid(0, 0)  # done already; cheap, and the pid is now a version's
+    marks_at, events_at = slots
+    os.dup2(out_fd, 1)
+    os.dup2(out_fd, 2)
+    os.dup2(event_fd, events_at)  # over the stand-in its reporter writes to
+    for fd in (out_fd, event_fd):
+        if fd not in (1, 2, events_at):
+            os.close(fd)
     os.chdir(request["cwd"])
     env = request["env"]  # the whole environment, as spawning gives it; only what differs is touched (faster)
     for name in [name for name in os.environ if name not in env]:
@@ -416,9 +551,9 @@ def _become_version(request: Dict[str, Any], out_fd: int, event_fd: int, server:
     for name, value in env.items():
         if os.environ.get(name) != value:
             os.environ[name] = value
-    _mark(request.get("marks") or {}, request.get("title") or "")
-    random.seed()  # never the server's state (os.fork reseeds it too; this does not rely on that)
-    argv = [*request["argv"], str(EVENT_FD)]
+    _mark(marks_at, request.get("marks") or {}, request.get("title") or "")
+    random.seed(os.urandom(32))  # never the server's state, nor another spare's
+    argv = [*request["argv"], str(events_at)]
     sys.argv = ["-c", *argv]
     child.run_forked(argv)
     return 70  # not reached: run_forked leaves through os._exit
@@ -428,17 +563,15 @@ def _open_fds() -> List[int]:
     try:
         return sorted(int(name) for name in os.listdir("/proc/self/fd"))
     except OSError:
-        return list(range(EVENT_FD + 1, 256))
+        return list(range(3, 256))
 
 
-def _mark(marks: Dict[str, str], title: str) -> None:
-    """Write this child's markers and title over the slots the server's
-    environment block and command line hold for them, where
-    ``/proc/PID/environ`` and ``/proc/PID/cmdline`` read them (``os.environ``
-    changes only the process's copy, which /proc does not show)."""
+def _marks() -> _Marks:
+    """Where this process's environment block and command line hold the
+    marker and title slots (the server's, inherited), found once per child
+    before its version is known."""
+    marks: Dict[str, Tuple[int, int]] = {}
     try:
-        import ctypes
-
         with open("/proc/self/stat", "rb") as handle:
             fields = handle.read().rsplit(b")", 1)[-1].split()
         arg_start, env_start = int(fields[45]), int(fields[47])  # fields 48 and 50 of proc(5)
@@ -447,16 +580,31 @@ def _mark(marks: Dict[str, str], title: str) -> None:
         for name in MARKS:
             slot = f"{name}={'_' * MARK_SLOT}".encode()
             at = (b"\0" + block).find(b"\0" + slot + b"\0")  # the offset in block, thanks to the added \0
-            if at < 0:
-                continue
-            value = marks.get(name)
-            data = (f"{name}={value}".encode() if value else b"").ljust(len(slot), b"\0")
-            ctypes.memmove(env_start + at, data, len(data))
+            if at >= 0:
+                marks[name] = (env_start + at, len(slot))
         with open("/proc/self/cmdline", "rb") as handle:
             line = handle.read()
         at = line.find(b"_" * TITLE_SLOT)
-        if at >= 0 and title:
+        return marks, (arg_start + at if at >= 0 else None)
+    except (OSError, ValueError, IndexError):
+        return marks, None
+
+
+def _mark(slots: _Marks, marks: Dict[str, str], title: str) -> None:
+    """Write this child's markers and title over the slots the server's
+    environment block and command line hold for them, where
+    ``/proc/PID/environ`` and ``/proc/PID/cmdline`` read them (``os.environ``
+    changes only the process's copy, which /proc does not show)."""
+    try:
+        import ctypes
+
+        where, title_at = slots
+        for name, (address, size) in where.items():
+            value = marks.get(name)
+            data = (f"{name}={value}".encode() if value else b"").ljust(size, b"\0")
+            ctypes.memmove(address, data, size)
+        if title_at is not None and title:
             data = title.encode()[:TITLE_SLOT - 1].ljust(TITLE_SLOT, b"\0")
-            ctypes.memmove(arg_start + at, data, len(data))
-    except (OSError, ValueError, IndexError, AttributeError):
+            ctypes.memmove(title_at, data, len(data))
+    except (OSError, ValueError, AttributeError):
         pass  # no /proc: the markers are in os.environ only, so what the version starts still carries them
