@@ -98,10 +98,23 @@ def _reporter(fd: int) -> _report.PipeReporter:
     return _report.PipeReporter(fd)
 
 
+def _payload_text(arg: str) -> str:
+    """The payload JSON: the argument, or the file ``@path`` names (a large one), which is then removed."""
+    if not arg.startswith("@"):
+        return arg
+    with open(arg[1:]) as handle:
+        text = handle.read()
+    try:
+        os.unlink(arg[1:])
+    except OSError:
+        pass
+    return text
+
+
 def main(argv) -> int:
     if argv[0] != "run":
         raise SystemExit(f"mlpipeline.child: unknown operation {argv[0]!r}")
-    payload, fd = json.loads(argv[1]), int(argv[2])
+    payload, fd = json.loads(_payload_text(argv[1])), int(argv[2])
     reporter = _reporter(fd)
     _report.install(reporter)
     limit = payload.get("memory_limit")

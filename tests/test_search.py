@@ -585,3 +585,15 @@ def test_status_shows_how_far_a_search_is(project):
     finally:
         runner.kill()
         runner.communicate()
+
+
+@pytest.mark.parametrize("forkserver", ["1", "0"])
+def test_a_version_with_parameters_over_an_arguments_limit_runs(project, forkserver):
+    """Linux refuses a single argument over 128 KiB: such a payload travels through a file."""
+    project.script("big.py", search_script("versions.add_version('big', x=0.3, blob='y' * 300000)\n"
+                                           "versions.add_version('small', x=0.1)"))
+    project.configure(["big.py"])
+    result = project.run("-r", "-n", env={"MLPIPELINE_FORKSERVER": forkserver})
+    assert result.returncode == 0, result.stderr
+    assert [(r["version"], r["status"]) for r in project.runs()] == [("big", "succeeded"), ("small", "succeeded")]
+    assert len(json.loads(project.runs()[0]["params"])["blob"]) == 300000

@@ -15,6 +15,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
@@ -37,6 +38,30 @@ CHILD_MAIN = "import sys; del sys.path[0]; from mlpipeline.child import run; run
 
 
 
+PAYLOAD_INLINE = 64 << 10  # bytes of JSON passed as an argument; more (huge parameters) goes through a file
+
+
+def payload_arg(payload: Dict[str, Any]) -> str:
+    """The child's payload argument: the JSON itself, or ``@`` and a file holding it (Linux refuses an
+    argument over 128 KiB; the child reads the file and removes it)."""
+    text = json.dumps(payload)
+    if len(text) <= PAYLOAD_INLINE:
+        return text
+    handle, path = tempfile.mkstemp(prefix="mlp-payload-", suffix=".json")
+    with os.fdopen(handle, "w") as out:
+        out.write(text)
+    return "@" + path
+
+
+def _drop_payload(arg: str) -> None:
+    """Remove a payload file no child will read."""
+    if arg.startswith("@"):
+        try:
+            os.unlink(arg[1:])
+        except OSError:
+            pass
+
+
 class ChildRun:
     """A ``mlpipeline.child`` process and its two pipes: the script's own
     output (echoed and kept) and the JSON-lines event pipe."""
@@ -56,11 +81,15 @@ class ChildRun:
             if server is not None:
                 self.proc = self._fork(server, op, payload, full_env, cwd, write_fd, title)
             if self.proc is None:
-                payload = {**payload, "parent_pid": os.getpid()}
-                self.proc = subprocess.Popen(
-                    [sys.executable, "-c", CHILD_MAIN, op, json.dumps(payload), str(write_fd)],
-                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                    pass_fds=(write_fd,), start_new_session=True, cwd=cwd, env=full_env)
+                arg = payload_arg({**payload, "parent_pid": os.getpid()})
+                try:
+                    self.proc = subprocess.Popen(
+                        [sys.executable, "-c", CHILD_MAIN, op, arg, str(write_fd)],
+                        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        pass_fds=(write_fd,), start_new_session=True, cwd=cwd, env=full_env)
+                except BaseException:
+                    _drop_payload(arg)
+                    raise
         except BaseException:
             os.close(read_fd)
             raise
@@ -97,10 +126,12 @@ class ChildRun:
         if server.refusal(env, cwd, marks) is not None:
             return None
         out_r, out_w = os.pipe()
+        argv = [op, ""]
         try:
-            argv = [op, json.dumps({**payload, "parent_pid": server.pid})]
+            argv[1] = payload_arg({**payload, "parent_pid": server.pid})
             pid, self.pid_fd = server.fork(argv, env, cwd, out_w, event_fd, marks, title)
         except (ValueError, ForkServerError):
+            _drop_payload(argv[1])
             os.close(out_r)
             return None
         finally:
