@@ -37,6 +37,8 @@ class Events:
         self._looked_at = 0.0
         self._max_id: Optional[int] = None
         self._watched: Dict[int, str] = {}   # run id -> status last sent, for runs not yet ended
+        # pages open before this ledger existed (or before it was replaced) have none of its runs: all are news
+        self._all_news = False
         self._queue_json = ""
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.sent = 0
@@ -104,6 +106,7 @@ class Events:
             self._reader.close()
             self._reader, self._data_version, self._max_id, self._queue_json = None, None, None, ""
             self._watched.clear()
+            self._all_news = True
             changes: List[Tuple[str, Any]] = [("reload", {})]
         else:
             changes = []
@@ -111,6 +114,7 @@ class Events:
             import os
 
             if not os.path.exists(self.dash.ledger_path):
+                self._all_news = True
                 return changes
             self._reader = Reader(self.dash.ledger_path)
             self._signature = ledger_signature(self.dash.ledger_path, self._reader.immutable)
@@ -134,6 +138,8 @@ class Events:
         return changes
 
     def _changed_runs(self, conn: Any, liveness: Liveness) -> List[Dict[str, Any]]:
+        if self._max_id is None and self._all_news:  # a ledger the pages have not seen: every run is news
+            self._max_id = 0
         if self._max_id is None:  # the first look: only what is live now is watched
             self._max_id = conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0]
             for row in conn.execute("SELECT * FROM runs WHERE status IN ('running', 'queued')"):
