@@ -87,6 +87,8 @@ def test_a_ledger_deleted_and_made_again_is_the_one_shown(tmp_path):
         wait_for(lambda: any(name == "hello" for name, _ in seen), 10, what="the event stream to open")
         run_once(project)
         assert [r["uid"] for r in server.api("/api/runs")["runs"]] == [r["uid"] for r in project.runs()]
+        # the stream watches the first ledger before it goes (on a loaded machine its first look can come late)
+        wait_for(lambda: any(name == "runs" for name, _ in seen), 20, what="the stream to show the first run")
         shutil.rmtree(project.outputs)
         run_once(project)
         run_once(project)
@@ -96,7 +98,7 @@ def test_a_ledger_deleted_and_made_again_is_the_one_shown(tmp_path):
         assert server.api(f"/api/runs/{fresh[0]['id']}")["uid"] == fresh[0]["uid"]
         ended = lambda: {r["id"] for name, data in seen if name == "runs"  # noqa: E731
                          for r in data["runs"] if r["status"] == "succeeded"} >= {1, 2}
-        wait_for(lambda: ended() and any(name == "reload" for name, _ in seen), 10,
+        wait_for(lambda: ended() and any(name == "reload" for name, _ in seen), 20,
                  what="the stream to say the ledger changed and to send the new ledger's runs")
         second = [data for name, data in seen if name == "runs" and any(r["id"] == 2 for r in data["runs"])]
         assert second, seen
