@@ -58,7 +58,7 @@ def mlpipeline_cmd() -> List[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "mlpipeline"]
 
 
-TRIVIAL_SCRIPT = textwrap.dedent('''\
+TRIVIAL_HEADER = textwrap.dedent('''\
     from mlpipeline.helper import Model, DataLoader
     from mlpipeline.utils import Versions
 
@@ -73,6 +73,8 @@ TRIVIAL_SCRIPT = textwrap.dedent('''\
         def evaluate_model(self, input_fn, steps): return {"x": 1.0}
 
     versions = Versions(L(), 1, 1)
+    ''')
+TRIVIAL_SCRIPT = TRIVIAL_HEADER + textwrap.dedent('''\
     for i in range(__COUNT__):
         versions.add_version("v%03d" % i)
     MODEL = M(versions)
@@ -81,16 +83,21 @@ TRIVIAL_SCRIPT = textwrap.dedent('''\
 
 def trivial_project(count: int, root: Optional[str] = None) -> str:
     """A throwaway project with one script of ``count`` trivial versions."""
+    return script_project(TRIVIAL_SCRIPT.replace("__COUNT__", str(count)), "trivial.py", root)
+
+
+def script_project(text: str, name: str, root: Optional[str] = None) -> str:
+    """A throwaway project whose queue is one script, ``name``, holding ``text``."""
     root = root or tempfile.mkdtemp(prefix="mlp-bench-")
     models = os.path.join(root, "models")
     os.makedirs(models, exist_ok=True)
     with open(os.path.join(root, "mlp.config"), "w") as f:
         f.write("[MLP]\nmodels_dir = models\n")
-    for name in ("models.config", "models_test.config"):
-        with open(os.path.join(root, name), "w") as f:
-            f.write("[MLP]\nuse_blacklist = False\n[WHITELISTED_MODELS]\ntrivial.py\n")
-    with open(os.path.join(models, "trivial.py"), "w") as f:
-        f.write(TRIVIAL_SCRIPT.replace("__COUNT__", str(count)))
+    for config in ("models.config", "models_test.config"):
+        with open(os.path.join(root, config), "w") as f:
+            f.write(f"[MLP]\nuse_blacklist = False\n[WHITELISTED_MODELS]\n{name}\n")
+    with open(os.path.join(models, name), "w") as f:
+        f.write(text)
     return root
 
 

@@ -22,33 +22,17 @@ import statistics
 import tempfile
 from typing import List, Tuple
 
-from .common import Result, interleaved, mlpipeline_cmd, wall
+from .common import TRIVIAL_HEADER, Result, interleaved, mlpipeline_cmd, script_project, wall
 
 POINTS = 200
 EARLIER = 1000
 RUNS = 3
 
-HEADER = '''
-import random
-from mlpipeline.helper import DataLoader, Model
-from mlpipeline.utils import Versions
-
-class L(DataLoader):
-    def get_train_input(self, mode=None, **kw): return None
-    def get_test_input(self, **kw): return None
-    def get_train_sample_count(self): return 1
-    def get_test_sample_count(self): return 1
-
-class M(Model):
-    def train_model(self, input_fn, steps): pass
-    def evaluate_model(self, input_fn, steps): return {"loss": 1.0}
-
-versions = Versions(L(), 1, 1)
-'''
+HEADER = "import random\n" + TRIVIAL_HEADER  # trivial versions: train nothing, evaluate x = 1.0
 
 SEARCH = HEADER + '''
 def propose(history):
-    best = min((h["metrics"].get("test/loss", 1e9) for h in history), default=None)  # reads the history
+    best = min((h["metrics"].get("test/x", 1e9) for h in history), default=None)  # reads the history
     return {"x": random.random(), "best": best}
 
 versions.add_search(propose, budget=__BUDGET__)
@@ -57,16 +41,7 @@ MODEL = M(versions)
 
 
 def _project(script: str) -> str:
-    root = tempfile.mkdtemp(prefix="mlp-bench-search-")
-    os.makedirs(os.path.join(root, "models"))
-    with open(os.path.join(root, "mlp.config"), "w") as f:
-        f.write("[MLP]\nmodels_dir = models\n")
-    for name in ("models.config", "models_test.config"):
-        with open(os.path.join(root, name), "w") as f:
-            f.write("[MLP]\nuse_blacklist = False\n[WHITELISTED_MODELS]\nsearch.py\n")
-    with open(os.path.join(root, "models", "search.py"), "w") as f:
-        f.write(script)
-    return root
+    return script_project(script, "search.py", tempfile.mkdtemp(prefix="mlp-bench-search-"))
 
 
 def _by_hand(points: List[dict]) -> str:
@@ -112,7 +87,7 @@ def _seed_ledger(root: str, count: int) -> None:
         run = ledger.start_run(script="models/search.py", version=name, mode=Mode.RUN, host="bench", params=params,
                                script_sha256=info.sha256, fingerprint=info.fingerprint,
                                params_sha256=params_digest(params))
-        ledger.add_metrics(run["id"], [MetricRow("loss", rng.random(), None, "test")])
+        ledger.add_metrics(run["id"], [MetricRow("x", rng.random(), None, "test")])
         ledger.set_status(run["id"], RunStatus.SUCCEEDED)
     ledger.close()
 

@@ -8,7 +8,6 @@ holds an executor and a describer without knowing which: it never sees a pid.
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -600,32 +599,19 @@ class Runner:
         active.before = litter.snapshot(self._litter_folders())
         try:
             active.ticket = self.executor.submit(job, sink)
-        except OSError as exc:
-            if exc.errno != errno.E2BIG:
-                self._not_started(active, f"the runner could not start the version: {type(exc).__name__}: {exc}")
-                raise
-            self._cleanup(active)  # this version's own doing: it fails, the queue goes on
-            outcome = Outcome(RunStatus.FAILED, error=f"could not start the version's process: {exc}; its parameters "
-                                                      f"are too large to pass (keep big data in files it reads)")
-            self._record(run_id, item, outcome, 0.0)
-            self.finished.append(Finished(run_id, item, item.rel, outcome))
-            self.search.finished(item.key, run_id, outcome.status.value, again=False)
-            self._replan = True
-            self.stopping = self.stopping or self.options.stop_on_error
-            return
         except BaseException as exc:
-            self._not_started(active, f"the runner stopped before the version started: {exc}"
-                              if isinstance(exc, MLPipelineError) else "interrupted (Ctrl+C) while starting"
-                              if isinstance(exc, KeyboardInterrupt) else
-                              f"the runner stopped on an internal error before the version started ({type(exc).__name__})")
+            if isinstance(exc, KeyboardInterrupt):
+                why = "interrupted (Ctrl+C) while starting"
+            elif isinstance(exc, MLPipelineError):
+                why = f"the runner stopped before the version started: {exc}"
+            else:
+                why = f"the runner stopped on an internal error before the version started ({type(exc).__name__})"
+            try:
+                self.ledger.set_status(run_id, RunStatus.INTERRUPTED, error=why)
+            finally:
+                self._cleanup(active)
             raise
         self.active[active.ticket] = active
-
-    def _not_started(self, active: Active, why: str) -> None:
-        try:
-            self.ledger.set_status(active.run_id, RunStatus.INTERRUPTED, error=why)
-        finally:
-            self._cleanup(active)
 
     def _finish(self, ticket: int, outcome: Outcome, now: float) -> None:
         active = self.active.pop(ticket, None)

@@ -212,9 +212,12 @@ def get_model(module: types.ModuleType, path: str, only: Optional[str] = None) -
     listed = versions.get_versions()
     searches = _searches(versions)
     if only is None:
+        from .sweeps import is_point_name
+
         for search in searches:
             _check_version(name, search_template(versions, search.name))
-            taken = [v.get(version_parameters.NAME) for v in listed if _search_point_name(search.name, v)]
+            taken = [v.get(version_parameters.NAME) for v in listed
+                     if is_point_name(search.name, str(v.get(version_parameters.NAME)))]
             if taken:
                 raise ScriptError(f"{name}: version {taken[0]!r} is named like a point of search {search.name!r} "
                                   f"(<name>-<8 hex>); rename the version or pass add_search(..., name=...) another "
@@ -251,12 +254,6 @@ def describe(model: Any, path: str, sha256: str, deps: Optional[List[List[str]]]
 
 def _searches(versions: Any) -> List[Any]:
     return list(getattr(versions, "searches", {}).values())
-
-
-def _search_point_name(search: str, version: Any) -> bool:
-    name = str(version.get(version_parameters.NAME))
-    rest = name[len(search) + 1:]
-    return name.startswith(search + "-") and len(rest) == 8 and all(c in "0123456789abcdef" for c in rest)
 
 
 def search_template(versions: Any, name: str) -> Any:

@@ -65,8 +65,8 @@ def serve(argv: List[str]) -> None:
     """Child entry: ``SCRIPT REQUEST_FD REPLY_FD PARENT_PID``."""
     from .child import _die_with_parent, user_traceback
     from .errors import ScriptError
-    from .scripts import get_model, load_module, search_template
-    from .sweeps import canonical, check_point, point_hash
+    from .scripts import get_model, load_module
+    from .sweeps import check_point, search_point_hash
     from ._versions import params_digest, version_params
 
     path, requests, replies, parent = argv[0], int(argv[1]), int(argv[2]), int(argv[3])
@@ -115,7 +115,7 @@ def serve(argv: List[str]) -> None:
                     reply(id=request["id"], point=None)
                     continue
                 point = check_point(point, search)
-                version_name = f"{name}-{point_hash(canonical(point))}"
+                version_name = f"{name}-{search_point_hash(point)}"
                 version = versions.search_version(version_name, point)
                 params = version_params(version)
                 reply(id=request["id"], point=point, name=version_name, params=params,
@@ -125,10 +125,7 @@ def serve(argv: List[str]) -> None:
                 curve = curves.setdefault(version_name, {})
                 for metric, step, value in request.get("rows", ()):
                     curve.setdefault(metric, []).append([step, value])
-                template = version_params(search_template(versions, name))
-                params = {k: v for k, v in request.get("params", {}).items()
-                          if k != "name" and template.get(k, object()) != v}
-                verdict = search.stopper({"version": version_name, "params": params, "curves": curve},
+                verdict = search.stopper({"version": version_name, "params": request.get("params", {}), "curves": curve},
                                          request["step"], _copy(history))
                 if type(verdict).__name__ not in ("bool", "bool_"):  # numpy's bool too
                     reply(id=request["id"], error=f"stop() returned {verdict!r:.60}, not True or False")
@@ -318,14 +315,13 @@ class SearchState:
         self.running: Set[str] = set()
         self.resume: List[Tuple[str, Dict[str, Any], str]] = []  # (name, params, sha256) interrupted: run again
         self.asked: Optional[int] = None       # the id of the proposal asked for
-        self.asked_at = 0.0
         self.ready: Optional[Dict[str, Any]] = None
         self.refused: List[Dict[str, Any]] = []
         self.ended: Optional[str] = None       # why it proposes no more
         stopper = decl.get("stopper") or {}
         self.asha = AshaRungs(stopper) if stopper.get("kind") == "asha" else None
         self.stop_function = stopper.get("kind") == "function"
-        self.stop_asked: Dict[str, int] = {}   # version -> step a stop() question is out for
+        self.stop_asked: Dict[str, int] = {}   # version -> the id of the stop() question out for it
         self.stop_rows: Dict[str, List[List[Any]]] = {}  # rows not yet sent with a stop() question
         self.stop_step: Dict[str, int] = {}    # the last step asked about
         self.stop_broken: Set[str] = set()     # versions whose stop() failed: not asked again
@@ -333,10 +329,6 @@ class SearchState:
     @property
     def key(self) -> Tuple[str, str]:
         return (self.rel, self.name)
-
-    def owns(self, version: str) -> bool:
-        rest = version[len(self.name) + 1:]
-        return version.startswith(self.name + "-") and len(rest) == 8 and all(c in "0123456789abcdef" for c in rest)
 
     def spent(self) -> int:
         return len(self.tried)
@@ -370,10 +362,13 @@ class SearchState:
                 self.resume.append((name, json.loads(run["params"] or "{}"), run["params_sha256"] or ""))
                 self.tried.add(name)
 
-    def item(self, name: str, params: Dict[str, Any], status: str, metrics: Dict[str, float]) -> Dict[str, Any]:
+    def point(self, params: Dict[str, Any]) -> Dict[str, Any]:
+        """What a point set: a version's parameters less those of the search's template."""
         template = self.decl.get("template") or {}
-        point = {k: v for k, v in params.items() if k != "name" and template.get(k, object()) != v}
-        return {"version": name, "params": point, "status": status, "metrics": metrics}
+        return {k: v for k, v in params.items() if k != "name" and template.get(k, object()) != v}
+
+    def item(self, name: str, params: Dict[str, Any], status: str, metrics: Dict[str, float]) -> Dict[str, Any]:
+        return {"version": name, "params": self.point(params), "status": status, "metrics": metrics}
 
     def spec(self, name: str, params: Dict[str, Any], params_sha256: str) -> VersionSpec:
         from . import repro
@@ -391,9 +386,6 @@ class SearchState:
         return [{"op": "history", "search": self.name, "items": chunk, "running": sorted(self.running),
                  "last": i == len(chunks) - 1} for i, chunk in enumerate(chunks)]
 
-    def now(self) -> float:
-        return time.monotonic()
-
 
 class SearchDriver:
     """The runner's searches: asks for points, applies stoppers, keeps history.
@@ -407,11 +399,11 @@ class SearchDriver:
         self.states: Dict[Tuple[str, str], SearchState] = {}
         self.processes: Dict[str, Tuple[str, SearchProcess]] = {}  # script path -> (sha256, its child)
         self.items: List[Any] = []                                 # points started in this batch, in order
-        self.of: Dict[Tuple[str, str], SearchState] = {}           # a point's key -> its search
-        self._asks: Dict[int, Tuple[SearchState, str, Optional[str]]] = {}  # id -> (search, op, version)
+        self.of: Dict[Tuple[str, str], Tuple[SearchState, Any]] = {}  # a point's key -> its search and item
+        # id -> (search, op, version, when asked): the questions not answered yet
+        self._asks: Dict[int, Tuple[SearchState, str, Optional[str], float]] = {}
         self._next_id = 1
         self._changed = False  # an answer arrived since the runner last asked (it may have come mid-step)
-        self._asked_at: Dict[int, float] = {}   # id -> when it was asked
         self._said: Set[Tuple[str, ...]] = set()  # warnings given once
 
     # -- the queue reaches a search ---------------------------------------------------------
@@ -446,6 +438,8 @@ class SearchDriver:
         return state
 
     def _load(self, state: SearchState) -> None:
+        from .sweeps import is_point_name
+
         conn = self.runner.ledger.conn
         pattern = state.name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"
         fingerprint = getattr(state.info, "fingerprint", "") or state.info.sha256
@@ -453,7 +447,7 @@ class SearchDriver:
             "SELECT id, version, status, params, params_sha256 FROM runs WHERE script = ? AND mode = 'run' "
             "AND version LIKE ? ESCAPE '\\' AND fingerprint = ? AND status NOT IN ('queued', 'running') ORDER BY id",
             (state.rel, pattern, fingerprint)).fetchall()
-        runs = [r for r in runs if state.owns(r["version"])]
+        runs = [r for r in runs if is_point_name(state.name, r["version"])]
         metrics = self._metrics([r["id"] for r in runs])
         curves: Dict[int, List[MetricRow]] = {}
         if state.asha is not None and runs:
@@ -483,9 +477,9 @@ class SearchDriver:
         item = QueueItem(state.spec(name, params, sha), state.info)
         state.tried.add(name)
         state.running.add(name)
-        self.of[item.key] = state
-        if all(known.key != item.key for known in self.items[-state.parallel - 1:]):
+        if item.key not in self.of:  # a point run again (its node was lost) keeps its one row
             self.items.append(item)
+        self.of[item.key] = (state, item)
         return item
 
     # -- talking to the search child ----------------------------------------------------------
@@ -509,17 +503,17 @@ class SearchDriver:
                 other.sent = 0
         return process
 
-    def _send(self, state: SearchState, message: Dict[str, Any], op: str, version: Optional[str] = None) -> None:
+    def _send(self, state: SearchState, message: Dict[str, Any], op: str, version: Optional[str] = None) -> int:
         process = self._process(state)
         for history in state.history_messages():
             process.send(history)
         ask = self._next_id
         self._next_id += 1
         process.send({**message, "op": op, "search": state.name, "id": ask})
-        self._asks[ask] = (state, op, version)
-        self._asked_at[ask] = time.monotonic()
+        self._asks[ask] = (state, op, version, time.monotonic())
         if op == "propose":
-            state.asked, state.asked_at = ask, time.monotonic()
+            state.asked = ask
+        return ask
 
     def _ask(self, state: SearchState) -> None:
         self._send(state, {"running": sorted(state.running), "refused": state.refused}, "propose")
@@ -546,8 +540,8 @@ class SearchDriver:
         """A propose() or stop() that does not answer ends its search (and its process): a batch never
         hangs on one, and a hung stop() does not hold the next proposal up behind it."""
         now = time.monotonic()
-        late = [(ask, entry) for ask, entry in self._asks.items() if now - self._asked_at.get(ask, now) > ANSWER_LIMIT]
-        for ask, (state, op, version) in late:
+        late = [(ask, entry) for ask, entry in self._asks.items() if now - entry[3] > ANSWER_LIMIT]
+        for ask, (state, op, version, _) in late:
             if self._asks.pop(ask, None) is None:
                 continue
             if op == "stop" and version is not None:
@@ -572,7 +566,7 @@ class SearchDriver:
         if not waiting:
             return False
         code = process.proc.returncode
-        for ask, (state, op, version) in waiting:
+        for ask, (state, op, version, _) in waiting:
             del self._asks[ask]
             if op == "propose":
                 self._fail(state, f"the search's process exited (code {code}) before {op}() answered; "
@@ -595,7 +589,7 @@ class SearchDriver:
                     self._fail(state, reply["error"], reply.get("traceback") or "")
                 return True
             return False
-        state, op, version = entry
+        state, op, version, _ = entry
         if op == "stop":
             assert version is not None
             state.stop_asked.pop(version, None)
@@ -636,9 +630,10 @@ class SearchDriver:
     # -- running points -------------------------------------------------------------------------
 
     def metrics(self, key: Tuple[str, str], rows: Sequence[MetricRow]) -> None:
-        state = self.of.get(key)
-        if state is None or key[1] not in state.running:
+        known = self.of.get(key)
+        if known is None or key[1] not in known[0].running:
             return
+        state, item = known
         version = key[1]
         if state.asha is not None:
             reason = state.asha.observe(version, rows)
@@ -653,22 +648,21 @@ class SearchDriver:
         if not steps or version in state.stop_asked or max(steps) <= state.stop_step.get(version, -1):
             return
         state.stop_step[version] = step = max(steps)
-        item = next(i for i in reversed(self.items) if i.key == key)
-        self._send(state, {"version": version, "step": step, "rows": pending, "params": dict(item.spec.params)},
-                   "stop", version)
-        state.stop_asked[version] = self._next_id - 1
+        state.stop_asked[version] = self._send(
+            state, {"version": version, "step": step, "rows": pending, "params": state.point(dict(item.spec.params))},
+            "stop", version)
         state.stop_rows[version] = []
 
     def finished(self, key: Tuple[str, str], run_id: int, status: str, again: bool) -> None:
         """A point ended (``again``: its node was lost and it runs again)."""
-        state = self.of.get(key)
-        if state is None:
+        known = self.of.get(key)
+        if known is None:
             return
+        state, item = known
         version = key[1]
         state.running.discard(version)
         for table in (state.stop_rows, state.stop_step, state.stop_asked):
             table.pop(version, None)
-        item = next(i for i in reversed(self.items) if i.key == key)
         if state.asha is not None and version not in state.asha.matched and status == "succeeded":
             self._once((state.rel, state.name, "asha"),
                        f"{state.rel} {state.name}: asha({state.asha.metric!r}) pruned nothing: {version} logged no "
@@ -679,10 +673,10 @@ class SearchDriver:
         elif status != "interrupted":
             state.history.append(state.item(version, dict(item.spec.params), status,
                                             self._metrics([run_id]).get(run_id, {})))
-            known = self.processes.get(state.path)
-            if known is not None and known[1].alive():  # now: an adapter mirrors results as they come
+            child = self.processes.get(state.path)
+            if child is not None and child[1].alive():  # now: an adapter mirrors results as they come
                 for message in state.history_messages():
-                    known[1].send(message)
+                    child[1].send(message)
 
     # -- what the queue shows ----------------------------------------------------------------------
 

@@ -21,7 +21,7 @@ import math
 import os
 import random
 import string
-from typing import Any, Dict, List, Mapping, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ._versions import VersionValueError, _plain
 
@@ -310,6 +310,22 @@ class Search:
         return {"name": self.name, "budget": self.budget, "parallel": self.parallel, "stopper": stopper}
 
 
+def search_point_hash(point: Mapping[str, Any]) -> str:
+    """The hash that names a search's point (``<search>-<hash>``): integral floats count as ints."""
+    return point_hash(canonical(point))
+
+
+def point_of(version: str) -> str:
+    """The point hash in a search point's version name."""
+    return version.rsplit("-", 1)[-1]
+
+
+def is_point_name(search: str, version: str) -> bool:
+    """Is ``version`` named like a point of search ``search`` (``<search>-<8 hex>``)?"""
+    rest = version[len(search) + 1:]
+    return version.startswith(search + "-") and len(rest) == HASH_LEN and all(c in "0123456789abcdef" for c in rest)
+
+
 def canonical(value: Any) -> Any:
     """``value`` with integral floats as ints: ``{"x": 1}`` and ``{"x": 1.0}`` are one point (one name)."""
     if isinstance(value, float) and value.is_integer():
@@ -384,8 +400,10 @@ class OptunaSearch:
                                             f"mlpipeline.sweeps")
         self.study_factory, self.metric, self.direction, self.space = study_factory, metric, direction, space
         self._study: Any = None
-        self._trials: Dict[str, int] = {}   # point hash -> trial number
+        self._trials: Dict[str, int] = {}   # point hash -> trial number (-1: added from the ledger, finished)
         self._told: set = set()              # point hashes whose trial is finished
+        self._refused: Dict[str, int] = {}   # point hash -> a trial asked for a point already tried
+        self._asked: Optional[str] = None    # the point last proposed (running or refused by the next call)
 
     @property
     def study(self) -> Any:
@@ -432,15 +450,15 @@ class OptunaSearch:
 
         study = self.study
         for item in history:
-            point = str(item.get("version", "")).rsplit("-", 1)[-1]
+            point = point_of(str(item.get("version", "")))
             if point not in self._trials:
                 self._learn(point, item)  # a result the study never saw (an in-memory study after a crash)
             elif point not in self._told:
                 self._tell(point, item)
-        running = {str(name).rsplit("-", 1)[-1] for name in getattr(history, "running", [])}
+        running = {point_of(str(name)) for name in getattr(history, "running", [])}
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             point = trial.user_attrs.get("mlpipeline_point")
-            if point and point not in running and point not in self._told and point != getattr(self, "_asked", None):
+            if point and point not in running and point not in self._told and point != self._asked:
                 study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
                 self._told.add(point)
 
@@ -454,33 +472,38 @@ class OptunaSearch:
         params = item.get("params") or {}
         if not all(key in params for key in self.space):
             return
-        states = optuna.trial.TrialState
-        value = metric_value(item.get("metrics") or {}, self.metric)
-        done = item.get("status") == "succeeded" and isinstance(value, (int, float)) and math.isfinite(value)
-        state = states.COMPLETE if done else states.PRUNED if item.get("status") == "pruned" else states.FAIL
+        state, value = self._result(item)
         try:
             trial = optuna.trial.create_trial(params={key: params[key] for key in self.space},
-                                              distributions=self._distributions(), value=float(value) if done else None,
-                                              state=state, user_attrs={"mlpipeline_point": point})
+                                              distributions=self._distributions(), value=value, state=state,
+                                              user_attrs={"mlpipeline_point": point})
         except ValueError:  # a value outside today's space (it was edited): the study does without it
             return
         self.study.add_trial(trial)
         self._trials[point] = -1
         self._told.add(point)
 
-    def _tell(self, point: str, item: Mapping[str, Any]) -> None:
+    def _result(self, item: Optional[Mapping[str, Any]]) -> Tuple[Any, Optional[float]]:
+        """A history item as an Optuna trial's end: (state, value) — COMPLETE with the metric when it
+        succeeded with a finite one, PRUNED when a stopper ended it, FAIL otherwise (or for no item)."""
         import optuna
 
         states = optuna.trial.TrialState
-        value = metric_value(item.get("metrics") or {}, self.metric)
-        number = self._trials[point]
-        if item.get("status") == "succeeded" and isinstance(value, (int, float)) and math.isfinite(value):
-            self.study.tell(number, float(value))
-        elif item.get("status") == "pruned":
-            self.study.tell(number, state=states.PRUNED)
-        else:
-            self.study.tell(number, state=states.FAIL)
+        value = metric_value(item.get("metrics") or {}, self.metric) if item else None
+        if item and item.get("status") == "succeeded" and isinstance(value, (int, float)) and math.isfinite(value):
+            return states.COMPLETE, float(value)
+        return (states.PRUNED if item and item.get("status") == "pruned" else states.FAIL), None
+
+    def _tell(self, point: str, item: Mapping[str, Any]) -> None:
+        self._tell_trial(self._trials[point], item)
         self._told.add(point)
+
+    def _tell_trial(self, number: int, item: Optional[Mapping[str, Any]]) -> None:
+        state, value = self._result(item)
+        if value is not None:
+            self.study.tell(number, value)
+        else:
+            self.study.tell(number, state=state)
 
     def __call__(self, history: Any) -> Any:
         if self.space is None and callable(history) and not isinstance(history, (list, tuple)):
@@ -490,18 +513,11 @@ class OptunaSearch:
             raise VersionValueError(SPACE_HELP)
         self._asked = None
         for refused in getattr(history, "refused", []):  # the point of an earlier version: its result, if known
-            point = point_hash(canonical(refused))
-            trial = self._trials.pop("refused:" + point, None)
-            if trial is None:
-                continue
-            earlier = next((i for i in history if str(i.get("version", "")).endswith("-" + point)), None)
-            value = metric_value(earlier.get("metrics") or {}, self.metric) if earlier else None
-            if earlier and earlier.get("status") == "succeeded" and isinstance(value, (int, float)):
-                self.study.tell(trial, float(value))
-            else:
-                import optuna
-
-                self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+            point = search_point_hash(refused)
+            trial = self._refused.pop(point, None)
+            if trial is not None:
+                self._tell_trial(trial, next((i for i in history if point_of(str(i.get("version", ""))) == point),
+                                             None))
         self.sync(history)
         study = self.study
         if callable(self.space):
@@ -513,9 +529,9 @@ class OptunaSearch:
         if not isinstance(params, dict):
             raise VersionValueError(f"optuna_search: space(trial) returned {params!r}; return a dict of parameters")
         params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
-        point = point_hash(canonical(params))
+        point = search_point_hash(params)
         if point in self._trials:  # a point tried before: the runner refuses it and asks again
-            self._trials["refused:" + point] = trial.number
+            self._refused[point] = trial.number
         else:
             trial.set_user_attr("mlpipeline_point", point)
             self._trials[point] = trial.number
