@@ -23,6 +23,13 @@ install: $(PY)
 sample: install
 	@echo "==> training the Keras sample project: mlpipeline -r -u (run it again and nothing retrains)"
 	$(VENV)/bin/mlpipeline -r -u
+	@echo ""
+	@echo "==> next: put mlpipeline on your PATH (in each new shell), then look at what ran"
+	@echo "    source $(VENV)/bin/activate"
+	@echo "    mlpipeline runs                    # every run in the ledger"
+	@echo "    mlpipeline compare sample_model    # the three versions side by side"
+	@echo "    mlpipeline serve                   # the same in a browser: runs, curves, compare, the live queue"
+	@echo "    mlpipeline init myproject && cd myproject && mlpipeline && mlpipeline -r -u   # your own project"
 
 test: install browser
 	@echo "==> lint (ruff), types (mypy), then the whole test suite (pytest)"

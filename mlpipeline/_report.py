@@ -12,7 +12,12 @@ import logging
 import os
 import sys
 import time
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
+
+from .lifecycle import MetricRow, metric_row
+
+
+MAX_LOG_EVENT = 1 << 20  # characters of a log message sent to the runner
 
 
 class Reporter:
@@ -25,13 +30,21 @@ class Reporter:
         except (OSError, ValueError):  # a closed stdout (`mlpipeline | head`): never fail a version over it
             _silence(stream)
 
-    def metric(self, name: str, value: float, step: Optional[int] = None,
-               split: str = "train") -> None:
+    def metric(self, name: str, value: float, step: Optional[int] = None, split: str = "train") -> None:
+        """Record one point; BadMetric (a ValueError) when it cannot be recorded, raised in the caller."""
+        self.add(metric_row(name, value, step, split))
+
+    def add(self, row: MetricRow) -> None:
+        """A checked point: subclasses route it."""
+        name, value, step, split = row
         step_text = "" if step is None else f" (step {step})"
-        print(f"{split}/{name}: {value:.4f}{step_text}", flush=True)
+        print(f"{split}/{name}: {value if value is None else format(value, '.4f')}{step_text}", flush=True)
 
     def output(self, record: Dict[str, Any]) -> None:
         """The version stored a value with ``save_output``; outside a runner nobody indexes it."""
+
+    def data(self, fingerprint: str) -> None:
+        """What the version's ``mlpipeline.data`` loaders read (``kind:sha256``), known before it trains."""
 
 
 def _silence(stream: Any) -> None:
@@ -62,7 +75,7 @@ class PipeReporter(Reporter):
         self._file = os.fdopen(fd, "w", encoding="utf-8")
         self._lock = threading.Lock()          # the buffer (held for an append or a swap only)
         self._write_lock = threading.Lock()    # the pipe: metrics before the event that follows them
-        self._rows: List[Tuple[Any, Any, Any, str]] = []
+        self._rows: List[MetricRow] = []
         self._sent_at = time.monotonic()
         self._wake = threading.Event()
         self._closed = False
@@ -83,7 +96,7 @@ class PipeReporter(Reporter):
             rows, self._rows = self._rows, []
             self._sent_at = time.monotonic()
         if rows:
-            self._write(json.dumps({"type": "metrics", "rows": _plain_rows(rows)}) + "\n")
+            self._write(json.dumps({"type": "metrics", "rows": rows}) + "\n")
 
     def _flush_now_and_then(self) -> None:
         while not self._closed:
@@ -112,56 +125,26 @@ class PipeReporter(Reporter):
 
     def log(self, message: str, level: int = logging.INFO) -> None:
         super().log(message, level)
-        self.send("log", message=str(message), level=level)
+        text = str(message)
+        if len(text) > MAX_LOG_EVENT:  # the whole line is in the run's output already
+            text = f"{text[:MAX_LOG_EVENT]}... ({len(text) - MAX_LOG_EVENT} more characters in the run's output)"
+        self.send("log", message=text, level=int(level))
 
     def output(self, record: Dict[str, Any]) -> None:
         self.send("output", record=record)
 
-    def metric(self, name: str, value: float, step: Optional[int] = None,
-               split: str = "train") -> None:
+    def data(self, fingerprint: str) -> None:
+        self.send("data", fingerprint=fingerprint)
+
+    def add(self, row: MetricRow) -> None:
         with self._lock:
-            self._rows.append((name, value, step, split))
+            self._rows.append(row)
             count = len(self._rows)
         if count >= self.FLUSH_ROWS:
             self._wake.set()
             if count >= self.MAX_BUFFERED and not self._broken:  # a runner far behind: wait for it here
                 with self._write_lock:
                     self._flush_rows()
-
-
-def _plain_rows(rows: List[Tuple[Any, Any, Any, str]]) -> List[Any]:
-    """Rows as plain JSON data; plain Python values (the usual case) pass as they are."""
-    return [row if (type(row[1]) is float and (row[2] is None or type(row[2]) is int)
-                    and type(row[0]) is str and type(row[3]) is str) else _plain_row(row)
-            for row in rows]
-
-
-def _number(value: Any) -> Any:
-    """Plain Python numbers from numpy/tensor scalars, where events enter."""
-    if value is None or isinstance(value, (int, float)):
-        return value
-    item = getattr(value, "item", None)
-    if callable(item):
-        try:
-            value = item()
-        except (TypeError, ValueError):
-            pass
-    return value
-
-
-def _plain_row(row: Tuple[Any, Any, Any, str]) -> List[Any]:
-    name, value, step, split = row
-    value = _number(value)
-    step = _number(step)
-    try:
-        value = None if value is None else float(value)
-    except (TypeError, ValueError):
-        value = None
-    try:
-        step = None if step is None else int(step)
-    except (TypeError, ValueError):
-        step = None
-    return [str(name), value, step, str(split)]
 
 
 _current: Reporter = Reporter()

@@ -47,7 +47,9 @@ class BatchOptions:
 class BatchResult:
     project: Project
     test: bool
-    finished: List[Finished] = field(default_factory=list)
+    finished: List[Finished] = field(default_factory=list)  # the last Ended.KEEP runs it ended, in order
+    counts: Dict[str, int] = field(default_factory=dict)     # status -> runs it ended, all of them
+    failed_earlier: int = 0                                  # failures older than ``finished`` holds
     stopped_early: bool = False          # stopped (signal) with versions left to run
     history_skipped: bool = False        # -u skipped versions that already succeeded
     searches_ended: List[str] = field(default_factory=list)  # "script search: why it proposed no more"
@@ -63,13 +65,15 @@ class BatchResult:
         failed: List[Finished] = []
         ran_later: set = set()
         for f in reversed(self.finished):
-            key = f.item.key if f.item is not None else None
-            if f.outcome.status not in (RunStatus.SUCCEEDED, RunStatus.PRUNED) and not (f.outcome.node_lost
-                                                                                    and key in ran_later):
+            if f.status not in (RunStatus.SUCCEEDED, RunStatus.PRUNED) and not (f.node_lost and f.key in ran_later):
                 failed.append(f)
-            if key is not None:
-                ran_later.add(key)
+            if f.key is not None:
+                ran_later.add(f.key)
         return failed[::-1]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
 
 
 def _check(options: BatchOptions, isolate: bool, jobs: int) -> None:
@@ -177,13 +181,14 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
             prepare(runner)
         outputs.log(f"session started: {options.command} (pid {os.getpid()})")
         try:
-            finished = runner.run()
+            ended = runner.run()
         except KeyboardInterrupt:
             outputs.log("session interrupted", 30)
             raise
         outputs.log("session ended")
         stopped_early = runner.stopping and (runner.kill_requested or runner.queued_left())
-        return BatchResult(project, test, finished, stopped_early=stopped_early,
+        return BatchResult(project, test, list(ended.recent), dict(ended.counts), ended.failed_earlier,
+                           stopped_early=stopped_early,
                            history_skipped=bool(runner.history_skips), ledger_path=ledger.path,
                            config_name=os.path.basename(project.config_path(test)), missing=runner.missing,
                            searches_ended=runner.search.ended())

@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any, Dict, List, Mapping, Optional, Union
 from . import _report
 from ._output_formats import EXTENSIONS, OutputError, decode, encode
 from .errors import display, write_failed
+from .lifecycle import RunStatus
+from .procs import kill_marked, probe_mark
 from .scripts import file_sha256
 
 if TYPE_CHECKING:
@@ -185,6 +187,19 @@ def _script_clause(project: Project, script: str) -> tuple:
     return _script_match(script)
 
 
+def run_statuses(reader: Reader, run_ids: Any) -> Dict[int, str]:
+    """{run id: its status as it truly stands (a dead runner's ``running`` run reads ``interrupted``)}."""
+    from .liveness import Liveness
+
+    liveness = Liveness(reader.conn)
+    found: Dict[int, str] = {}
+    for run_id in run_ids:
+        row = reader.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
+        if row is not None:
+            found[run_id] = liveness.derive(row)["status"]
+    return found
+
+
 def _recorded_script(reader: Reader, project: Project, script: str) -> str:
     clause, args = _script_clause(project, script)
     found = [r[0] for r in reader.conn.execute(f"SELECT DISTINCT script FROM outputs WHERE {clause}", args)]
@@ -198,25 +213,38 @@ def _recorded_script(reader: Reader, project: Project, script: str) -> str:
 
 
 def load(script: str, version: str, name: str, allow_stale: bool = False,
-         project: Union[None, str, os.PathLike, Project] = None) -> Any:
-    """The newest output ``name`` that ``version`` of ``script`` saved: a numpy array, a pandas
-    DataFrame or Series, or JSON data. Refused (StaleOutput) when the script's code, the
-    version's parameters or its data changed since, unless ``allow_stale``; its file's sha256
-    is checked (CorruptOutput). ``project``: a folder or a Project (default: found from here)."""
+         project: Union[None, str, os.PathLike, Project] = None, run: Optional[int] = None) -> Any:
+    """The output ``name`` that the newest *succeeded* run of ``version`` of ``script`` saved: a
+    numpy array, a pandas DataFrame or Series, or JSON data. What a failed, cancelled, pruned,
+    timed-out or unfinished run saved is never returned in its place; ask for it by ``run`` (its
+    id). Refused (StaleOutput) when the script's code, the version's parameters or its data
+    changed since, unless ``allow_stale``; its file's sha256 is checked (CorruptOutput).
+    ``project``: a folder or a Project (default: found from here)."""
     project = _project(project)
     reader = _reader(project)
     try:
         rel = _recorded_script(reader, project, script)
-        row = reader.conn.execute("SELECT * FROM outputs WHERE script = ? AND version = ? AND name = ? "
-                                  "ORDER BY id DESC LIMIT 1", (rel, version, name)).fetchone()
-        if row is None:
-            names = [r[0] for r in reader.conn.execute("SELECT DISTINCT name FROM outputs WHERE script = ? AND "
-                                                       "version = ? ORDER BY name", (rel, version))]
-            raise OutputError(f"{rel} {version}: no output named {name!r} (saved for that version: "
-                              f"{', '.join(repr(n) for n in names) or 'none'})")
-        row = dict(row)
+        rows = [dict(r) for r in reader.conn.execute("SELECT * FROM outputs WHERE script = ? AND version = ? "
+                                                     "ORDER BY id DESC", (rel, version))]
+        statuses = run_statuses(reader, {r["run_id"] for r in rows})
     finally:
         reader.close()
+    saved = [r for r in rows if r["name"] == name]
+    chosen = [r for r in saved if r["run_id"] == run] if run is not None else \
+        [r for r in saved if statuses.get(r["run_id"]) == RunStatus.SUCCEEDED.value]
+    if not chosen:
+        if not saved:
+            names = sorted({repr(r["name"]) for r in rows})
+            raise OutputError(f"{rel} {version}: no output named {name!r} (saved for that version: "
+                              f"{', '.join(names) or 'none'})")
+        if run is not None:
+            runs = ", ".join(f"{r['run_id']} ({statuses.get(r['run_id'])})" for r in saved)
+            raise OutputError(f"{rel} {version}: run {run} saved no output named {name!r} (runs that did: {runs})")
+        latest = saved[0]["run_id"]
+        raise OutputError(f"{rel} {version}: no succeeded run saved {name!r}; the newest that did is run {latest}, "
+                          f"{statuses.get(latest)}: pass run={latest} to load it anyway, or run the version again "
+                          f"(mlpipeline -r)")
+    row = chosen[0]
     label = f"output {name!r} of {rel} {version} (run {row['run_id']})"
     if not allow_stale:
         state = script_state(project, rel)
@@ -296,10 +324,11 @@ def script_state(project: Project, rel: str, timeout: float = STATE_TIMEOUT) -> 
     with tempfile.TemporaryDirectory(prefix="mlp-outputs-") as folder:
         result, output = os.path.join(folder, "state.json"), os.path.join(folder, "output.log")
         timed_out = False
+        mark = probe_mark()
         with open(output, "wb") as out:
             proc = subprocess.Popen([sys.executable, "-c", CHILD_MAIN, path, result, _PACKAGE_PARENT],
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True, cwd=project.root)
+                                    start_new_session=True, cwd=project.root, env={**os.environ, mark[0]: mark[1]})
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -310,6 +339,7 @@ def script_state(project: Project, rel: str, timeout: float = STATE_TIMEOUT) -> 
                 except (ProcessLookupError, PermissionError):
                     pass
                 proc.wait()
+                kill_marked(*mark)  # in its group or not (setsid)
         if os.path.exists(result):
             with open(result, encoding="utf-8") as handle:
                 return json.load(handle)
@@ -362,6 +392,7 @@ def output_rows(reader: Reader, project: Project, script: Optional[str] = None,
         return []
     clause, args = ("1", []) if script is None else _script_clause(project, script)
     rows = [dict(r) for r in reader.conn.execute(f"SELECT * FROM outputs WHERE {clause} ORDER BY id DESC", args)]
+    statuses = run_statuses(reader, {r["run_id"] for r in rows})
     states: Dict[str, Dict[str, Any]] = {}
     listed = []
     for row in rows:
@@ -371,7 +402,8 @@ def output_rows(reader: Reader, project: Project, script: Optional[str] = None,
                 states[row["script"]] = script_state(project, row["script"])
             state = states[row["script"]]
             stale = f"unknown: {state['error']}" if state.get("error") else ", ".join(changes(row, state)) or "no"
-        listed.append({"id": row["id"], "run": row["run_id"], "script": row["script"], "version": row["version"],
+        listed.append({"id": row["id"], "run": row["run_id"], "status": statuses.get(row["run_id"]),
+                       "script": row["script"], "version": row["version"],
                        "name": row["name"], "kind": row["kind"], "summary": row["summary"], "size": row["size"],
                        "created": iso(row["created_at"]), "stale": stale, "sha256": row["sha256"],
                        "path": row["path"], **{key: row[key] for key in RECIPE}})

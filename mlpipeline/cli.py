@@ -291,8 +291,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     finished, test = result.finished, result.test
     failed = result.failed
     if test and failed:
-        if failed[0].outcome.traceback:
-            _write(sys.stderr, failed[0].outcome.traceback.rstrip())
+        if failed[0].traceback:
+            _write(sys.stderr, failed[0].traceback.rstrip())
         _say(f"test mode stopped at the first failure (run {failed[0].run_id}); "
              f"{len(finished) - 1} version(s) passed before it")
         return EXIT_FAILED
@@ -323,9 +323,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         reader.close()
     _out(render(reversed(rows), BATCH_COLUMNS))
-    counts: dict = {}
-    for f in finished:
-        counts[f.outcome.status.value] = counts.get(f.outcome.status.value, 0) + 1
+    if result.total > len(finished):
+        _say(f"(the last {len(finished)} of the {result.total} runs this batch ended; mlpipeline runs lists them all)")
+    counts = dict(result.counts)
     counts.setdefault("succeeded", 0)
     counts.setdefault("failed", 0)
     order = ("succeeded", "failed", "pruned", "timeout", "cancelled", "interrupted")
@@ -334,9 +334,12 @@ def cmd_run(args: argparse.Namespace) -> int:
          + ("; stopped before the queue was done" if result.stopped_early else ""))
     for reason in result.missing:
         _say(f"not run: {reason}", ERROR)
+    if test:
+        _say("test mode: each version ran 1 step in a temporary model dir; nothing was trained or kept. "
+             "Train for real with: mlpipeline -r -u")
     if result.stopped_early:
         return EXIT_INTERRUPTED
-    return EXIT_FAILED if failed or result.missing else EXIT_OK
+    return EXIT_FAILED if failed or result.failed_earlier or result.missing else EXIT_OK
 
 
 def cmd_init(args: argparse.Namespace) -> int:
@@ -392,7 +395,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     print(render_record({k: v for k, v in record.items() if k not in hidden and v is not None}))
     if metrics:
         print("\nmetrics:")
-        print(render(metrics, ("split", "name", "last", "best", "points", "last_step")))
+        print(render(metrics, ("split", "name", "kind", "last", "best", "points", "last_step")))
     if traceback:
         print("\n" + traceback.rstrip())
     return EXIT_OK
@@ -446,8 +449,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     from .status import project_status
 
     project, ledger = _open_ledger(args)
-    state = project_status(project, ledger) if ledger is not None else \
-        {"runner": None, "running": [], "queue": [], "config_error": None, "interrupted": []}
+    state = project_status(project, ledger)
     if args.format == "json":
         print(render_record(state, "json"))
         return EXIT_OK
@@ -470,7 +472,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("runner: none running" + (f" (last: pid {runner['pid']}, ended {runner['ended'] or '?'})"
                                         if runner else ""))
     if state["config_error"]:
-        print(f"config error: {state['config_error']} (the runner keeps the last good queue)")
+        print(f"config error: {state['config_error']}" + ("" if state["preview"] else
+                                                           " (the runner keeps the last good queue)"))
     if state["interrupted"]:
         print(f"run(s) {', '.join(map(str, state['interrupted']))} interrupted: their runner is gone")
     if state["running"]:
@@ -482,7 +485,8 @@ def cmd_status(args: argparse.Namespace) -> int:
               enumerate((q for q in state["queue"] if q["state"] in ("queued", "running")), start=1)]
     skipped = [q for q in state["queue"] if q["state"] == "skipped"]
     if queued:
-        print("\nqueue (in run order):")
+        print("\nqueue (what mlpipeline -r -u would run now, in order):" if state["preview"] else
+              "\nqueue (in run order):")
         noted = ("reason",) if any(q.get("reason") for q in queued) else ()  # a search: its points so far
         print(render(queued, ("position", "script", "version", "state") + noted))
     if skipped:
@@ -490,6 +494,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(render(skipped, ("script", "version", "reason")))
     if runner and runner["alive"] and not queued:
         print("\nqueue: empty" + (" (watching for edits)" if runner["options"].get("watch") else ""))
+    elif state["preview"] and not queued and not state["config_error"]:
+        print("\nqueue: mlpipeline -r -u would run nothing now")
     return EXIT_OK
 
 
@@ -531,9 +537,9 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 OUTPUTS_COLUMNS = {
-    "table": ("run", "script", "version", "name", "kind", "summary", "created", "stale"),
+    "table": ("run", "status", "script", "version", "name", "kind", "summary", "created", "stale"),
     "csv": ("id", "run", "script", "version", "name", "kind", "summary", "size", "created", "stale", "sha256", "path",
-            "script_sha256", "code_fingerprint", "params_sha256", "data_fingerprint"),
+            "script_sha256", "code_fingerprint", "params_sha256", "data_fingerprint", "status"),
 }
 OUTPUTS_COLUMNS["json"] = OUTPUTS_COLUMNS["csv"]
 

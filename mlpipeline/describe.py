@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple
 
 from .errors import ScriptError
-from .procs import Alarm, VersionTimeout, working_dir
+from .procs import Alarm, VersionTimeout, kill_marked, probe_mark, working_dir
 from .scripts import Reads, ScriptInfo, display, file_sha256, load_script
 
 log = logging.getLogger(__name__)
@@ -161,11 +161,12 @@ class Describer:
     """
 
     def __init__(self, cwd: str, cache_get: Callable[[str], Optional[dict]], cache_put: Callable[[str, dict], None],
-                 timeout: float = 120.0, in_process: bool = False, max_parallel: int = 2):
+                 timeout: float = 120.0, in_process: bool = False, max_parallel: int = 2, load: bool = True):
         self.cwd = cwd
         self.cache_get, self.cache_put = cache_get, cache_put
         self.timeout = timeout
         self.in_process = in_process
+        self.load = load  # False: serve what is cached, load nothing (a preview of the queue)
         self.max_parallel = max(1, max_parallel)
         self.spawns = 0
         self._memo: Dict[str, Tuple[str, Described]] = {}       # path -> (cache key, description)
@@ -204,6 +205,8 @@ class Describer:
             if described is not None:
                 self._memo[path] = (key, described)
                 return described
+        if not self.load:
+            return None
         if self.in_process:
             try:  # where a child would load it (the project root), under the same time limit
                 with working_dir(self.cwd), Alarm(self.timeout):
@@ -354,10 +357,11 @@ class Describer:
     def _run_child(self, path: str, sha: str, result: str) -> Optional[_Finished]:
         if self._closed:
             return None
+        mark = probe_mark()
         proc = subprocess.Popen(
             [sys.executable, "-c", CHILD_MAIN, path, result, str(os.getpid()), _PACKAGE_PARENT],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=self.cwd, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            start_new_session=True, cwd=self.cwd, env={**os.environ, "PYTHONUNBUFFERED": "1", mark[0]: mark[1]})
         with self._lock:
             self._running[proc.pid] = proc
             self.spawns += 1
@@ -367,8 +371,9 @@ class Describer:
                 tail, timed_out = b"", False
             else:
                 tail, timed_out = self._drain(proc, result, time.monotonic() + self.timeout)
-            _killpg(proc.pid)  # whatever the import started dies with the load
+            _killpg(proc.pid)  # whatever the import started dies with the load,
             proc.wait()
+            kill_marked(*mark)  # in its group or not (setsid)
         finally:
             with self._lock:
                 self._running.pop(proc.pid, None)

@@ -55,11 +55,11 @@ class LedgerError(MLPipelineError):
 
 def display(path: str) -> str:
     """A path as messages show it: relative to the current folder when it is
-    inside it, else absolute (never ``../../..``)."""
+    inside it, else absolute (never ``../../..``, nor ``.`` for the folder itself)."""
     import os
 
     rel = os.path.relpath(path)
-    return rel if not rel.startswith("..") else os.path.abspath(path)
+    return rel if not rel.startswith("..") and rel != "." else os.path.abspath(path)
 
 
 def unwritable(*paths: str) -> str:

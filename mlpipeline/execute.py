@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import math
-import numbers
 import os
 import shutil
 import sys
@@ -16,6 +15,7 @@ from typing import Any, Dict, Optional, Tuple
 
 from . import _report
 from ._metrics import Metric, MetricContainer
+from .lifecycle import to_number
 from ._versions import Version, version_parameters
 from .results import RICH_KEYS, has_rich
 from .utils import ExecutionModeKeys, _collect_related_files, copy_related_files, log
@@ -57,19 +57,7 @@ def as_number(value: Any) -> Optional[float]:
     """``value`` as a metric (a float), or None when it is not a number."""
     if isinstance(value, Metric):
         return value.avg()
-    if isinstance(value, bool):
-        return float(value)
-    if isinstance(value, numbers.Number):
-        try:
-            return float(value)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            return None
-    if hasattr(value, "item") and getattr(value, "size", 1) == 1:  # numpy / tensor scalars
-        try:
-            return float(value.item())
-        except (TypeError, ValueError):
-            return None
-    return None
+    return to_number(value)
 
 
 def eval_metrics(value: Any, prefix: str = "") -> Tuple[Dict[str, Optional[float]], str]:
@@ -312,7 +300,7 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
     previous, state, previous_digest = _read_marker(model_dir) if train_mode else (None, "", "")
     resuming = previous == name and state == "running" and previous_digest == digest
     if resuming:
-        log(f"version {name}: resuming its interrupted run in {model_dir}")
+        log(f"version {name}: resuming in {model_dir}, where its last run stopped before finishing")
     prepare_model_dir(model, model_dir, name, resuming)
     if train_mode:
         _write_marker(model_dir, name, "running", digest)
@@ -327,6 +315,11 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
     else:
         train_eval_steps = test_eval_steps = 1
     steps, trained = count_steps(model, version, exec_mode)
+    if data is None:
+        data = sys.modules.get("mlpipeline.data")  # the hook may have imported it
+    fingerprint = data.version_fingerprint(loader, script_path, data_mark) if data is not None else None
+    if fingerprint:  # now, not only with the result: a version ended early (pruned, cancelled) keeps it too
+        reporter.data(fingerprint)
     reporter.log(f"version {name}: training {steps} step{'' if steps == 1 else 's'} (already trained: {trained})")
     if steps > 0:
         output = model.train_model(loader.get_train_input(), steps)

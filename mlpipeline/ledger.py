@@ -185,6 +185,32 @@ MIGRATIONS: Sequence[Tuple[str, str]] = (
         CREATE INDEX outputs_lookup ON outputs (script, version, name, id);
         CREATE INDEX outputs_run ON outputs (run_id);
     """),
+    # A run's result for a name (evaluate_model's value, or a point logged without a step) kept apart from the
+    # curve of the same name: the curve columns (count, first/last step, last, min, max) cover stepped points only.
+    ("0010_results_apart_from_curves", """
+        ALTER TABLE metric_summary ADD COLUMN final REAL;
+        ALTER TABLE metric_summary ADD COLUMN has_final INTEGER NOT NULL DEFAULT 0;
+        UPDATE metric_summary SET has_final = 1, final = last WHERE last_step IS NULL;
+        UPDATE metric_summary SET
+            count = (SELECT COUNT(*) FROM metrics m WHERE m.run_id = metric_summary.run_id
+                     AND m.split = metric_summary.split AND m.name = metric_summary.name AND m.step IS NOT NULL),
+            first_step = (SELECT m.step FROM metrics m WHERE m.run_id = metric_summary.run_id
+                          AND m.split = metric_summary.split AND m.name = metric_summary.name
+                          AND m.step IS NOT NULL ORDER BY m.rowid LIMIT 1),
+            last_step = (SELECT m.step FROM metrics m WHERE m.run_id = metric_summary.run_id
+                         AND m.split = metric_summary.split AND m.name = metric_summary.name
+                         AND m.step IS NOT NULL ORDER BY m.rowid DESC LIMIT 1),
+            last = (SELECT m.value FROM metrics m WHERE m.run_id = metric_summary.run_id
+                    AND m.split = metric_summary.split AND m.name = metric_summary.name
+                    AND m.step IS NOT NULL ORDER BY m.rowid DESC LIMIT 1),
+            min = (SELECT MIN(m.value) FROM metrics m WHERE m.run_id = metric_summary.run_id
+                   AND m.split = metric_summary.split AND m.name = metric_summary.name AND m.step IS NOT NULL),
+            max = (SELECT MAX(m.value) FROM metrics m WHERE m.run_id = metric_summary.run_id
+                   AND m.split = metric_summary.split AND m.name = metric_summary.name AND m.step IS NOT NULL)
+            WHERE has_final = 1;
+        DROP INDEX IF EXISTS metric_summary_final;
+        CREATE INDEX metric_summary_result ON metric_summary (name, split, final) WHERE has_final = 1;
+    """),
 )
 OUTPUT_COLUMNS = ("name", "sha256", "path", "kind", "summary", "size", "script", "version", "script_sha256",
                   "code_fingerprint", "params_sha256", "data_fingerprint")
@@ -390,40 +416,43 @@ class Ledger:
     @staticmethod
     def insert_metrics(db: sqlite3.Connection, run_id: int, rows: Sequence[MetricRow], now: float) -> None:
         """``add_metrics`` inside a transaction the caller holds."""
-        groups: Dict[Tuple[str, str], List[MetricRow]] = {}
+        groups: Dict[Tuple[str, str], List[MetricRow]] = {}  # curve points (with a step) per (split, name)
+        results: Dict[Tuple[str, str], Optional[float]] = {}  # the last value given without a step: a result
         for row in rows:
+            if row.step is None:
+                results[(row.split, row.name)] = row.value
+                continue
             group = groups.get((row.split, row.name))
             if group is None:
                 groups[(row.split, row.name)] = [row]
             else:
                 group.append(row)
-        summary = []
+        curves = []
         for (split, name), group in groups.items():
             values = [r.value for r in group if r.value is not None and r.value == r.value]  # NaN is no min
-            summary.append((run_id, split, name, len(group), group[0].step, group[-1].step, group[-1].value,
-                            min(values) if values else None, max(values) if values else None, now))
+            curves.append((run_id, split, name, len(group), group[0].step, group[-1].step, group[-1].value,
+                           min(values) if values else None, max(values) if values else None, now))
         db.executemany("INSERT INTO metrics (run_id, split, name, step, value, recorded_at) "
                        "VALUES (?, ?, ?, ?, ?, ?)", [(run_id, r.split, r.name, r.step, r.value, now) for r in rows])
         db.executemany(
             "INSERT INTO metric_summary (run_id, split, name, count, first_step, last_step, last, min, max, "
             "updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, split, name) DO UPDATE SET "
-            "count = count + excluded.count, last_step = excluded.last_step, last = excluded.last, "
+            "count = count + excluded.count, first_step = COALESCE(first_step, excluded.first_step), "
+            "last_step = excluded.last_step, last = excluded.last, "
             "min = CASE WHEN min IS NULL OR excluded.min < min THEN excluded.min ELSE min END, "
             "max = CASE WHEN max IS NULL OR excluded.max > max THEN excluded.max ELSE max END, "
-            "updated_at = excluded.updated_at", summary)
+            "updated_at = excluded.updated_at", curves)
+        db.executemany(
+            "INSERT INTO metric_summary (run_id, split, name, count, final, has_final, updated_at) "
+            "VALUES (?, ?, ?, 0, ?, 1, ?) ON CONFLICT (run_id, split, name) DO UPDATE SET "
+            "final = excluded.final, has_final = 1, updated_at = excluded.updated_at",
+            [(run_id, split, name, value, now) for (split, name), value in results.items()])
 
     def get_run(self, run_id: int) -> Optional[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM runs WHERE id = ?", (run_id,)).fetchone()
 
     def succeeded_last(self, script: str) -> Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]]:
-        """{version: (fingerprint, params_sha256, script_sha256)} for the versions of
-        ``script`` whose last execution-mode run succeeded: what ``-u`` compares against."""
-        rows = self.conn.execute(
-            "SELECT version, status, fingerprint, params_sha256, script_sha256 FROM runs WHERE id IN "
-            "(SELECT MAX(id) FROM runs WHERE script = ? AND mode = 'run' AND version IS NOT NULL GROUP BY version)",
-            (script,))
-        return {r["version"]: (r["fingerprint"], r["params_sha256"], r["script_sha256"]) for r in rows
-                if r["status"] == RunStatus.SUCCEEDED.value}
+        return succeeded_last(self.conn, script)
 
     def heartbeats(self, source: Callable[[], Tuple[Sequence[int], Optional[int]]],
                    every: float = 2.0) -> Heartbeats:
@@ -508,13 +537,40 @@ class Ledger:
     # -- script descriptions, cached by content -----------------------------
 
     def cached_script(self, sha256: str) -> Optional[Dict[str, Any]]:
-        row = self.conn.execute("SELECT info FROM script_cache WHERE sha256 = ?", (sha256,)).fetchone()
-        return json.loads(row[0]) if row else None
+        return cached_script(self.conn, sha256)
 
     def cache_script(self, sha256: str, info: Dict[str, Any]) -> None:
         with self.tx() as db:
             db.execute("INSERT OR REPLACE INTO script_cache (sha256, info, created_at) VALUES (?, ?, ?)",
                        (sha256, json.dumps(info), self.clock()))
+
+
+def succeeded_last(conn: sqlite3.Connection,
+                   script: str) -> Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]]:
+    """{version: (fingerprint, params_sha256, script_sha256)} for the versions of
+    ``script`` whose last execution-mode run succeeded: what ``-u`` compares against."""
+    rows = conn.execute(
+        "SELECT version, status, fingerprint, params_sha256, script_sha256 FROM runs WHERE id IN "
+        "(SELECT MAX(id) FROM runs WHERE script = ? AND mode = 'run' AND version IS NOT NULL GROUP BY version)",
+        (script,))
+    return {r["version"]: (r["fingerprint"], r["params_sha256"], r["script_sha256"]) for r in rows
+            if r["status"] == RunStatus.SUCCEEDED.value}
+
+
+def search_runs(conn: sqlite3.Connection, script: str, search: str, fingerprint: str) -> List[sqlite3.Row]:
+    """The finished execution-mode runs of ``search``'s points (versions named ``<search>-<hash>``)
+    with the script's code as it is now (``fingerprint``), oldest first: a search's history."""
+    pattern = search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"
+    return conn.execute(
+        "SELECT id, version, status, params, params_sha256 FROM runs WHERE script = ? AND mode = 'run' "
+        "AND version LIKE ? ESCAPE '\\' AND fingerprint = ? AND status NOT IN ('queued', 'running') ORDER BY id",
+        (script, pattern, fingerprint)).fetchall()
+
+
+def cached_script(conn: sqlite3.Connection, key: str) -> Optional[Dict[str, Any]]:
+    """A script description the runner cached (``describe``), by its cache key."""
+    row = conn.execute("SELECT info FROM script_cache WHERE sha256 = ?", (key,)).fetchone()
+    return json.loads(row[0]) if row else None
 
 
 class Heartbeats:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import logging
+import numbers
 from dataclasses import dataclass, field
 from typing import Any, Dict, Mapping, NamedTuple, Optional, Protocol, Sequence, Tuple
 
@@ -93,6 +94,79 @@ class MetricRow(NamedTuple):
     split: str = "train"
 
 
+MAX_METRIC_NAME = 1024   # characters of a metric's name
+MAX_SPLIT = 64           # characters of its split
+STEP_RANGE = (-(1 << 63), (1 << 63) - 1)  # what a step can be: SQLite's INTEGER
+
+
+class BadMetric(ValueError):
+    """A metric point that cannot be recorded (a missing name, a value that is
+    no number, a step no ledger can hold). The message says which and why."""
+
+
+def to_number(value: Any) -> Optional[float]:
+    """``value`` as a float, or None when it is not a single number: plain
+    numbers, bools, numpy scalars and one-element arrays or tensors (anything
+    whose ``item()`` gives a number: numpy, PyTorch, JAX, TensorFlow)."""
+    if type(value) is float:
+        return value
+    if not (isinstance(value, numbers.Real)  # ints, bools, numpy scalars; Decimal is a Number but not Complex
+            or isinstance(value, numbers.Number) and not isinstance(value, numbers.Complex)):
+        item = getattr(value, "item", None)
+        if not callable(item) or isinstance(value, (str, bytes)):
+            return None
+        try:
+            value = item()  # a multi-element array or tensor refuses (ValueError, RuntimeError)
+        except Exception:  # noqa: BLE001 - whatever the framework raises, it is not one number
+            return None
+        if not isinstance(value, numbers.Real):
+            return None
+    try:
+        return float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def metric_row(name: Any, value: Any, step: Any = None, split: Any = "train") -> MetricRow:
+    """One point checked and made plain, where it enters (``log_metric`` in a
+    version, the runner reading a child's events): BadMetric names what is wrong."""
+    if type(name) is not str or not name.strip():
+        raise BadMetric(f"a metric's name must be a non-empty string, not {_shown(name)}")
+    if len(name) > MAX_METRIC_NAME:
+        raise BadMetric(f"metric name {name[:40]!r}... is {len(name)} characters long; at most {MAX_METRIC_NAME}")
+    if type(split) is not str or not split.strip() or len(split) > MAX_SPLIT:
+        raise BadMetric(f"metric {name!r}: split must be a non-empty string of at most {MAX_SPLIT} characters, "
+                        f"not {_shown(split)}")
+    number = None if value is None else to_number(value)
+    if number is None and value is not None:
+        raise BadMetric(f"metric {name!r}: value {_shown(value)} is not a number")
+    if step is not None:
+        whole = step if type(step) is int else _whole(step)
+        if whole is None:
+            raise BadMetric(f"metric {name!r}: step {_shown(step)} is not a whole number")
+        if not STEP_RANGE[0] <= whole <= STEP_RANGE[1]:
+            raise BadMetric(f"metric {name!r}: step {whole} is outside the range a step can have "
+                            f"(a 64-bit integer, up to {STEP_RANGE[1]})")
+        step = whole
+    return MetricRow(name, number, step, split)
+
+
+def _whole(step: Any) -> Optional[int]:
+    if isinstance(step, bool):
+        return None
+    if isinstance(step, numbers.Integral):
+        return int(step)
+    number = to_number(step)
+    if number is None or number != number or number in (float("inf"), float("-inf")) or number != int(number):
+        return None
+    return int(number)
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 @dataclass
 class Outcome:
     """How a version ended."""
@@ -120,3 +194,6 @@ class Sink(Protocol):
 
     def output(self, record: Mapping[str, Any]) -> None:
         """The version stored a value with ``save_output`` (``cached_outputs``): index it."""
+
+    def data(self, fingerprint: str) -> None:
+        """What the version's data loaders read (``kind:sha256``), known before it trains."""

@@ -109,14 +109,16 @@ class HostOutputs(NullOutputs):
 
 # -- cached outputs: what versions saved with Model.save_output (see cached_outputs) --------------------------
 
-def load(script: str, version: str, name: str, allow_stale: bool = False, project: Any = None) -> Any:
-    """The newest output ``name`` that ``version`` of ``script`` saved with ``save_output``: a numpy
-    array, a pandas DataFrame or Series, or JSON data. Raises ``cached_outputs.StaleOutput`` when
-    the script's code, the version's parameters or its data changed since, unless ``allow_stale``.
-    ``project``: a folder or a Project (default: found from the current folder)."""
+def load(script: str, version: str, name: str, allow_stale: bool = False, project: Any = None,
+         run: Optional[int] = None) -> Any:
+    """The output ``name`` that the newest succeeded run of ``version`` of ``script`` saved with
+    ``save_output``: a numpy array, a pandas DataFrame or Series, or JSON data (``run``: that run's,
+    whatever its status). Raises ``cached_outputs.StaleOutput`` when the script's code, the version's
+    parameters or its data changed since, unless ``allow_stale``. ``project``: a folder or a Project
+    (default: found from the current folder)."""
     from .cached_outputs import load as load_output
 
-    return load_output(script, version, name, allow_stale=allow_stale, project=project)
+    return load_output(script, version, name, allow_stale=allow_stale, project=project, run=run)
 
 
 def list_outputs(script: Optional[str] = None, project: Any = None, check: bool = True) -> Any:

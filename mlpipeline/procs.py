@@ -108,6 +108,15 @@ def kill_marked_any(marks: Sequence[Tuple[str, str]], wait: float = 5.0) -> List
     return pids
 
 
+def probe_mark() -> Tuple[str, str]:
+    """A fresh marker for a short-lived child that loads user code (a describe, a script check, a
+    search): every process the script starts at import inherits it, setsid'd or not, so
+    ``kill_marked(*mark)`` ends them all with the child."""
+    import uuid
+
+    return MARK_RUN, f"probe-{uuid.uuid4().hex[:16]}"
+
+
 class VersionTimeout(BaseException):
     """Raised inside an in-process version when its time is up (a BaseException,
     so a script's ``except Exception`` cannot swallow it)."""

@@ -56,7 +56,7 @@ def resolve_run(ledger: Reader, ref: str) -> Dict[str, Any]:
 def _find_run(ledger: Reader, ref: str) -> sqlite3.Row:
     ref = str(ref).strip()
     if ref.isdigit():
-        row = ledger.get_run(int(ref))
+        row = ledger.get_run(int(ref)) if int(ref) < 1 << 63 else None  # past SQLite's INTEGER: no such run
         if row is not None:
             return row
         if len(ref) < 6:  # a short number is an id; longer digit strings may still be uid prefixes
@@ -214,10 +214,11 @@ class _RunQuery:
         where = where or " WHERE 1"
         if not self.ledger.has("0005"):
             return self._metric_sorted_here(split, name, where, args, descending, limit, offset)
-        has = "s.name = ? AND s.split = ? AND s.last_step IS NULL AND s.last IS NOT NULL"
+        holds, value = result_columns(self.ledger, "s")
+        has = f"s.name = ? AND s.split = ? AND {holds} AND {value} IS NOT NULL"
         found = [r[0] for r in conn.execute(
             f"SELECT s.run_id FROM metric_summary s{joined}{where} AND {has} "
-            f"ORDER BY s.last {'DESC' if descending else 'ASC'}, s.run_id DESC LIMIT ? OFFSET ?",
+            f"ORDER BY {value} {'DESC' if descending else 'ASC'}, s.run_id DESC LIMIT ? OFFSET ?",
             [*args, name, split, -1 if limit is None else limit, offset])]
         if limit is not None and len(found) == limit:
             return found
@@ -295,8 +296,10 @@ def metric_columns(ledger: Reader, limit: int = 50) -> List[str]:
     conn = ledger.conn
     labels: List[str] = []
     if ledger.has("0006"):
+        holds = result_columns(ledger, "metric_summary")[0]
+
         def after(column: str, where: str, *args: Any) -> Optional[str]:
-            row = conn.execute(f"SELECT {column} FROM metric_summary WHERE last_step IS NULL AND {where} "
+            row = conn.execute(f"SELECT {column} FROM metric_summary WHERE {holds} AND {where} "
                                f"ORDER BY {column} LIMIT 1", args).fetchone()
             return row[0] if row else None
 
@@ -314,24 +317,50 @@ def metric_columns(ledger: Reader, limit: int = 50) -> List[str]:
     return sorted(labels, key=_test_first)[:limit]
 
 
+def result_columns(ledger: Reader, alias: str) -> Tuple[str, str]:
+    """(the condition that a metric_summary row holds a run's result, the result): what
+    ``evaluate_model`` returned for that name, or what was logged without a step."""
+    if ledger.has("0010"):
+        return f"{alias}.has_final = 1", f"{alias}.final"
+    return f"{alias}.last_step IS NULL", f"{alias}.last"  # before results were kept apart from curves
+
+
 def metric_summary(ledger: Reader, run_id: int) -> List[Dict[str, Any]]:
-    """Per (split, name): the last value, the best one, how many points, the
-    last step — from the summaries the runner keeps, never the whole curves."""
+    """Per (split, name, kind): a ``curve`` (points logged with a step: its last value, best
+    value, points and last step) and a ``result`` (what ``evaluate_model`` returned for the name,
+    or a value logged without a step) are two rows, never one series — from the summaries the
+    runner keeps, never the whole curves."""
     if not ledger.has("0005"):  # a ledger no runner has upgraded yet: summarise the points
         rows = ledger.conn.execute(
-            "SELECT split, name, COUNT(*) AS count, MAX(step) AS last_step, MIN(value) AS min, MAX(value) AS max, "
-            "(SELECT x.value FROM metrics x WHERE x.run_id = m.run_id AND x.split = m.split AND x.name = m.name "
-            "ORDER BY x.rowid DESC LIMIT 1) AS last FROM metrics m WHERE run_id = ? "
-            "GROUP BY split, name ORDER BY MIN(rowid)", (run_id,)).fetchall()
-    else:
-        rows = ledger.conn.execute("SELECT * FROM metric_summary WHERE run_id = ? ORDER BY split DESC, name",
-                                   (run_id,)).fetchall()
+            "SELECT split, name, step IS NULL AS result, COUNT(*) AS count, MAX(step) AS last_step, "
+            "MIN(value) AS min, MAX(value) AS max, (SELECT x.value FROM metrics x WHERE x.run_id = m.run_id AND "
+            "x.split = m.split AND x.name = m.name AND (x.step IS NULL) = (m.step IS NULL) ORDER BY x.rowid DESC "
+            "LIMIT 1) AS last FROM metrics m WHERE run_id = ? GROUP BY split, name, step IS NULL "
+            "ORDER BY split DESC, name, result", (run_id,)).fetchall()
+        return [_summary_row(r["split"], r["name"], "result" if r["result"] else "curve", r["last"], r["min"],
+                             r["max"], 1 if r["result"] else r["count"], r["last_step"]) for r in rows]
     summary = []
-    for row in rows:
-        best = row["min"] if LOWER_IS_BETTER.search(row["name"]) else row["max"]
-        summary.append({"split": row["split"], "name": row["name"], "last": row["last"], "best": best,
-                        "points": row["count"], "last_step": row["last_step"]})
+    apart = ledger.has("0010")
+    for row in ledger.conn.execute("SELECT * FROM metric_summary WHERE run_id = ? ORDER BY split DESC, name",
+                                   (run_id,)):
+        if not apart:  # before results were kept apart: a row is a result when its last point had no step
+            kind = "result" if row["last_step"] is None else "curve"
+            summary.append(_summary_row(row["split"], row["name"], kind, row["last"], row["min"], row["max"],
+                                        row["count"], row["last_step"]))
+            continue
+        if row["count"]:
+            summary.append(_summary_row(row["split"], row["name"], "curve", row["last"], row["min"], row["max"],
+                                        row["count"], row["last_step"]))
+        if row["has_final"]:
+            final = row["final"]
+            summary.append(_summary_row(row["split"], row["name"], "result", final, final, final, 1, None))
     return summary
+
+
+def _summary_row(split: str, name: str, kind: str, last: Optional[float], low: Optional[float],
+                 high: Optional[float], points: int, last_step: Optional[int]) -> Dict[str, Any]:
+    return {"split": split, "name": name, "kind": kind, "last": last,
+            "best": low if LOWER_IS_BETTER.search(name) else high, "points": points, "last_step": last_step}
 
 
 def metric_curve(ledger: Reader, ref: str, name: Optional[str] = None) -> List[Dict[str, Any]]:

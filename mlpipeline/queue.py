@@ -271,3 +271,17 @@ class Planner:
     def warn_problems(self, plan: Plan) -> None:
         for problem in plan.problems:
             self.say_once(problem + "; that entry is ignored", logging.ERROR)
+
+
+def unchanged_since(item: QueueItem, last: Optional[Tuple[Optional[str], Optional[str], Optional[str]]]) -> bool:
+    """Did the version's last successful run train the same thing? Same
+    parameters and the same fingerprint (runs recorded before fingerprints
+    existed compare the script's content instead)."""
+    if last is None:
+        return False
+    fingerprint, params_sha256, script_sha256 = last
+    if params_sha256 != item.spec.params_sha256:
+        return False
+    if fingerprint:
+        return fingerprint == item.spec.fingerprint
+    return script_sha256 == item.spec.script_sha256

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import sqlite3
 import urllib.parse
-from typing import List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import LedgerError, display
-from .ledger import APPLICATION_ID, DB_NAME, MIGRATIONS
+from .ledger import APPLICATION_ID, DB_NAME, MIGRATIONS, cached_script, search_runs, succeeded_last
 
 
 class Reader:
@@ -125,6 +125,15 @@ class Reader:
 
     def queue(self, runner_id: int) -> List[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM queue WHERE runner_id = ? ORDER BY position", (runner_id,)).fetchall()
+
+    def succeeded_last(self, script: str) -> Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]]:
+        return succeeded_last(self.conn, script)
+
+    def search_runs(self, script: str, search: str, fingerprint: str) -> List[sqlite3.Row]:
+        return search_runs(self.conn, script, search, fingerprint)
+
+    def cached_script(self, key: str) -> Optional[Dict[str, Any]]:
+        return cached_script(self.conn, key) if self.has("0002") else None
 
     def running_runs(self) -> List[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM runs WHERE status = 'running' ORDER BY id").fetchall()

@@ -15,8 +15,9 @@ import shutil
 import signal
 import tempfile
 import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Set, Tuple
 
 from . import litter, repro
 from .config import Project
@@ -26,7 +27,7 @@ from .lifecycle import Job, MetricRow, Mode, Outcome, RunStatus
 from .liveness import Liveness
 from .outputs import NullOutputs, elapsed_text
 from .procs import process_start
-from .queue import Describer, Plan, Planner, QueueItem, SearchSlot
+from .queue import Describer, Plan, Planner, QueueItem, SearchSlot, unchanged_since
 from .search import CLOSE_GRACE, SearchDriver
 from .utils import ExecutionModeKeys
 from ._versions import version_parameters
@@ -60,12 +61,44 @@ class Options:
     options_text: Dict[str, Any] = field(default_factory=dict)  # shown by status
 
 
-@dataclass
+@dataclass(frozen=True)
 class Finished:
+    """What the batch's summary needs of a run that ended: kept small, since a ``--watch``
+    runner ends runs for weeks (its result and spec go to the ledger, not here)."""
+
     run_id: int
-    item: Optional[QueueItem]
-    rel: str
-    outcome: Outcome
+    key: Optional[Tuple[str, str]]   # (script, version); None for a script that did not load
+    status: RunStatus
+    node_lost: bool = False
+    traceback: str = ""              # a failure's, for test mode's last word
+
+    @classmethod
+    def of(cls, run_id: int, key: Optional[Tuple[str, str]], outcome: Outcome) -> Finished:
+        failed = outcome.status != RunStatus.SUCCEEDED
+        return cls(run_id, key, outcome.status, outcome.node_lost, outcome.traceback if failed else "")
+
+
+class Ended:
+    """The runs a batch ended: how many of each status, and the last ``KEEP`` of them in full
+    (a ``--watch`` runner may end a million; memory stays bounded)."""
+
+    KEEP = 10_000
+
+    def __init__(self) -> None:
+        self.recent: Deque[Finished] = deque(maxlen=self.KEEP)
+        self.counts: Counter = Counter()
+        self.failed_earlier = 0  # failures no longer among the recent ones
+
+    def add(self, finished: Finished) -> None:
+        if len(self.recent) == self.KEEP:
+            oldest = self.recent[0]
+            if oldest.status not in (RunStatus.SUCCEEDED, RunStatus.PRUNED) and not oldest.node_lost:
+                self.failed_earlier += 1
+        self.recent.append(finished)
+        self.counts[finished.status.value] += 1
+
+    def __len__(self) -> int:
+        return sum(self.counts.values())
 
 
 @dataclass
@@ -100,6 +133,9 @@ class _RunSink:
 
     def log(self, message: str, level: int = logging.INFO) -> None:
         self.runner.say(message, level, echo=False)
+
+    def data(self, fingerprint: str) -> None:
+        self.runner.ledger.update_run(self.run_id, data_fingerprint=fingerprint)
 
     def output(self, record: Mapping[str, Any]) -> None:
         if self.active is not None:
@@ -157,7 +193,7 @@ class Runner:
         self.priority: List[Tuple[str, str]] = []         # asked to run first (reorder request)
         self.broken_seen: Set[Tuple[str, str]] = set()   # (script, sha256) of scripts that failed to load
         self.history_skips: Set[Tuple[str, str]] = set()  # versions -u skipped (said once each)
-        self.finished: List[Finished] = []
+        self.ended = Ended()
         self.active: Dict[int, Active] = {}               # ticket -> the run it carries
         self.runner_id: Optional[int] = None
         self.stopping = False          # finish the running versions, start nothing new
@@ -229,7 +265,7 @@ class Runner:
         self.stopping = True
         self.kill_requested = True
 
-    def run(self) -> List[Finished]:
+    def run(self) -> Ended:
         """The driver: step until nothing is left; wait briefly when idle."""
         self.begin()
         try:
@@ -241,7 +277,7 @@ class Runner:
             raise
         finally:
             self._end_quietly()
-        return self.finished
+        return self.ended
 
     def _abandon(self, exc: BaseException) -> None:
         """Never leave a version running unwatched, nor its run ``running``."""
@@ -395,9 +431,23 @@ class Runner:
         self._metrics_at = now
         for run_id in list(self._metrics):
             rows = self._metrics[run_id]
-            self.ledger.add_metrics(run_id, rows)  # taken out of the buffer only once committed
+            try:
+                self.ledger.add_metrics(run_id, rows)  # taken out of the buffer only once committed
+            except MLPipelineError:
+                raise  # the ledger cannot be written at all (a full disk): the runner stops, what it had is kept
+            except Exception as exc:  # noqa: BLE001 - the last line of defence: this run fails, not the runner
+                self._fail_run(run_id, f"its metrics could not be recorded ({type(exc).__name__}: {exc})")
             del self._metrics[run_id]
             self._metric_count -= len(rows)
+
+    def _fail_run(self, run_id: int, reason: str) -> None:
+        """End a running version that cannot be recorded: it fails with ``reason``; the rest goes on."""
+        for ticket, active in self.active.items():
+            if active.run_id == run_id and not active.ending:
+                active.ending = True
+                self.executor.cancel(ticket, RunStatus.FAILED, reason, cold=True)
+                return
+        self.say(f"run {run_id}: {reason}", logging.ERROR)
 
     # -- planning -----------------------------------------------------------
 
@@ -427,7 +477,7 @@ class Runner:
             if last is None:  # asked once a script, again only after one of its runs finished
                 last = self._succeeded[rel] = self.ledger.succeeded_last(rel)
             for item in plan.items:
-                if item.rel == rel and item.key not in self.forced and _unchanged(item, last.get(item.spec.version)):
+                if item.rel == rel and item.key not in self.forced and unchanged_since(item, last.get(item.spec.version)):
                     done.add(item.key)
         return done
 
@@ -561,7 +611,7 @@ class Runner:
         self.say(str(error), logging.ERROR)
         if error.details:
             self.say(error.details, logging.ERROR, echo=False)
-        self.finished.append(Finished(run["id"], None, rel, outcome))
+        self.ended.add(Finished.of(run["id"], None, outcome))
         if self.options.stop_on_error:
             self.stopping = True
 
@@ -619,11 +669,19 @@ class Runner:
             return
         self._cleanup(active)
         self._warn_litter(active)
-        self._record(active.run_id, active.item, outcome, now - active.started)
+        try:
+            self._record(active.run_id, active.item, outcome, now - active.started)
+        except MLPipelineError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence: this run fails, not the runner
+            outcome = Outcome(RunStatus.FAILED, error=f"its result could not be recorded ({type(exc).__name__}: "
+                                                      f"{exc})")
+            self.ledger.set_status(active.run_id, RunStatus.FAILED, error=outcome.error)
+            self.say(f"{active.item.label}: failed (run {active.run_id}): {outcome.error}", logging.ERROR)
         self._succeeded.pop(active.item.rel, None)
         fingerprint, params, _ = self.ran[active.item.key]
         self.ran[active.item.key] = (fingerprint, params, outcome.status == RunStatus.SUCCEEDED)
-        self.finished.append(Finished(active.run_id, active.item, active.item.rel, outcome))
+        self.ended.add(Finished.of(active.run_id, active.item.key, outcome))
         self._replan = True
         if outcome.node_lost and not self.stopping:
             self._retry(active, outcome)
@@ -696,11 +754,12 @@ class Runner:
         self._flush_metrics()
         self.ledger.add_metrics(run_id, rows)
         fault_point("record")
-        self.ledger.set_status(
+        known = {"data_fingerprint": result["data_fingerprint"]} if result.get("data_fingerprint") else {}
+        self.ledger.set_status(  # (a version ended early keeps the data fingerprint it sent before training)
             run_id, outcome.status, exit_code=outcome.exit_code, signal=outcome.signal,
             error=outcome.error or None, traceback=outcome.traceback or None,
             steps=result.get("steps"), eval_train_text=result.get("eval_train_text"),
-            eval_test_text=result.get("eval_test_text"), data_fingerprint=result.get("data_fingerprint"),
+            eval_test_text=result.get("eval_test_text"), **known,
             packages=json.dumps(outcome.packages, sort_keys=True) if outcome.packages else None)
         took = elapsed_text(seconds)
         if outcome.status == RunStatus.SUCCEEDED:
@@ -710,9 +769,9 @@ class Runner:
             self.say(f"{item.label}: succeeded in {took} (run {run_id}); train: {result.get('eval_train_text') or '-'}; "
                      f"test: {result.get('eval_test_text') or '-'}")
         else:
-            asked = outcome.status in (RunStatus.CANCELLED, RunStatus.INTERRUPTED, RunStatus.PRUNED)  # asked for
-            self.say(f"{item.label}: {outcome.status.value} after {took} (run {run_id}): {outcome.error}",
-                     logging.WARNING if asked else logging.ERROR)
+            asked = outcome.status in (RunStatus.CANCELLED, RunStatus.INTERRUPTED)  # asked for
+            level = logging.INFO if outcome.status == RunStatus.PRUNED else logging.WARNING if asked else logging.ERROR
+            self.say(f"{item.label}: {outcome.status.value} after {took} (run {run_id}): {outcome.error}", level)
             if outcome.traceback:
                 self.say(outcome.traceback.rstrip(), logging.ERROR, echo=False)
 
@@ -725,17 +784,3 @@ class Runner:
         history = self._history(plan)
         return bool(plan.pending) or self.search.left() or \
             any(self._state(item, history, set())[0] == "queued" for item in plan.items)
-
-
-def _unchanged(item: QueueItem, last: Optional[Tuple[Optional[str], Optional[str], Optional[str]]]) -> bool:
-    """Did the version's last successful run train the same thing? Same
-    parameters and the same fingerprint (runs recorded before fingerprints
-    existed compare the script's content instead)."""
-    if last is None:
-        return False
-    fingerprint, params_sha256, script_sha256 = last
-    if params_sha256 != item.spec.params_sha256:
-        return False
-    if fingerprint:
-        return fingerprint == item.spec.fingerprint
-    return script_sha256 == item.spec.script_sha256

@@ -88,6 +88,9 @@ class LineModel(Model):
             self.weights["w"] -= rate * grad_w
             self.weights["b"] -= rate * grad_b
             self.weights["steps"] += 1
+            if self.weights["steps"] % 10 == 0:  # a point of the training curve: mlpipeline show / serve draw it
+                loss = sum((self.weights["w"] * x + self.weights["b"] - y) ** 2 for x, y in sample) / batch
+                self.log_metric("loss", loss, step=self.weights["steps"])
         with open(self.checkpoint, "w") as handle:
             json.dump(self.weights, handle)
         self.add_to_summery(f"w={self.weights['w']:.3f} b={self.weights['b']:.3f}")

@@ -31,7 +31,9 @@ import sys
 import time
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
+from .ledger import search_runs
 from .lifecycle import MetricRow, VersionSpec
+from .procs import kill_marked, probe_mark
 
 SEARCH_MAIN = "import sys; del sys.path[0]; from mlpipeline.search import serve; serve(sys.argv[1:])"
 ASK_WAIT = 0.05      # seconds the runner waits for a proposal before it goes on and takes it when it comes
@@ -154,11 +156,13 @@ class SearchProcess:
             stdout: Any = sys.stderr.fileno()
         except (AttributeError, OSError, ValueError):
             stdout = subprocess.DEVNULL
+        self.mark = probe_mark()  # what the script starts at import ends with the search's process
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-c", SEARCH_MAIN, script, str(request_read), str(reply_write), str(os.getpid())],
                 stdin=subprocess.DEVNULL, stdout=stdout, stderr=stdout, pass_fds=(request_read, reply_write),
-                start_new_session=True, cwd=cwd, env={**os.environ, **env, "PYTHONUNBUFFERED": "1"})
+                start_new_session=True, cwd=cwd,
+                env={**os.environ, **env, "PYTHONUNBUFFERED": "1", self.mark[0]: self.mark[1]})
         finally:
             os.close(request_read)
             os.close(reply_write)
@@ -240,6 +244,7 @@ class SearchProcess:
         except (ProcessLookupError, PermissionError):
             pass
         self.proc.wait()
+        kill_marked(*self.mark, wait=1.0)
         for fd in (self._request, self._reply):
             if fd >= 0:
                 try:
@@ -317,6 +322,7 @@ class SearchState:
         self.asked: Optional[int] = None       # the id of the proposal asked for
         self.ready: Optional[Dict[str, Any]] = None
         self.refused: List[Dict[str, Any]] = []
+        self.held = False                      # propose() gave a running point: ask again once a result is in
         self.ended: Optional[str] = None       # why it proposes no more
         stopper = decl.get("stopper") or {}
         self.asha = AshaRungs(stopper) if stopper.get("kind") == "asha" else None
@@ -336,7 +342,7 @@ class SearchState:
     def wants(self) -> bool:
         """Can another version of this search start now?"""
         return self.ended is None and len(self.running) < self.parallel and \
-            (bool(self.resume) or self.spent() < self.budget)
+            (bool(self.resume) or (self.spent() < self.budget and not self.held))
 
     def done(self) -> bool:
         return not self.running and (self.ended is not None or (self.spent() >= self.budget and not self.resume))
@@ -417,7 +423,8 @@ class SearchDriver:
         if state.resume:
             name, params, sha = state.resume.pop(0)
             return self._item(state, name, params, sha)
-        while state.ready is None and state.asked is None and state.ended is None:  # a refusal asks again
+        while state.ready is None and state.asked is None and state.ended is None and not state.held:
+            # a refusal asks again
             self._ask(state)
             self.poll(ASK_WAIT)
         if state.ready is not None:
@@ -440,14 +447,9 @@ class SearchDriver:
     def _load(self, state: SearchState) -> None:
         from .sweeps import is_point_name
 
-        conn = self.runner.ledger.conn
-        pattern = state.name.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "-%"
         fingerprint = getattr(state.info, "fingerprint", "") or state.info.sha256
-        runs = conn.execute(
-            "SELECT id, version, status, params, params_sha256 FROM runs WHERE script = ? AND mode = 'run' "
-            "AND version LIKE ? ESCAPE '\\' AND fingerprint = ? AND status NOT IN ('queued', 'running') ORDER BY id",
-            (state.rel, pattern, fingerprint)).fetchall()
-        runs = [r for r in runs if is_point_name(state.name, r["version"])]
+        runs = [r for r in search_runs(self.runner.ledger.conn, state.rel, state.name, fingerprint)
+                if is_point_name(state.name, r["version"])]
         metrics = self._metrics([r["id"] for r in runs])
         curves: Dict[int, List[MetricRow]] = {}
         if state.asha is not None and runs:
@@ -467,7 +469,8 @@ class SearchDriver:
     def _metrics(self, ids: List[int]) -> Dict[int, Dict[str, float]]:
         metrics: Dict[int, Dict[str, float]] = {}
         for run_id, split, name, last in self._rows(
-                "SELECT run_id, split, name, last FROM metric_summary WHERE run_id IN ({})", ids):
+                "SELECT run_id, split, name, CASE WHEN has_final THEN final ELSE last END FROM metric_summary "
+                "WHERE run_id IN ({})", ids):
             metrics.setdefault(run_id, {})[metric_key(split, name)] = last
         return metrics
 
@@ -607,6 +610,10 @@ class SearchDriver:
             state.ended = "propose() returned None"
             self.runner.say(f"{state.rel} {state.name}: the search ended: propose() returned None after "
                             f"{state.spent()} points")
+        elif reply["name"] in state.running:
+            # A propose() that reads only finished results (deterministic) repeats a point still running:
+            # asking again now would get the same answer, so the search waits for the next result instead.
+            state.held = True
         elif reply["name"] in state.tried:
             state.refused.append(reply["point"])
             if len(state.refused) >= REFUSALS:
@@ -661,6 +668,7 @@ class SearchDriver:
         state, item = known
         version = key[1]
         state.running.discard(version)
+        state.held = False  # a new result: propose() may answer differently now
         for table in (state.stop_rows, state.stop_step, state.stop_asked):
             table.pop(version, None)
         if state.asha is not None and version not in state.asha.matched and status == "succeeded":

@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .config import Project
-from .errors import UsageError
+from .errors import MLPipelineError, UsageError, display
 from .ledger import DB_NAME, add_request
 from .liveness import Liveness
 from .outputs import elapsed_text
@@ -24,8 +24,9 @@ from .reader import Reader
 
 def _last_metric(ledger: Reader, run_id: int) -> Optional[str]:
     """The point recorded last (from the summaries: a run's curves are never scanned)."""
+    curve = " AND count > 0" if ledger.has("0010") else ""  # a curve's point, not a result
     row = ledger.conn.execute("SELECT split, name, last_step AS step, last AS value FROM metric_summary "
-                              "WHERE run_id = ? ORDER BY updated_at DESC, last_step DESC LIMIT 1",
+                              f"WHERE run_id = ?{curve} ORDER BY updated_at DESC, last_step DESC LIMIT 1",
                               (run_id,)).fetchone()
     if row is None:
         return None
@@ -52,10 +53,59 @@ def _runner(ledger: Reader, liveness: Liveness) -> Optional[Dict[str, Any]]:
     }
 
 
-def project_status(project: Project, ledger: Reader, now: Optional[float] = None) -> Dict[str, Any]:
+def would_run(project: Project, ledger: Optional[Reader]) -> Tuple[List[Dict[str, Any]], Optional[str]]:
+    """What ``mlpipeline -r -u`` would do now, while no runner works on the project: the queue
+    as the configs stand, from the script descriptions the ledger has cached (nothing is loaded
+    here; a script not described yet says so), and the config error, if any."""
+    from .describe import Describer
+    from .queue import Planner, unchanged_since
+
+    describer = Describer(project.root, ledger.cached_script if ledger is not None else lambda key: None,
+                          lambda key, entry: None, load=False)
+    try:
+        plan = Planner(project, describer, project.config_path(False), None, lambda *a, **k: None).plan()
+    except MLPipelineError as exc:
+        return [], str(exc)
+    entries: List[Tuple[str, Optional[str], str, Optional[str]]] = []
+    succeeded: Dict[str, Any] = {}
+    for item in plan.items:
+        if item.rel not in succeeded:
+            succeeded[item.rel] = ledger.succeeded_last(item.rel) if ledger is not None else {}
+        done = unchanged_since(item, succeeded[item.rel].get(item.spec.version))
+        entries.append((item.rel, item.spec.version, *(("skipped", ALREADY) if done else ("queued", None))))
+    for slot in plan.searches:
+        entries.append((slot.rel, slot.decl["name"], *_search_state(ledger, slot)))
+    entries += [(rel, None, "queued", "not loaded yet: its versions are learnt when a runner starts")
+                for rel in plan.pending]
+    entries += [(script, version, "skipped", reason) for script, version, reason in plan.skipped]
+    return [{"position": i + 1, "script": s, "version": v, "state": state, "reason": reason}
+            for i, (s, v, state, reason) in enumerate(entries)], plan.config_error
+
+
+ALREADY = "already succeeded with this code, data and these parameters (-u)"
+
+
+def _search_state(ledger: Optional[Reader], slot: Any) -> Tuple[str, str]:
+    """A search as ``-u`` would take it up: how many of its points were tried with this code."""
+    from .sweeps import is_point_name
+
+    name, budget = slot.decl["name"], int(slot.decl["budget"])
+    tried = {r["version"] for r in (ledger.search_runs(slot.rel, name, slot.info.fingerprint or slot.info.sha256)
+                                    if ledger is not None else []) if is_point_name(name, r["version"])}
+    if len(tried) >= budget:
+        return "skipped", f"search: its budget of {budget} points is spent (-u)"
+    return "queued", f"search: {len(tried)} of {budget} points tried, up to {slot.decl['parallel']} at a time"
+
+
+def project_status(project: Project, ledger: Optional[Reader], now: Optional[float] = None) -> Dict[str, Any]:
     """The runner (alive or not), running versions, the queue in run order and
     what is skipped with why. Runs a dead runner left ``running`` read
-    ``interrupted`` (and are listed under ``interrupted``)."""
+    ``interrupted`` (and are listed under ``interrupted``). With no runner at
+    work, the queue is what ``mlpipeline -r -u`` would run (``preview``)."""
+    if ledger is None:
+        queue, error = would_run(project, None)
+        return {"runner": None, "running": [], "queue": queue, "preview": True, "config_error": error,
+                "interrupted": []}
     now = time.time() if now is None else now
     liveness = Liveness(ledger.conn, now=now)
     runner = _runner(ledger, liveness)
@@ -71,19 +121,20 @@ def project_status(project: Project, ledger: Reader, now: Optional[float] = None
                         "elapsed": elapsed_text(now - row["started_at"]),
                         "last_metric": _last_metric(ledger, row["id"]), "state": "running"})
     alive = bool(runner and runner["alive"])
-    queue = []
     if runner and alive:
         queue = [{"position": q["position"] + 1, "script": q["script"], "version": q["version"],
                   "state": q["state"], "reason": q["reason"]} for q in ledger.queue(runner["id"])]
-    return {"runner": runner, "running": running, "queue": queue,
-            "config_error": runner["config_error"] if runner and alive else None,
-            "interrupted": gone}
+        config_error = runner["config_error"]
+    else:
+        queue, config_error = would_run(project, ledger)
+    return {"runner": runner, "running": running, "queue": queue, "preview": not alive,
+            "config_error": config_error, "interrupted": gone}
 
 
 def _live_runner(project: Project, ledger: Reader) -> Dict[str, Any]:
     runner = _runner(ledger, Liveness(ledger.conn))
     if runner is None or not runner["alive"]:
-        raise UsageError(f"{os.path.relpath(project.root)}: no runner is working on this project; start one with "
+        raise UsageError(f"{display(project.root)}: no runner is working on this project; start one with "
                          f"mlpipeline -r")
     return runner
 

@@ -380,7 +380,9 @@ class OptunaSearch:
     ledger stays the truth: on every call the study is brought in line with the
     search's history, and a trial left running by a runner that died (Optuna's
     heartbeat does not cover ask and tell) is failed, unless its point is running
-    again."""
+    again — also one asked just before the runner died, not yet marked with its
+    point. So the study must be this search's own: another Optuna worker's
+    running trials in it would be failed too."""
 
     def __init__(self, study_factory: Any, metric: str, direction: str = "minimize", space: Any = None):
         if study_factory is not None and not callable(study_factory):
@@ -456,10 +458,16 @@ class OptunaSearch:
             elif point not in self._told:
                 self._tell(point, item)
         running = {point_of(str(name)) for name in getattr(history, "running", [])}
+        waiting = set(self._refused.values())  # refused trials this process still tells (next call)
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             point = trial.user_attrs.get("mlpipeline_point")
-            if point and point not in running and point not in self._told and point != self._asked:
-                study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            if point in running or (point is not None and point in self._told) or trial.number in waiting \
+                    or (point is not None and point == self._asked):
+                continue
+            # A runner killed while the trial ran, or between study.ask() and marking the trial with its
+            # point (or after a refused one): no run will ever finish it. The study is this search's own.
+            study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
+            if point is not None:
                 self._told.add(point)
 
     def _learn(self, point: str, item: Mapping[str, Any]) -> None:

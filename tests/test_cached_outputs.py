@@ -83,7 +83,7 @@ def test_outputs_round_trip_are_stored_once_and_listed(ran):
     table = project.run("outputs")
     assert table.returncode == 0, table.stderr
     header = table.stdout.splitlines()[0].split()
-    assert header == ["run", "script", "version", "name", "kind", "summary", "created", "stale"]
+    assert header == ["run", "status", "script", "version", "name", "kind", "summary", "created", "stale"]
     assert "models/pred.py" in table.stdout and "frame 3x5" in table.stdout and "array float64 (3, 2)" in table.stdout
     listed = json.loads(project.run("outputs", "--script", "pred.py", "--format", "json").stdout)
     assert len(listed) == 8 and {r["stale"] for r in listed} == {"no"}

@@ -193,10 +193,10 @@ def test_older_ledger_is_read_as_is_and_migrated_only_by_the_writer(project):
     with sqlite3.connect(path) as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM migrations ORDER BY name")]
         columns = {r[1] for r in conn.execute("PRAGMA table_info(runs)")}
-        summary = conn.execute("SELECT name, count, last FROM metric_summary").fetchall()
+        summary = conn.execute("SELECT name, count, last, has_final, final FROM metric_summary").fetchall()
     assert names == [name for name, _ in MIGRATIONS]
     assert {"git_commit", "packages", "source", "fingerprint"} <= columns
-    assert summary == [("acc", 1, 0.5)]
+    assert summary == [("acc", 0, None, 1, 0.5)]  # a step-less value is the run's result, no curve point
 
 
 def test_newer_ledger_is_refused_by_the_cli(project):

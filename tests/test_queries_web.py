@@ -45,7 +45,12 @@ def older_schema(path, schema: str) -> None:
     """Make the ledger at ``path`` read as one a runner has not upgraded: without
     the final-metric index (0006), or also without metric summaries (0005)."""
     with sqlite3.connect(path) as conn:
-        conn.execute("DROP INDEX metric_summary_final")
+        # before 0010 a result was the summary's last point, without a step
+        conn.execute("UPDATE metric_summary SET count = count + 1, last = final, last_step = NULL, "
+                     "min = MIN(COALESCE(min, final), final), max = MAX(COALESCE(max, final), final) "
+                     "WHERE has_final = 1")
+        conn.execute("DROP INDEX metric_summary_result")
+        conn.execute("DELETE FROM migrations WHERE name LIKE '0010%'")
         conn.execute("DELETE FROM migrations WHERE name LIKE '0006%'")
         if schema == "before summaries":
             conn.execute("DROP TABLE metric_summary")

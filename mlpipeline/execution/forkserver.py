@@ -80,6 +80,40 @@ def _startup_settings(env: Dict[str, str]) -> Dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(("PYTHON", "LC_")) or k == "LANG"}
 
 
+def _depends_on() -> List[str]:
+    """What this interpreter's state was read from and a later install changes: the site-packages
+    folders (a package or a ``.pth`` file added or removed there), their ``.pth`` files (``pip
+    install -e``), and the files of every module imported from outside the standard library
+    (mlpipeline itself: an upgrade)."""
+    import site
+
+    folders = [*site.getsitepackages(), site.getusersitepackages()]
+    found = list(folders)
+    for folder in folders:
+        try:
+            found += sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".pth"))
+        except OSError:
+            pass
+    stdlib = os.path.dirname(os.__file__)  # (sysconfig would import a module of its own here)
+    for module in list(sys.modules.values()):
+        path = getattr(module, "__file__", None)
+        if path and not path.startswith(stdlib):
+            found.append(path)
+    return found
+
+
+def stamp(paths: List[str]) -> List[Any]:
+    """Each path's modification time and size (None for a path that is not there)."""
+    stamped: List[Any] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+            stamped.append((st.st_mtime_ns, st.st_size))
+        except OSError:
+            stamped.append(None)
+    return stamped
+
+
 # -- the executor's side -----------------------------------------------------
 
 
@@ -112,11 +146,29 @@ class ForkServer:
             theirs.close()
         self.pid = self.proc.pid
         try:
-            if self._receive_until(lambda message: "ready" in message, START_TIMEOUT) is None:
+            got = self._receive_until(lambda message: "ready" in message, START_TIMEOUT)
+            if got is None:
                 raise self._fail(f"the fork server did not start within {START_TIMEOUT:g} s")
         except ForkServerError:
             self.close()
             raise
+        self._watched: List[str] = list(got[0].get("watch") or [])
+        self._stamp = stamp(self._watched)
+
+    def stale(self) -> Optional[str]:
+        """What changed since the server started that a version it forks would miss (a package
+        installed or upgraded, a ``.pth`` file added: mlpipeline too), or None. A fresh server
+        (or a spawned child) reads it; this one does not."""
+        now = stamp(self._watched)
+        if now == self._stamp:
+            return None
+        changed = next(path for path, a, b in zip(self._watched, self._stamp, now) if a != b)
+        return f"{changed} changed since it started"
+
+    @property
+    def forked(self) -> int:
+        """Children it forked whose exit is not reported yet."""
+        return len(self._forked)
 
     @property
     def alive(self) -> bool:
@@ -323,7 +375,7 @@ def serve(argv: List[str]) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     server_fds = [sock.fileno(), wake_r, wake_w]
-    sock.send(json.dumps({"ready": os.getpid()}).encode())
+    sock.send(json.dumps({"ready": os.getpid(), "watch": _depends_on()}).encode())
     spare: Optional[_Spare] = None
     try:
         spare = _fork_spare(defaults, server_fds)

@@ -27,11 +27,14 @@ class _SinkReporter(_report.Reporter):
         super().log(message, level)
         self.sink.log(str(message), level)
 
-    def metric(self, name: str, value: float, step: Optional[int] = None, split: str = "train") -> None:
-        self.sink.metrics([MetricRow(*_report._plain_row((name, value, step, split)))])
+    def add(self, row: MetricRow) -> None:
+        self.sink.metrics([row])
 
     def output(self, record: Dict[str, Any]) -> None:
         self.sink.output(record)
+
+    def data(self, fingerprint: str) -> None:
+        self.sink.data(fingerprint)
 
 
 class InProcessExecutor:

@@ -19,8 +19,8 @@ import tempfile
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
-from ..errors import write_failed
-from ..lifecycle import Job, MetricRow, Outcome, RunStatus, Sink
+from ..errors import MLPipelineError, write_failed
+from ..lifecycle import STEP_RANGE, Job, Outcome, RunStatus, Sink, metric_row
 from ..procs import MARK_PROJECT, MARK_RUN, MARK_VERSION, kill_marked, kill_marked_any
 from .base import Finished, signal_name
 from .forkserver import MARKS, ForkedProcess, ForkServer, ForkServerError
@@ -36,6 +36,13 @@ SWEEP_EVERY = 0.5  # seconds between sweeps for what finished versions left outs
 # mlpipeline.py there must not shadow the standard library or mlpipeline; the script's own folder comes first later.
 CHILD_MAIN = "import sys; del sys.path[0]; from mlpipeline.child import run; run(sys.argv[1:])"
 
+
+
+MAX_EVENT_LINE = 64 << 20  # bytes of one event line (log messages are cut to 1 MiB where they are sent)
+
+
+class BadEvent(ValueError):
+    """An event from a version's child that the runner cannot use."""
 
 
 PAYLOAD_INLINE = 64 << 10  # bytes of JSON passed as an argument; more (huge parameters) goes through a file
@@ -101,6 +108,7 @@ class ChildRun:
         self.open = {self.out_fd, read_fd}
         self.on_event, self.capture = on_event, capture
         self.final: Dict[str, Any] = {}
+        self.refused = False  # it sent an event the runner cannot use
         self._pending = bytearray()
         self._exited_at: Optional[float] = None
         self.killed: Optional[tuple] = None  # (status, reason) when we ended it
@@ -156,8 +164,12 @@ class ChildRun:
         if fd == self.out_fd:
             self.capture(data)
             return
+        if self.refused:
+            return  # its events no longer count: it is being ended
         self._pending += data  # a bytearray: a 32 MB log line arriving in pieces costs linear time
         if b"\n" not in data:
+            if len(self._pending) > MAX_EVENT_LINE:
+                self._refuse(f"an event line over {MAX_EVENT_LINE >> 20} MiB")
             return
         cut = self._pending.rfind(b"\n")
         lines = bytes(self._pending[:cut]).split(b"\n")
@@ -166,15 +178,35 @@ class ChildRun:
             if not line.strip():
                 continue
             try:
-                event = json.loads(line)
-            except ValueError:
-                continue  # a script that wrote to our pipe by accident; ignore it
-            if not isinstance(event, dict):
-                continue
-            if event.get("type") in ("result", "error"):
-                self.final = event
-                self._final_at = time.monotonic()
-            self.on_event(event)
+                self._take(line)
+            except MLPipelineError:
+                raise  # the runner's own records failed (a full disk): not this version's doing
+            except Exception as exc:  # noqa: BLE001 - a bad event, or anything handling it raised: this version fails
+                self._refuse(f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc))
+                return
+
+    def _take(self, line: bytes) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            raise BadEvent(f"a line that is not JSON ({_shown(line[:40])})") from None
+        if not isinstance(event, dict):
+            raise BadEvent(f"a line that is not an event object ({_shown(event)})")
+        if event.get("type") == "result":
+            check_result(event.get("result"))
+        if event.get("type") in ("result", "error"):
+            self.final = event
+            self._final_at = time.monotonic()
+        self.on_event(event)
+
+    def _refuse(self, reason: str) -> None:
+        """The version sent what the runner cannot use: it is ended, and fails with the reason
+        (the last line of defence: one version's events never stop the runner)."""
+        self.refused = True
+        self._pending.clear()
+        self.final = {}
+        self._final_at = None
+        self.kill(RunStatus.FAILED, f"it sent an event the runner cannot record: {reason}; the version was ended")
 
     def _close(self, fd: int) -> None:
         if fd in self.open:
@@ -316,17 +348,63 @@ class _Running:
 
 
 def _event_handler(sink: Sink) -> Callable[[Dict[str, Any]], None]:
-    def on_event(event: Dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "metrics":
-            sink.metrics([MetricRow(*r) for r in event.get("rows", ()) if len(r) == 4])
-        elif kind == "log":
-            sink.log(str(event.get("message", "")), int(event.get("level", logging.INFO)))
-        elif kind == "metric":
-            sink.metrics([MetricRow(event["name"], event["value"], event.get("step"), event.get("split", "train"))])
-        elif kind == "output" and isinstance(event.get("record"), dict):
-            sink.output(event["record"])
-    return on_event
+    return lambda event: deliver(event, sink)
+
+
+def deliver(event: Dict[str, Any], sink: Sink) -> None:
+    """Hand one event of a version's child to its sink, every field checked
+    where it enters the runner: BadEvent (or BadMetric) names what is wrong,
+    and the caller fails that version alone."""
+    kind = event.get("type")
+    if kind == "metrics":
+        rows = event.get("rows")
+        if not isinstance(rows, list):
+            raise BadEvent("a metrics event without a list of rows")
+        checked = []
+        for row in rows:
+            if not isinstance(row, list) or len(row) != 4:
+                raise BadEvent(f"a metric row {_shown(row)} is not [name, value, step, split]")
+            checked.append(metric_row(*row))
+        sink.metrics(checked)
+    elif kind == "log":
+        message, level = event.get("message"), event.get("level", logging.INFO)
+        if type(message) is not str or type(level) is not int:
+            raise BadEvent("a log event needs a text message and a whole-number level")
+        sink.log(message, level)
+    elif kind == "output":
+        if not isinstance(event.get("record"), dict):
+            raise BadEvent("an output event without a record")
+        sink.output(event["record"])
+    elif kind == "data":
+        if type(event.get("fingerprint")) is not str or len(event["fingerprint"]) > 200:
+            raise BadEvent("a data event without a fingerprint")
+        sink.data(event["fingerprint"])
+    elif kind not in ("result", "error"):  # those two end the version: ChildRun keeps them
+        raise BadEvent(f"an event of unknown type {_shown(kind)}")
+
+
+def check_result(result: Any) -> Dict[str, Any]:
+    """A child's reported result, checked as ``deliver`` checks events."""
+    if not isinstance(result, dict):
+        raise BadEvent(f"a result {_shown(result)} that is not an object")
+    for split in ("eval_train", "eval_test"):
+        values = result.get(split) or {}
+        if not isinstance(values, dict):
+            raise BadEvent(f"a result whose {split} is not an object")
+        for name, value in values.items():
+            metric_row(name, value)
+    steps = result.get("steps")
+    if steps is not None and (type(steps) is not int or not STEP_RANGE[0] <= steps <= STEP_RANGE[1]):
+        raise BadEvent(f"a result whose steps {_shown(steps)} is not a whole number")
+    for key in ("eval_train_text", "eval_test_text", "data_fingerprint"):
+        if result.get(key) is not None and type(result[key]) is not str:
+            raise BadEvent(f"a result whose {key} is not text")
+    return result
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def open_output(job: Job, echo: bool) -> Tuple[Any, Callable[[bytes], None]]:
@@ -390,6 +468,7 @@ class LocalExecutor:
         self.project_mark = project_mark(cwd)
         self._use_fork = forkserver_enabled()  # until the fork server fails: then spawn, for good
         self._server: Optional[ForkServer] = None
+        self._retired: List[ForkServer] = []  # servers that went stale while versions they forked still run
         # Finished versions' marks not yet swept for helpers that left their group: one pass over /proc
         # serves them all, at most every SWEEP_EVERY seconds while versions run, at once when none does.
         self._unswept: List[Tuple[str, str]] = []
@@ -440,7 +519,14 @@ class LocalExecutor:
         return ticket
 
     def _fork_server(self, sink: Sink) -> Optional[ForkServer]:
-        """The fork server, started at the first version (None: spawn)."""
+        """The fork server, started at the first version (None: spawn). One that would miss what was
+        installed since it started is retired (its running versions finish) and a fresh one started."""
+        if self._use_fork and self._server is not None and self._server.alive:
+            why = self._server.stale()
+            if why is not None:
+                sink.log(f"fork server: {why}; a fresh one forks the versions from now on", logging.INFO)
+                self._retired.append(self._server)
+                self._server = None
         if self._use_fork and self._server is None:
             try:
                 self._server = ForkServer(self.cwd)
@@ -466,13 +552,12 @@ class LocalExecutor:
             for running in self._running.values():
                 for fd in running.run.fds():
                     selector.register(fd, selectors.EVENT_READ, running)
-            server = self._server
-            if server is not None and server.alive and any(r.run.forked for r in self._running.values()):
-                selector.register(server.fileno(), selectors.EVENT_READ, None)  # exit reports
+            for server in self._servers_in_use():
+                selector.register(server.fileno(), selectors.EVENT_READ, server)  # exit reports
             if selector.get_map():
                 for key, _ in selector.select(timeout):
-                    if key.data is None:
-                        server.drain()  # type: ignore[union-attr]
+                    if isinstance(key.data, ForkServer):
+                        key.data.drain()
                     else:
                         key.data.run.on_ready(key.fd)
             else:  # output is done and the child is exiting: wait for that rather than sleep blindly
@@ -496,7 +581,21 @@ class LocalExecutor:
             finished.append((ticket, running.run.outcome()))
         if self._unswept and (not self._running or now - self._swept_at >= SWEEP_EVERY):
             self._sweep_marks()
+        if self._retired:
+            in_use = self._servers_in_use()
+            for server in [s for s in self._retired if s not in in_use]:
+                self._retired.remove(server)
+                server.close()  # its versions are done
         return finished
+
+    def _servers_in_use(self) -> List[ForkServer]:
+        """The live fork servers (the current one, retired ones) that forked a running version."""
+        found: List[ForkServer] = []
+        for running in self._running.values():
+            server = running.run.proc.server if running.run.forked else None
+            if server is not None and server.alive and server not in found:
+                found.append(server)
+        return found
 
     def _sweep_marks(self, extra: Optional[List[Tuple[str, str]]] = None) -> None:
         """End the processes holding the finished versions' marks (and ``extra``)."""
@@ -517,7 +616,7 @@ class LocalExecutor:
             running.run.kill(RunStatus.INTERRUPTED, "the runner stopped")
             kill_marked(MARK_RUN, running.mark, wait=1.0)
             running.close_log()
-        if self._server is not None:
-            self._server.close()  # its versions are ended: it leaves on EOF
-            self._server = None
-            self._use_fork = False
+        for server in [*self._retired, *([self._server] if self._server is not None else [])]:
+            server.close()  # its versions are ended: it leaves on EOF
+        self._retired, self._server = [], None
+        self._use_fork = False

@@ -112,6 +112,10 @@ def _fork_server(cwd: Optional[str]) -> Any:
     if not enabled():
         return None
     key = os.path.abspath(cwd or os.getcwd())
+    known = _servers.get(key)
+    if known is not None and known.alive and known.stale() is not None:  # a package was installed since
+        known.close()  # a Ray worker runs one task at a time: the version it forked is done
+        del _servers[key]
     if key not in _servers:
         try:
             _servers[key] = ForkServer(key)

@@ -348,7 +348,16 @@ class RayExecutor:
             if item.get("out"):
                 task.capture(item["out"])
             for event in item.get("events", ()):
-                task.on_event(event)
+                if task.killed is not None:
+                    break  # it is being ended: its events no longer count
+                try:
+                    task.on_event(event)
+                except MLPipelineError:
+                    raise  # the runner's own records failed (a full disk): not this version's doing
+                except Exception as exc:  # noqa: BLE001 - one version's events never stop the runner
+                    reason = str(exc) if isinstance(exc, ValueError) else f"{type(exc).__name__}: {exc}"
+                    self._cancel_task(task, RunStatus.FAILED, f"it sent an event the runner cannot record: "
+                                                              f"{reason}; the version was ended")
             if "done" in item:
                 task.done = item["done"]
                 if item.get("sync"):
@@ -377,7 +386,11 @@ class RayExecutor:
 
     def cancel(self, ticket: int, status: RunStatus, reason: str, cold: bool = True) -> None:
         task = self._tasks.get(ticket)
-        if task is None or task.killed is not None:
+        if task is not None:
+            self._cancel_task(task, status, reason)
+
+    def _cancel_task(self, task: _Task, status: RunStatus, reason: str) -> None:
+        if task.killed is not None:
             return
         task.killed = (status, reason)
         task.cancelled_at = self.clock()

@@ -294,8 +294,7 @@ def queue_state(dash: Dashboard) -> Dict[str, Any]:
     from ..status import project_status
 
     with dash.reader() as ledger:
-        state = project_status(dash.project, ledger) if ledger is not None else \
-            {"runner": None, "running": [], "queue": [], "config_error": None, "interrupted": []}
+        state = project_status(dash.project, ledger)
     path = dash.project.config_path(False)
     scripts = sorted(f for f in os.listdir(dash.project.models_dir)
                      if f.endswith(".py") and os.path.isfile(os.path.join(dash.project.models_dir, f)))
@@ -357,17 +356,31 @@ async def _read_body(request: Request, limit: int, what: str = "request body") -
     return b"".join(chunks)
 
 
-def _post(handler: Callable[..., Any]) -> Callable[[Request], Any]:
-    """An async POST endpoint whose blocking part runs in the thread pool."""
+SLOW_AT_ONCE = 2  # uploads checked and predictions run at once; more wait without holding a worker thread
+
+
+def _post(handler: Callable[..., Any], slow: bool = False) -> Callable[[Request], Any]:
+    """An async POST endpoint whose blocking part runs in the thread pool. A ``slow`` one (a child
+    process that runs user code, up to its time limit) takes a thread from a small pool of its own,
+    so slow uploads never hold the threads that pages and API reads answer from."""
     async def endpoint(request: Request) -> Response:
+        import functools
+
+        import anyio
         import anyio.to_thread
 
+        run_sync: Any = anyio.to_thread.run_sync
+        if slow:
+            state = request.app.state
+            if getattr(state, "slow_limiter", None) is None:
+                state.slow_limiter = anyio.CapacityLimiter(SLOW_AT_ONCE)
+            run_sync = functools.partial(anyio.to_thread.run_sync, limiter=state.slow_limiter)
         try:
-            result = await handler(request, anyio.to_thread.run_sync)
+            result = await handler(request, run_sync)
         except (MLPipelineError, Refused) as exc:
             return _error_json(exc)
         return result if isinstance(result, Response) else _json(result)
-    endpoint.__name__ = handler.__name__
+    endpoint.__name__ = handler.__name__.lstrip("_")
     return endpoint
 
 
@@ -439,8 +452,7 @@ async def api_resume(request: Request, run_sync: Any) -> Any:
     return await run_sync(_ask, _dash(request), "resume")
 
 
-@_post
-async def api_upload(request: Request, run_sync: Any) -> Any:
+async def _api_upload(request: Request, run_sync: Any) -> Any:
     dash = _dash(request)
     name = request.query_params.get("name") or ""
     replace = request.query_params.get("replace") in ("1", "true", "on")
@@ -452,8 +464,10 @@ async def api_upload(request: Request, run_sync: Any) -> Any:
     return saved
 
 
-@_post
-async def api_predict(request: Request, run_sync: Any) -> Any:
+api_upload = _post(_api_upload, slow=True)
+
+
+async def _api_predict(request: Request, run_sync: Any) -> Any:
     from ..predict import run_predict
 
     dash = _dash(request)
@@ -469,6 +483,9 @@ async def api_predict(request: Request, run_sync: Any) -> Any:
                 handle.write(data)
             return run_predict(dash.project, run, path, timeout=dash.predict_timeout)
     return await run_sync(work)
+
+
+api_predict = _post(_api_predict, slow=True)
 
 
 async def api_events(request: Request) -> Response:

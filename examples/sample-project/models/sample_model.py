@@ -231,10 +231,11 @@ class PenguinsModel(Model):
 dataloader = PenguinsDataLoader()
 versions = Versions(dataloader, batch_size=32, epoc_count=20,
                     learning_rate=0.01, hidden_units=[16], dropout=0.0, seed=0)
-versions.add_version("small")  # all defaults
-versions.add_version("deep", batch_size=16, epoc_count=30, learning_rate=0.005,
+versions.add_version("small")  # all defaults: 20 epochs, enough to separate the three species
+# Two shorter trainings, so the versions end apart (mlpipeline compare sample_model shows how far):
+versions.add_version("deep", batch_size=16, epoc_count=2, learning_rate=0.002,
                      custom_paramters={"hidden_units": [32, 16], "dropout": 0.1})
-versions.add_version("wide_slow", batch_size=8, epoc_count=10, learning_rate=0.001,
+versions.add_version("wide_slow", batch_size=8, epoc_count=2, learning_rate=0.0003,
                      custom_paramters={"hidden_units": [64], "dropout": 0.2})
 
 MODEL = PenguinsModel(versions)

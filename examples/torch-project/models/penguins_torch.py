@@ -50,7 +50,7 @@ class PenguinNet(Model):
                 self.optimizer.zero_grad()
                 loss.backward()
                 self.optimizer.step()
-                self.log_metric("loss", float(loss), step=step)
+                self.log_metric("loss", loss.item(), step=step)
                 step += 1
             self.log_metric("accuracy", self.accuracy(penguins.get_test_input()), step=step, split="test")
         torch.save({"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}, self.checkpoint)
