@@ -6,17 +6,18 @@ import os
 import sys
 
 from . import batches, big_ledger, daemon, keras_testmode, ledger_queries, metrics_load, ray_backend, startup, web
-from . import searches, trivial_versions
+from . import searches, trivial_versions, warm_imports
 
 BENCHMARKS = [startup.help_cold_start, startup.execution_overhead, startup.inprocess_overhead,
               startup.inprocess_scaling,
               keras_testmode.keras_test_mode, startup.runner_peak_memory,
               ledger_queries.query_speed, daemon.config_edit_to_status, daemon.parallel_speedup,
-              metrics_load.metric_logging, metrics_load.show_large_run, batches.many_scripts,
+              metrics_load.metric_logging, metrics_load.show_large_run, batches.many_scripts, batches.first_run,
               metrics_load.wal_bound, big_ledger.web_queries, web.dashboard]
 BENCHMARKS.append(ray_backend.ray_backend)
 BENCHMARKS.append(trivial_versions.trivial_versions)
 BENCHMARKS.append(searches.searches)
+BENCHMARKS += [warm_imports.torch_versions, warm_imports.optuna_tpe]
 
 
 def main() -> int:

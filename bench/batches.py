@@ -86,6 +86,34 @@ def _first_start(root: str) -> float:
             proc.wait()
 
 
+def _fresh_batch(scripts: int, per_script: int) -> float:
+    """One timed ``mlpipeline -r -n`` of a new project (nothing described or cached yet)."""
+    root = scripts_project(scripts, per_script)
+    try:
+        began = time.perf_counter()
+        subprocess.run(mlpipeline_cmd() + ["-r", "-n", "-C", root], stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, check=True)
+        took = time.perf_counter() - began
+        done = _query(root, "SELECT status, COUNT(*) FROM runs WHERE mode = 'run' GROUP BY status")
+        if dict(done) != {"succeeded": scripts * per_script}:
+            raise RuntimeError(f"first_run: {root}: expected {scripts * per_script} succeeded runs, found {dict(done)}")
+        return took
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def first_run(scripts: int = 40, per_script: int = 3, runs: int = 5) -> Result:
+    """A first ``mlpipeline -r`` (descriptions included) of 40 scripts x 3 trivial versions vs one
+    script x 120: versions/s of each, fresh projects, interleaved."""
+    total = scripts * per_script
+    spread_s, single_s = interleaved(runs, lambda: _fresh_batch(scripts, per_script), lambda: _fresh_batch(1, total))
+    share = (total / spread_s) / (total / single_s)
+    return Result(f"first run: {scripts} scripts x {per_script} versions, -r", round(total / spread_s, 1),
+                  round(total / single_s, 1), ">= 0.90x the 1-script batch", share >= 0.90, unit="v/s",
+                  note=f"{total} versions in new projects (every script described): {spread_s:.2f} s over {scripts} "
+                       f"scripts vs {single_s:.2f} s in one script; medians of {runs}, interleaved")
+
+
 def many_scripts(scripts: int = 200, per_script: int = 5, runs: int = 1, starts: int = 5) -> list:
     """``mlpipeline -r`` over 200 scripts x 5 trivial versions vs 1 script x 1 000
     trivial versions (a child process each), descriptions cached; versions/s of

@@ -65,7 +65,7 @@ def _curve(rng: random.Random, count: int, scale: float) -> List[float]:
 
 def build(path: str, runs: int = 100_000, points: int = 1_000_000, seed: int = 0) -> str:
     """Write a ledger of ``runs`` runs and ``points`` metric rows at ``path`` (it must not exist)."""
-    from mlpipeline.ledger import Ledger
+    from mlpipeline.store.ledger import Ledger
     from mlpipeline.outputs import hostname
 
     if os.path.exists(path):
@@ -147,7 +147,7 @@ def build(path: str, runs: int = 100_000, points: int = 1_000_000, seed: int = 0
 
 def cached(directory: str, runs: int = 100_000, points: int = 1_000_000, seed: int = 0) -> str:
     """The ledger ``build`` makes for these arguments, built once into ``directory``."""
-    from mlpipeline.ledger import MIGRATIONS
+    from mlpipeline.store.ledger import MIGRATIONS
 
     schema = hashlib.sha256("".join(name for name, _ in MIGRATIONS).encode()).hexdigest()[:8]
     path = os.path.join(directory, f"big-ledger-{runs}-{points}-{seed}-{schema}.db")
@@ -162,8 +162,8 @@ def cached(directory: str, runs: int = 100_000, points: int = 1_000_000, seed: i
 
 def timings(path: str, repeat: int = 20) -> List[Tuple[str, float, Optional[float]]]:
     """(what, median ms, target ms) for each query the dashboard makes."""
-    from mlpipeline import queries
-    from mlpipeline.reader import Reader
+    from mlpipeline.read import queries
+    from mlpipeline.store.reader import Reader
 
     reader = Reader(path)
     big = reader.conn.execute("SELECT run_id FROM metric_summary WHERE name = 'loss' ORDER BY count DESC "

@@ -18,7 +18,7 @@ RUNS, METRICS_PER_RUN, BIG_SCRIPT_VERSIONS = 100_000, 10, 200
 def build_ledger(root: str, runs: int = RUNS, metrics_per_run: int = METRICS_PER_RUN) -> str:
     """A project whose ledger holds ``runs`` runs: one script with 200 versions
     (for compare) and the rest spread over 90 scripts, each run with metrics."""
-    from mlpipeline.ledger import Ledger
+    from mlpipeline.store.ledger import Ledger
 
     os.makedirs(os.path.join(root, "models"), exist_ok=True)
     with open(os.path.join(root, "mlp.config"), "w") as handle:

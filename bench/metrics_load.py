@@ -160,7 +160,7 @@ def metric_logging(points: int = 1_000_000, runs: int = 3) -> list:
 def build_large_run(root: str, points: int = 1_000_000, names: int = 200, batch: int = 50_000) -> int:
     """One finished run holding ``points`` metric points over ``names`` names,
     written through the library so metric_summary is kept right."""
-    from mlpipeline.ledger import Ledger, MetricRow, RunStatus
+    from mlpipeline.store.ledger import Ledger, MetricRow, RunStatus
 
     os.makedirs(os.path.join(root, "models"), exist_ok=True)
     with open(os.path.join(root, "mlp.config"), "w") as handle:

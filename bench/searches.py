@@ -69,11 +69,11 @@ def _gaps(root: str, skip: int) -> List[float]:
 
 def _seed_ledger(root: str, count: int) -> None:
     """``count`` finished runs of the search, as the runner would have recorded them."""
-    from mlpipeline.ledger import Ledger
-    from mlpipeline.lifecycle import MetricRow, Mode, RunStatus
-    from mlpipeline.scripts import load_script
+    from mlpipeline.store.ledger import Ledger
+    from mlpipeline.core.lifecycle import MetricRow, Mode, RunStatus
+    from mlpipeline.script.loading import load_script
     from mlpipeline.sweeps import point_hash
-    from mlpipeline._versions import params_digest, version_params
+    from mlpipeline.script.versions import params_digest, version_params
 
     path = os.path.join(root, "models", "search.py")
     _, model, info = load_script(path)

@@ -117,8 +117,8 @@ def _sse_latency(port: int, db: str, repeat: int = REPEAT) -> List[float]:
 
 
 def dashboard() -> List[Result]:
-    from mlpipeline import queries
-    from mlpipeline.reader import Reader
+    from mlpipeline.read import queries
+    from mlpipeline.store.reader import Reader
 
     ledger = cached(os.path.join(tempfile.gettempdir(), "mlpipeline-bench-cache"))
     root = _project(ledger)

@@ -166,7 +166,7 @@ def wait_for(predicate, timeout: float = 30.0, proc=None, what: str = "condition
 
 def pid_alive(pid: int) -> bool:
     """True for a live process; a zombie counts as dead. (The tests keep their
-    own check rather than trusting the one in mlpipeline.procs they verify.)"""
+    own check rather than trusting the one in mlpipeline.proc.system they verify.)"""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

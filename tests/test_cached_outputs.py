@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mlpipeline import outputs
-from mlpipeline.cached_outputs import CorruptOutput, OutputError, StaleOutput
+from mlpipeline.script.cached_outputs import CorruptOutput, OutputError, StaleOutput
 
 SCRIPT = """\
     import numpy as np

@@ -10,9 +10,9 @@ import threading
 
 import pytest
 
-from mlpipeline import config_edit
-from mlpipeline.config import Project, read_queue_config, resolve_scripts
-from mlpipeline.errors import ConfigError, StorageError, UsageError
+from mlpipeline.plan import config_edit
+from mlpipeline.plan.config import Project, read_queue_config, resolve_scripts
+from mlpipeline.core.errors import ConfigError, StorageError, UsageError
 
 COMMENTED = """\
 # My queue. Keep resnet last: it takes a day.

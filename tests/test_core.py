@@ -20,17 +20,17 @@ from typing import Dict, List, Optional
 
 import pytest
 
-from mlpipeline.config import find_project
-from mlpipeline.errors import ScriptError
-from mlpipeline.ledger import DB_NAME, Ledger, add_request
-from mlpipeline.lifecycle import MetricRow, Outcome, RunStatus
-from mlpipeline.liveness import Liveness
-from mlpipeline.procs import process_start
-from mlpipeline.queue import Planner
-from mlpipeline.reader import Reader
-from mlpipeline.runner import Options, Runner
-from mlpipeline.scripts import ScriptInfo, VersionInfo
-from mlpipeline.watcher import ChangeWatcher
+from mlpipeline.plan.config import find_project
+from mlpipeline.core.errors import ScriptError
+from mlpipeline.store.ledger import DB_NAME, Ledger, add_request
+from mlpipeline.core.lifecycle import MetricRow, Outcome, RunStatus
+from mlpipeline.store.liveness import Liveness
+from mlpipeline.proc.system import process_start
+from mlpipeline.plan.planner import Planner
+from mlpipeline.store.reader import Reader
+from mlpipeline.run.runner import Options, Runner
+from mlpipeline.script.loading import ScriptInfo, VersionInfo
+from mlpipeline.run.watcher import ChangeWatcher
 
 PACKAGE = Path(__file__).resolve().parent.parent / "mlpipeline"
 
@@ -351,15 +351,15 @@ def _imports(path: Path) -> set:
 def test_import_direction_between_layers():
     """Execution does not import storage, storage does not import process code,
     the runner imports no executor module."""
-    storage = {"mlpipeline.ledger", "mlpipeline.reader"}
-    process = {"mlpipeline.procs", "mlpipeline.liveness", "mlpipeline.execution"}
+    storage = {"mlpipeline.store.ledger", "mlpipeline.store.reader"}
+    process = {"mlpipeline.proc", "mlpipeline.store.liveness", "mlpipeline.execution"}
     for path in (PACKAGE / "execution").glob("*.py"):
         assert not {m for m in _imports(path) if m.startswith(tuple(storage))}, path
     for name in ("ledger.py", "reader.py"):
-        assert not {m for m in _imports(PACKAGE / name) if m.startswith(tuple(process))}, name
-    runner = _imports(PACKAGE / "runner.py")
+        assert not {m for m in _imports(PACKAGE / "store" / name) if m.startswith(tuple(process))}, name
+    runner = _imports(PACKAGE / "run" / "runner.py")
     assert not {m for m in runner if m.startswith("mlpipeline.execution")}
-    assert "mlpipeline.queries" not in runner and "mlpipeline.status" not in runner
+    assert "mlpipeline.read.queries" not in runner and "mlpipeline.read.status" not in runner
     assert json.loads(json.dumps(sorted(runner)))  # sanity: the parser found imports at all
 
 
@@ -394,7 +394,7 @@ def test_a_version_starts_from_its_spec_even_one_the_script_does_not_declare(tmp
     """A version existed only as a name inside its script: nothing could start one from a spec."""
     from mlpipeline.execution.inprocess import InProcessExecutor
     from mlpipeline.execution.local import LocalExecutor
-    from mlpipeline.lifecycle import Job, VersionSpec
+    from mlpipeline.core.lifecycle import Job, VersionSpec
     from mlpipeline.utils import ExecutionModeKeys
 
     script = tmp_path / "m.py"

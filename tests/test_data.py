@@ -252,7 +252,7 @@ def test_combined_fingerprints_are_stable():
 
 
 def test_a_version_gets_the_loaders_its_script_created(tmp_path):
-    from mlpipeline.scripts import load_module
+    from mlpipeline.script.loading import load_module
 
     write_csv(tmp_path / "a.csv", toy_frame(20))
     script = tmp_path / "uses_csv.py"
@@ -456,8 +456,8 @@ def test_the_run_records_its_data_and_compare_shows_where_it_differs(project):
     same = json.loads(project.run("compare", "same.py", "--format", "json").stdout)
     assert all("data" not in row for row in same)  # the same data everywhere: no column, as for parameters
 
-    from mlpipeline.queries import compare_detail
-    from mlpipeline.reader import Reader
+    from mlpipeline.read.queries import compare_detail
+    from mlpipeline.store.reader import Reader
 
     reader = Reader(str(project.outputs / "mlpipeline.db"))
     try:

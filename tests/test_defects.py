@@ -20,8 +20,8 @@ import pytest
 
 from helpers import REPO, Project, pid_alive, wait_for
 
-from mlpipeline.execute import eval_metrics
-from mlpipeline.lifecycle import MetricRow, Outcome, RunStatus
+from mlpipeline.script.execute import eval_metrics
+from mlpipeline.core.lifecycle import MetricRow, Outcome, RunStatus
 
 LOADER = '''\
 import os, sys, time, json
@@ -48,7 +48,7 @@ def _json(project: Project, *args: str):
 # -- one bad metric event fails its version, never the runner (B4) ------------------------------------------------
 
 BAD_METRICS = LOADER + '''
-from mlpipeline import _report
+from mlpipeline.script import report as _report
 
 BAD = {
     "step_huge": lambda m: m.log_metric("loss", 1.0, step=2 ** 70),
@@ -114,7 +114,7 @@ def test_bad_metric_events_fail_their_version_alone_and_the_queue_goes_on(projec
 
 
 def test_metric_points_are_checked_where_they_enter():
-    from mlpipeline.lifecycle import BadMetric, metric_row
+    from mlpipeline.core.lifecycle import BadMetric, metric_row
 
     assert metric_row("loss", 1, 3) == MetricRow("loss", 1.0, 3, "train")
     assert metric_row("acc", None, 2.0, "test") == MetricRow("acc", None, 2, "test")
@@ -222,7 +222,7 @@ MODEL = M(versions)
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux's")
 def test_a_package_installed_while_the_runner_works_is_seen_by_the_next_version(project: Project, tmp_path: Path):
     from mlpipeline.execution.local import LocalExecutor
-    from mlpipeline.lifecycle import Job, VersionSpec
+    from mlpipeline.core.lifecycle import Job, VersionSpec
     from mlpipeline.utils import ExecutionModeKeys
 
     module = f"mlp_late_{uuid.uuid4().hex[:8]}"
@@ -345,7 +345,7 @@ def test_a_process_a_script_starts_at_import_ends_with_each_probe(project: Proje
         wait_for(lambda: not alive(), timeout=10, what="the describe child's helper to end")
         listed = project.run("outputs")  # loads the script again to tell whether the output is stale
         assert listed.returncode == 0 and "preds" in listed.stdout, listed.stderr
-        from mlpipeline.config import find_project
+        from mlpipeline.plan.config import find_project
         from mlpipeline.web.files import save_script
 
         saved = save_script(find_project(str(project.root)), "u.py", HELPER_AT_IMPORT.encode(), False, 60.0)
@@ -362,9 +362,9 @@ def test_a_process_a_script_starts_at_import_ends_with_each_probe(project: Proje
 def test_the_runner_keeps_no_more_of_a_finished_run_than_its_summary_needs(tmp_path: Path):
     from test_core import Clock, FakeDescriber, FakeExecutor
 
-    from mlpipeline.config import find_project
-    from mlpipeline.ledger import Ledger
-    from mlpipeline.runner import Options, Runner
+    from mlpipeline.plan.config import find_project
+    from mlpipeline.store.ledger import Ledger
+    from mlpipeline.run.runner import Options, Runner
 
     root = tmp_path / "proj"
     (root / "models").mkdir(parents=True)
@@ -408,7 +408,7 @@ def test_the_runner_keeps_no_more_of_a_finished_run_than_its_summary_needs(tmp_p
 
 
 def test_a_batch_keeps_counts_of_all_its_runs_and_the_last_ones_in_full():
-    from mlpipeline.runner import Ended, Finished
+    from mlpipeline.run.runner import Ended, Finished
 
     ended = Ended()
     ended.KEEP = 3

@@ -15,8 +15,8 @@ from typing import Dict, Iterator, List
 import pytest
 
 from helpers import pid_alive, wait_for
-from mlpipeline.describe import Described, Describer, describe_entry
-from mlpipeline.scripts import ScriptInfo, VersionInfo, fingerprint, recording
+from mlpipeline.plan.describe import Described, Describer, describe_entry
+from mlpipeline.script.loading import ScriptInfo, VersionInfo, fingerprint, recording
 
 HEADER = '''\
 import json, os, sys, time
@@ -401,7 +401,7 @@ def test_a_describe_child_dies_with_its_runner(models: Path, tmp_path: Path) -> 
         '''))
     runner = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f'''\
         import time
-        from mlpipeline.describe import Describer
+        from mlpipeline.plan.describe import Describer
         describer = Describer({str(tmp_path)!r}, lambda key: None, lambda key, entry: None)
         describer.lookup({str(script)!r})
         time.sleep(60)

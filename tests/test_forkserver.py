@@ -20,8 +20,8 @@ from helpers import pid_alive, wait_for
 
 from mlpipeline.execution.forkserver import enabled
 from mlpipeline.execution.local import LocalExecutor
-from mlpipeline.lifecycle import Job, Outcome, RunStatus, VersionSpec
-from mlpipeline.procs import MARK_PROJECT, MARK_RUN, MARK_VERSION
+from mlpipeline.core.lifecycle import Job, Outcome, RunStatus, VersionSpec
+from mlpipeline.proc.system import MARK_PROJECT, MARK_RUN, MARK_VERSION
 from mlpipeline.utils import ExecutionModeKeys
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux's")
@@ -291,7 +291,7 @@ def test_mlpipeline_forkserver_0_spawns(tmp_path, monkeypatch):
         executor.close()
     got = seen(tmp_path, "v")
     assert got["ppid"] == os.getpid()
-    assert "mlpipeline.child" in got["parent_cmdline"] or "mlpipeline.child" in got["cmdline"]
+    assert "mlpipeline.script.child" in got["parent_cmdline"] or "mlpipeline.script.child" in got["cmdline"]
 
 
 def children(pid: int) -> List[int]:

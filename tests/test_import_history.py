@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from mlpipeline.config import find_project
-from mlpipeline.errors import MLPipelineError
-from mlpipeline.ledger import Ledger
-from mlpipeline.legacy_import import import_history
+from mlpipeline.plan.config import find_project
+from mlpipeline.core.errors import MLPipelineError
+from mlpipeline.store.ledger import Ledger
+from mlpipeline.compat.legacy_import import import_history
 
 
 def written_in_utc(*fields: int):

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from helpers import tracer
-from mlpipeline.ledger import MIGRATIONS, Ledger
+from mlpipeline.store.ledger import MIGRATIONS, Ledger
 
 
 @pytest.fixture

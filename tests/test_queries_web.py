@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from mlpipeline import queries
-from mlpipeline.errors import UsageError
-from mlpipeline.ledger import Ledger, MetricRow, Mode, RunStatus
+from mlpipeline.read import queries
+from mlpipeline.core.errors import UsageError
+from mlpipeline.store.ledger import Ledger, MetricRow, Mode, RunStatus
 from mlpipeline.outputs import hostname
-from mlpipeline.reader import Reader
+from mlpipeline.store.reader import Reader
 
 DEAD_PID = 4_194_305  # above Linux's PID_MAX_LIMIT: never a live process
 

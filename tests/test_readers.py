@@ -274,7 +274,7 @@ STATUS_LOOP = textwrap.dedent("""\
 
 def test_acquiring_the_lock_is_never_refused_while_status_polls(project, tmp_path):
     """Defect: status tested the lock by taking it, so 213 of 3 000 acquires were refused with no runner alive."""
-    from mlpipeline.lock import LockHeld, RunnerLock
+    from mlpipeline.store.lock import LockHeld, RunnerLock
 
     project.script("a.py", tracer({"v": {}}))
     project.configure(["a.py"])
@@ -456,10 +456,10 @@ def test_a_dead_runners_run_reads_about_as_long_as_it_ran(project, mode):
 
 def test_liveness_reads_a_reused_pid_as_interrupted(tmp_path):
     """Defect: liveness trusted a bare pid; a live process that reused the runner's pid is someone else."""
-    from mlpipeline.ledger import Ledger, Mode
-    from mlpipeline.liveness import Liveness
+    from mlpipeline.store.ledger import Ledger, Mode
+    from mlpipeline.store.liveness import Liveness
     from mlpipeline.outputs import hostname
-    from mlpipeline.procs import process_start
+    from mlpipeline.proc.system import process_start
 
     ledger = Ledger(str(tmp_path / "mlpipeline.db"))
     me, started = os.getpid(), process_start()

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from helpers import FIXTURES, Project, pid_alive
-from mlpipeline.config import find_project
-from mlpipeline.errors import UsageError
-from mlpipeline.predict import PredictError, list_predictions, load_prediction, run_predict
-from mlpipeline.results import fit, load_results, save_results
+from mlpipeline.plan.config import find_project
+from mlpipeline.core.errors import UsageError
+from mlpipeline.run.predict import PredictError, list_predictions, load_prediction, run_predict
+from mlpipeline.script.results import fit, load_results, save_results
 
 MODULE_PREDICT = """\
     import os

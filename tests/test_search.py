@@ -10,9 +10,9 @@ import textwrap
 import pytest
 
 from helpers import wait_for
-from mlpipeline.errors import VersionError
-from mlpipeline.lifecycle import MetricRow
-from mlpipeline.search import AshaRungs, _percentile
+from mlpipeline.core.errors import VersionError
+from mlpipeline.core.lifecycle import MetricRow
+from mlpipeline.run.search import AshaRungs, _percentile
 from mlpipeline.sweeps import Search, asha, check_point, metric_value, optuna_search, uniform
 from mlpipeline.utils import Versions
 
@@ -462,7 +462,7 @@ def test_search_points_keep_the_search_defaults_and_common_parameters():
 
 
 def test_a_search_only_script_loads_and_describes_its_search(tmp_path):
-    from mlpipeline.scripts import load_script
+    from mlpipeline.script.loading import load_script
 
     path = tmp_path / "only.py"
     path.write_text(search_script("versions.add_search(propose, budget=4, parallel=2, "

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helpers import tracer, wait_for
-from mlpipeline.errors import VersionError
+from mlpipeline.core.errors import VersionError
 from mlpipeline.sweeps import choice, loguniform, randint, uniform
 from mlpipeline.utils import Versions, version_parameters
 

@@ -7,11 +7,11 @@ import sys
 
 import pytest
 
-from mlpipeline.config import read_queue_config
-from mlpipeline.errors import ConfigError, LedgerError, VersionError
-from mlpipeline.execute import eval_metrics
+from mlpipeline.plan.config import read_queue_config
+from mlpipeline.core.errors import ConfigError, LedgerError, VersionError
+from mlpipeline.script.execute import eval_metrics
 from mlpipeline.helper import DataLoader
-from mlpipeline.ledger import MIGRATIONS, Ledger, Mode, RunStatus
+from mlpipeline.store.ledger import MIGRATIONS, Ledger, Mode, RunStatus
 from mlpipeline.utils import Metric, MetricContainer, Versions, version_parameters
 
 
@@ -178,7 +178,7 @@ def test_init_creates_a_project_that_passes_test_mode(tmp_path):
 
 def test_cli_status_choices_match_the_ledger():
     from mlpipeline.cli import RUN_STATUSES
-    from mlpipeline.ledger import RunStatus
+    from mlpipeline.store.ledger import RunStatus
 
     assert RUN_STATUSES == tuple(s.value for s in RunStatus)
 

@@ -10,8 +10,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import display
-from ..scripts import file_sha256
+from ..core.errors import display
+from ..script.loading import file_sha256
 from ._fingerprint import hash_array
 from ._table import DataError, MissingDependency, _ColumnLoader, _require
 

@@ -15,9 +15,9 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ..errors import MLPipelineError
-from ..helper import DataLoader
-from ..utils import ModeKeys
+from ..core.errors import MLPipelineError
+from ..script.helper import DataLoader
+from ..script.utils import ModeKeys
 from ._fingerprint import combine_fingerprints, hash_array, register, registered
 
 # Cells a CSV file or a query leaves empty, as pandas reads them by default.

@@ -3,7 +3,7 @@
 Spawning a version's child costs an interpreter start and mlpipeline's
 imports, ~70 ms, each time. The fork server is one process, started by the
 local executor at its first version, that has imported mlpipeline's child side
-(``mlpipeline.child`` and what it needs before the user's script) and nothing
+(``mlpipeline.script.child`` and what it needs before the user's script) and nothing
 of the user's. For each version it forks a child, which then becomes what a
 spawned child would be: its own process group, the version's
 stdout/stderr and event pipes, current folder and full environment, fresh
@@ -43,22 +43,25 @@ import select
 import signal
 import socket
 import sys
+import threading
+import time
 from typing import Any, Dict, List, Optional, Tuple
 
-from ..procs import MARK_PROJECT, MARK_RUN, MARK_VERSION
+from ..core.timings import timings
+from ..proc.spawn import spawn
+from ..proc.system import MARK_PROJECT, MARK_RUN, MARK_VERSION
 
 # Started as `python -c SERVER_MAIN RUNNER_PID SOCKET_FD CWD TITLE_SLOT`: the first entry of sys.path (the current
 # folder) goes, as in local.CHILD_MAIN, so the two interpreters see the same sys.path.
-SERVER_MAIN = "import sys; del sys.path[0]; from mlpipeline.execution.forkserver import serve; serve(sys.argv[1:])"
+SERVER_MAIN = "import sys; del sys.path[0]; from mlpipeline.execution.forkserver_main import serve; serve(sys.argv[1:])"
 # What a version's child imports before the user's script; the server imports it once for all of them.
-PRELOAD = ("mlpipeline.child", "mlpipeline._packages", "mlpipeline.scripts", "mlpipeline.execute", "mlpipeline.specs",
+PRELOAD = ("mlpipeline.script.child", "mlpipeline.script.packages", "mlpipeline.script.loading", "mlpipeline.script.execute",
+           "mlpipeline.script.specs",
            "mlpipeline.helper", "mlpipeline.utils", "ctypes", "resource")
 MARKS = (MARK_RUN, MARK_VERSION, MARK_PROJECT)
 MARK_SLOT = 128       # bytes reserved in the server's environment for each marker's value
 TITLE_SLOT = 512      # bytes reserved in its command line for a child's title (script and version)
 MAX_MESSAGE = 200_000  # a request larger than this (a huge environment) is spawned instead
-START_TIMEOUT = 30.0  # seconds the server may take to import mlpipeline's child side
-REPLY_TIMEOUT = 10.0  # seconds a fork may take
 # Where a child writes its markers and title: (address, slot length) per marker, and the title's address.
 _Marks = Tuple[Dict[str, Tuple[int, int]], Optional[int]]
 # What a prepared child holds for its version: where its markers go, and the fd its event reporter writes to.
@@ -80,28 +83,6 @@ def _startup_settings(env: Dict[str, str]) -> Dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(("PYTHON", "LC_")) or k == "LANG"}
 
 
-def _depends_on() -> List[str]:
-    """What this interpreter's state was read from and a later install changes: the site-packages
-    folders (a package or a ``.pth`` file added or removed there), their ``.pth`` files (``pip
-    install -e``), and the files of every module imported from outside the standard library
-    (mlpipeline itself: an upgrade)."""
-    import site
-
-    folders = [*site.getsitepackages(), site.getusersitepackages()]
-    found = list(folders)
-    for folder in folders:
-        try:
-            found += sorted(os.path.join(folder, n) for n in os.listdir(folder) if n.endswith(".pth"))
-        except OSError:
-            pass
-    stdlib = os.path.dirname(os.__file__)  # (sysconfig would import a module of its own here)
-    for module in list(sys.modules.values()):
-        path = getattr(module, "__file__", None)
-        if path and not path.startswith(stdlib):
-            found.append(path)
-    return found
-
-
 def stamp(paths: List[str]) -> List[Any]:
     """Each path's modification time and size (None for a path that is not there)."""
     stamped: List[Any] = []
@@ -121,10 +102,15 @@ class ForkServer:
     """A started fork server, seen from the executor: ask it to fork a version,
     learn its children's exit statuses. One per executor; not thread-safe."""
 
-    def __init__(self, cwd: Optional[str]):
-        import subprocess
-
+    def __init__(self, cwd: Optional[str], preload: Tuple[str, ...] = (), wait: bool = True):
+        """Start a server in ``cwd``. ``preload``: third-party modules it imports before it forks
+        anything (a warm parent for one set of a script's imports); then ``wait=False`` returns at
+        once and ``ready()`` says when it can fork."""
         self.cwd = os.path.abspath(cwd or os.getcwd())
+        self.preload = tuple(preload)
+        self._lock = threading.RLock()  # the executor's loop and the describe threads share a server
+        self._ready = False
+        self.unsafe: Optional[str] = None  # why a warm parent may not fork (a thread, a CUDA context)
         self.env = {**os.environ, "PYTHONUNBUFFERED": "1", **{name: "_" * MARK_SLOT for name in MARKS}}
         self._settings = _startup_settings(self.env)
         self.failure: Optional[str] = None
@@ -134,31 +120,55 @@ class ForkServer:
         self._next_id = 1
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self.sock = ours
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-c", SERVER_MAIN, str(os.getpid()), str(theirs.fileno()), self.cwd, "_" * TITLE_SLOT],
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, pass_fds=(theirs.fileno(),),
-                start_new_session=True, cwd=self.cwd, env=self.env)
+        try:  # (its marks are slots its children fill in: it carries none of its own)
+            self.proc = spawn(SERVER_MAIN, [str(os.getpid()), str(theirs.fileno()), self.cwd, ",".join(self.preload),
+                                            "_" * TITLE_SLOT],
+                              cwd=self.cwd, env=self.env, marked=False, stderr=None,
+                              pass_fds=(theirs.fileno(),)).proc
         except BaseException:
             ours.close()
             raise
         finally:
             theirs.close()
         self.pid = self.proc.pid
-        try:
-            got = self._receive_until(lambda message: "ready" in message, START_TIMEOUT)
-            if got is None:
-                raise self._fail(f"the fork server did not start within {START_TIMEOUT:g} s")
-        except ForkServerError:
-            self.close()
-            raise
-        self._watched: List[str] = list(got[0].get("watch") or [])
-        self._stamp = stamp(self._watched)
+        self._started = time.monotonic()
+        self._watched: List[str] = []
+        self._stamp: List[Any] = []
+        if wait:
+            try:
+                got = self._receive_until(lambda message: "ready" in message, timings().fork_start)
+                if got is None:
+                    raise self._fail(f"the fork server did not start within {timings().fork_start:g} s")
+            except ForkServerError:
+                self.close()
+                raise
+
+    def ready(self, limit: Optional[float] = None) -> Optional[bool]:
+        """Without waiting: True once it can fork, None while it imports, False when it failed,
+        took longer than ``limit`` seconds (default ``timings().fork_start``) or may not fork
+        (``unsafe``)."""
+        with self._lock:
+            if self._ready:
+                return self.unsafe is None
+            try:
+                self._receive(0.0)
+            except ForkServerError:
+                return False
+            if self._ready:
+                return self.unsafe is None
+            if time.monotonic() - self._started > (timings().fork_start if limit is None else limit):
+                self._fail(f"it did not finish its imports within {limit or timings().fork_start:g} s")
+                return False
+            return None
 
     def stale(self) -> Optional[str]:
         """What changed since the server started that a version it forks would miss (a package
         installed or upgraded, a ``.pth`` file added: mlpipeline too), or None. A fresh server
         (or a spawned child) reads it; this one does not."""
+        with self._lock:
+            return self._stale()
+
+    def _stale(self) -> Optional[str]:
         now = stamp(self._watched)
         if now == self._stamp:
             return None
@@ -191,11 +201,18 @@ class ForkServer:
 
     def fork(self, argv: List[str], env: Dict[str, str], cwd: Optional[str], out_fd: int, event_fd: int,
              marks: Dict[str, str], title: str) -> Tuple[int, Optional[int]]:
-        """Fork a version's child that runs ``mlpipeline.child`` with ``argv``;
+        """Fork a version's child that runs ``mlpipeline.script.child`` with ``argv``;
         returns its pid and a pidfd for it (None where the kernel has none).
         By then the child leads its own process group and dies with the server.
         Raises ``ForkServerError`` (the server is then given up), or ValueError
         for a request too large to send (spawn that one)."""
+        with self._lock:
+            return self._fork(argv, env, cwd, out_fd, event_fd, marks, title)
+
+    def _fork(self, argv: List[str], env: Dict[str, str], cwd: Optional[str], out_fd: int, event_fd: int,
+              marks: Dict[str, str], title: str) -> Tuple[int, Optional[int]]:
+        if not self._ready:
+            raise ForkServerError(self.failure or "the fork server is still starting")
         request_id = self._next_id
         self._next_id += 1
         data = json.dumps({"fork": request_id, "argv": argv, "env": env, "cwd": cwd or self.cwd, "marks": marks,
@@ -206,9 +223,9 @@ class ForkServer:
             socket.send_fds(self.sock, [data], [out_fd, event_fd])
         except OSError as exc:
             raise self._fail(f"the fork server stopped taking requests ({exc})") from None
-        got = self._receive_until(lambda message: message.get("forked") == request_id, REPLY_TIMEOUT)
+        got = self._receive_until(lambda message: message.get("forked") == request_id, timings().fork_reply)
         if got is None:
-            raise self._fail(f"the fork server did not answer within {REPLY_TIMEOUT:g} s")
+            raise self._fail(f"the fork server did not answer within {timings().fork_reply:g} s")
         reply, fds = got
         if "pid" not in reply:
             for fd in fds:
@@ -219,35 +236,50 @@ class ForkServer:
 
     def drain(self) -> None:
         """Read what the server has said, without waiting."""
-        try:
-            self._receive(0.0)
-        except ForkServerError:
-            pass
+        with self._lock:
+            try:
+                while self._receive(0.0) is not None:
+                    pass
+            except ForkServerError:
+                pass
 
     def returncode(self, pid: int) -> Optional[int]:
         """The exit code of a child (negative: the signal that ended it), as
         ``Popen.returncode``; None while it runs."""
-        self.drain()
-        status = self._statuses.pop(pid, None)
-        return None if status is None else os.waitstatus_to_exitcode(status)
+        with self._lock:
+            self.drain()
+            status = self._statuses.pop(pid, None)
+            return None if status is None else os.waitstatus_to_exitcode(status)
 
     def forget(self, pid: int) -> None:
         """Drop ``pid``'s exit report, now or when it comes: nobody will ask for it."""
-        self._statuses.pop(pid, None)
-        if pid in self._forked:
-            self._forgotten.add(pid)
+        with self._lock:
+            self._statuses.pop(pid, None)
+            if pid in self._forked:
+                self._forgotten.add(pid)
 
     def wait(self, pid: int, timeout: Optional[float]) -> Optional[int]:
-        """Wait up to ``timeout`` seconds (None: for ever) for ``pid``'s exit code."""
-        if pid not in self._statuses:
-            try:
-                self._receive_until(lambda message: message.get("exited") == pid, timeout)
-            except ForkServerError:
-                pass
-        return self.returncode(pid)
+        """Wait up to ``timeout`` seconds (None: for ever) for ``pid``'s exit code; another
+        thread may use the server meanwhile (the wait holds its lock a slice at a time)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            with self._lock:
+                if pid in self._statuses or self.failure is not None:
+                    return self.returncode(pid)
+                left = 0.05 if deadline is None else min(0.05, deadline - time.monotonic())
+                if left <= 0:
+                    return None
+                try:
+                    self._receive(left)
+                except ForkServerError:
+                    pass
 
     def close(self) -> None:
         """Stop the server (the executor has ended the versions it forked)."""
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
         self.sock.close()
         try:
             self.proc.wait(2.0)
@@ -290,6 +322,11 @@ class ForkServer:
             code = self.proc.poll()
             raise self._fail("the fork server died" + (f" (exit code {code})" if code is not None else ""))
         message = json.loads(data)
+        if "ready" in message:
+            self._ready = True
+            self.unsafe = message.get("unsafe")
+            self._watched = list(message.get("watch") or [])
+            self._stamp = stamp(self._watched)
         if "exited" in message:
             pid = message["exited"]
             self._forked.discard(pid)
@@ -301,8 +338,6 @@ class ForkServer:
 
     def _receive_until(self, wanted: Any, timeout: Optional[float]) -> Optional[Tuple[Dict[str, Any], List[int]]]:
         """The first message ``wanted`` accepts (None if none came within ``timeout``)."""
-        import time
-
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             left = None if deadline is None else max(0.0, deadline - time.monotonic())
@@ -349,314 +384,3 @@ class ForkedProcess:
         if self.returncode is None:
             raise subprocess.TimeoutExpired(f"version child {self.pid}", timeout or 0.0)
         return self.returncode
-
-
-# -- the server's side -------------------------------------------------------
-
-
-def serve(argv: List[str]) -> None:
-    """The server process: import the child side, then fork a child per request
-    and report each one's exit, until the executor closes its socket or the
-    runner dies. A request is handed to the spare, forked and set up ahead
-    of it; the next spare is forked once the reply is sent."""
-    import importlib
-
-    from ..child import _die_with_parent
-
-    runner = int(argv[0])
-    sock = socket.socket(fileno=int(argv[1]))
-    _die_with_parent(runner)
-    for name in PRELOAD:
-        importlib.import_module(name)
-    defaults: Dict[int, Any] = {signal.SIGCHLD: signal.getsignal(signal.SIGCHLD)}
-    wake_r, wake_w = os.pipe()
-    os.set_blocking(wake_r, False)
-    os.set_blocking(wake_w, False)
-    signal.set_wakeup_fd(wake_w)
-    signal.signal(signal.SIGCHLD, lambda signum, frame: None)
-    server_fds = [sock.fileno(), wake_r, wake_w]
-    sock.send(json.dumps({"ready": os.getpid(), "watch": _depends_on()}).encode())
-    spare: Optional[_Spare] = None
-    try:
-        spare = _fork_spare(defaults, server_fds)
-        while os.getppid() == runner:
-            readable = select.select([sock.fileno(), wake_r], [], [], 1.0)[0]
-            if wake_r in readable:
-                while _read_nonblocking(wake_r):
-                    pass
-            if _reap(sock, spare) and spare is not None:
-                spare.close()  # it died unassigned: the next request is forked directly
-                spare = None
-            if sock.fileno() in readable:
-                data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
-                if not data:
-                    break  # the executor closed: its versions are ended already
-                request = json.loads(data)
-                if spare is None or len(fds) != 2:
-                    _fork(sock, request, fds, defaults, server_fds)
-                    if spare is not None:
-                        continue
-                elif not spare.assign(sock, request, data, fds):
-                    _fork(sock, request, fds, defaults, server_fds)  # it died: fork this one directly
-                if spare is not None:
-                    spare.end()  # it is a version now, or it is killed and reaped here (never reported)
-                spare = _fork_spare(defaults, server_fds)  # after the reply: off the version's path
-    finally:
-        if spare is not None:
-            spare.end()
-        os._exit(0)
-
-
-class _Spare:
-    """A child forked ahead of the next request and set up as far as no
-    version decides (``_prepare``), blocked on a socket of its own until the
-    server hands it a request and the version's pipes. Unassigned, it is no
-    version: its exit is never reported, and it ends with the server."""
-
-    def __init__(self, pid: int, sock: socket.socket):
-        self.pid, self.sock = pid, sock
-        try:
-            self.pid_fd: Optional[int] = os.pidfd_open(pid)
-        except (AttributeError, OSError):
-            self.pid_fd = None
-        self.assigned = False
-
-    def assign(self, sock: socket.socket, request: Dict[str, Any], data: bytes, fds: List[int]) -> bool:
-        """Hand it the request and the version's two pipes; answer the executor
-        with its pid (and pidfd). False, the fds untouched, when it cannot take it (it died)."""
-        try:
-            socket.send_fds(self.sock, [data], fds)
-        except OSError:
-            return False
-        self.assigned = True
-        for fd in fds:
-            os.close(fd)
-        try:  # it does the same: whichever comes first, its group exists before anyone hears of its pid
-            os.setpgid(self.pid, self.pid)
-        except OSError:
-            pass
-        socket.send_fds(sock, [json.dumps({"forked": request["fork"], "pid": self.pid}).encode()],
-                        [self.pid_fd] if self.pid_fd is not None else [])
-        return True
-
-    def close(self) -> None:
-        """Drop the server's hold on it (it runs on, as a version, if assigned)."""
-        self.sock.close()
-        if self.pid_fd is not None:
-            os.close(self.pid_fd)
-            self.pid_fd = None
-
-    def end(self) -> None:
-        """Kill it and wait for it, unless it became a version."""
-        if not self.assigned:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-                os.waitpid(self.pid, 0)
-            except OSError:
-                pass
-        self.close()
-
-
-def _fork_spare(defaults: Dict[int, Any], server_fds: List[int]) -> Optional[_Spare]:
-    """Fork the next spare (None when it cannot be forked: requests are forked directly)."""
-    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    server = os.getpid()
-    try:
-        pid = os.fork()
-    except OSError:
-        ours.close()
-        theirs.close()
-        return None
-    if pid == 0:
-        code = 70
-        try:
-            os.close(ours.fileno())
-            code = _wait_as_spare(theirs, server, defaults, server_fds)
-        finally:
-            os._exit(code)
-    theirs.close()
-    return _Spare(pid, ours)
-
-
-def _wait_as_spare(sock: socket.socket, server: int, defaults: Dict[int, Any], server_fds: List[int]) -> int:
-    """In a spare: set up, wait for a request, then become its version."""
-    slots = _prepare(server, defaults, server_fds, keep=[sock.fileno()])
-    try:
-        data, fds, _, _ = socket.recv_fds(sock, 1 << 20, 2)
-    except OSError:
-        return 0
-    sock.close()
-    if not data or len(fds) != 2:
-        return 0  # the server closed, or never meant it: no version ran
-    return _become_version(json.loads(data), fds[0], fds[1], slots)
-
-
-def _read_nonblocking(fd: int) -> bytes:
-    try:
-        return os.read(fd, 4096)
-    except BlockingIOError:
-        return b""
-
-
-def _reap(sock: socket.socket, spare: Optional[_Spare]) -> bool:
-    """Report each exited child, the unassigned spare excepted; whether that one exited."""
-    spare_died = False
-    while True:
-        try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return spare_died
-        if not pid:
-            return spare_died
-        if spare is not None and pid == spare.pid and not spare.assigned:
-            spare_died = True
-            continue
-        sock.send(json.dumps({"exited": pid, "status": status}).encode())
-
-
-def _fork(sock: socket.socket, request: Dict[str, Any], fds: List[int], defaults: Dict[int, Any],
-          server_fds: List[int]) -> None:
-    """Fork one version's child without a spare; answer with its pid (and a
-    pidfd for it). By then it leads its own process group; it dies with this server."""
-    if len(fds) != 2:
-        for fd in fds:
-            os.close(fd)
-        sock.send(json.dumps({"forked": request.get("fork"), "error": "expected two pipes"}).encode())
-        return
-    server = os.getpid()
-    try:
-        pid = os.fork()
-    except OSError as exc:
-        for fd in fds:
-            os.close(fd)
-        sock.send(json.dumps({"forked": request["fork"], "error": str(exc)}).encode())
-        return
-    if pid == 0:
-        code = 70
-        try:
-            slots = _prepare(server, defaults, server_fds, keep=fds)
-            code = _become_version(request, fds[0], fds[1], slots)
-        finally:
-            os._exit(code)
-    try:  # the child does the same: whichever comes first, its group exists before anyone hears of its pid
-        os.setpgid(pid, pid)
-    except OSError:
-        pass
-    for fd in fds:
-        os.close(fd)
-    try:
-        pid_fd: Optional[int] = os.pidfd_open(pid)  # before it is reaped: this pid cannot be another's yet
-    except (AttributeError, OSError):
-        pid_fd = None
-    try:
-        socket.send_fds(sock, [json.dumps({"forked": request["fork"], "pid": pid}).encode()],
-                        [pid_fd] if pid_fd is not None else [])
-    finally:
-        if pid_fd is not None:
-            os.close(pid_fd)
-
-
-def _prepare(server: int, defaults: Dict[int, Any], server_fds: List[int], keep: List[int]) -> _Slots:
-    """In a freshly forked child, what no version decides: its own process group
-    (pgid == pid, in the server's session, which has no terminal: what
-    start_new_session gives a spawned child, less a session id of its own),
-    death with the server, default signal handlers, none of the server's
-    descriptors but ``keep``, its event reporter started on a stand-in pipe;
-    returns where its markers and title go, and that pipe's fd."""
-    from .. import child
-
-    os.setpgid(0, 0)
-    child.watch_parent(server)  # and if the server is already gone, leave
-    signal.set_wakeup_fd(-1)
-    for signum, handler in defaults.items():
-        signal.signal(signum, handler)
-    for fd in server_fds:
-        os.close(fd)
-    for fd in _open_fds():
-        if fd > 2 and fd not in keep and fd not in server_fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-    return _marks(), child.prepare_reporter()
-
-
-def _become_version(request: Dict[str, Any], out_fd: int, event_fd: int, slots: _Slots) -> int:
-    """In a prepared child: become the request's version (what a spawned
-    version's child would be), then run it."""
-    import random
-
-    from .. import child
-
-    os.setpgid(0, 0)  # done already; cheap, and the pid is now a version's
-    marks_at, events_at = slots
-    os.dup2(out_fd, 1)
-    os.dup2(out_fd, 2)
-    os.dup2(event_fd, events_at)  # over the stand-in its reporter writes to
-    for fd in (out_fd, event_fd):
-        if fd not in (1, 2, events_at):
-            os.close(fd)
-    os.chdir(request["cwd"])
-    env = request["env"]  # the whole environment, as spawning gives it; only what differs is touched (faster)
-    for name in [name for name in os.environ if name not in env]:
-        del os.environ[name]
-    for name, value in env.items():
-        if os.environ.get(name) != value:
-            os.environ[name] = value
-    _mark(marks_at, request.get("marks") or {}, request.get("title") or "")
-    random.seed(os.urandom(32))  # never the server's state, nor another spare's
-    argv = [*request["argv"], str(events_at)]
-    sys.argv = ["-c", *argv]
-    child.run_forked(argv)
-    return 70  # not reached: run_forked leaves through os._exit
-
-
-def _open_fds() -> List[int]:
-    try:
-        return sorted(int(name) for name in os.listdir("/proc/self/fd"))
-    except OSError:
-        return list(range(3, 256))
-
-
-def _marks() -> _Marks:
-    """Where this process's environment block and command line hold the
-    marker and title slots (the server's, inherited), found once per child
-    before its version is known."""
-    marks: Dict[str, Tuple[int, int]] = {}
-    try:
-        with open("/proc/self/stat", "rb") as handle:
-            fields = handle.read().rsplit(b")", 1)[-1].split()
-        arg_start, env_start = int(fields[45]), int(fields[47])  # fields 48 and 50 of proc(5)
-        with open("/proc/self/environ", "rb") as handle:
-            block = handle.read()
-        for name in MARKS:
-            slot = f"{name}={'_' * MARK_SLOT}".encode()
-            at = (b"\0" + block).find(b"\0" + slot + b"\0")  # the offset in block, thanks to the added \0
-            if at >= 0:
-                marks[name] = (env_start + at, len(slot))
-        with open("/proc/self/cmdline", "rb") as handle:
-            line = handle.read()
-        at = line.find(b"_" * TITLE_SLOT)
-        return marks, (arg_start + at if at >= 0 else None)
-    except (OSError, ValueError, IndexError):
-        return marks, None
-
-
-def _mark(slots: _Marks, marks: Dict[str, str], title: str) -> None:
-    """Write this child's markers and title over the slots the server's
-    environment block and command line hold for them, where
-    ``/proc/PID/environ`` and ``/proc/PID/cmdline`` read them (``os.environ``
-    changes only the process's copy, which /proc does not show)."""
-    try:
-        import ctypes
-
-        where, title_at = slots
-        for name, (address, size) in where.items():
-            value = marks.get(name)
-            data = (f"{name}={value}".encode() if value else b"").ljust(size, b"\0")
-            ctypes.memmove(address, data, size)
-        if title_at is not None and title:
-            data = title.encode()[:TITLE_SLOT - 1].ljust(TITLE_SLOT, b"\0")
-            ctypes.memmove(title_at, data, len(data))
-    except (OSError, ValueError, AttributeError):
-        pass  # no /proc: the markers are in os.environ only, so what the version starts still carries them

@@ -10,11 +10,12 @@ import logging
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
-from .. import _report
-from ..errors import ScriptError
-from ..lifecycle import Job, MetricRow, Outcome, RunStatus, Sink
-from ..procs import MARK_RUN, Alarm, VersionTimeout, kill_marked, working_dir
-from .base import Finished
+from ..script import report as _report
+from ..core.lifecycle import Job, MetricRow, Outcome, RunStatus, Sink
+from ..proc.outcome import failure
+from ..proc.protocol import output_row
+from ..proc.system import MARK_RUN, Alarm, VersionTimeout, kill_marked, working_dir
+from ..core.lifecycle import Ended
 
 
 class _SinkReporter(_report.Reporter):
@@ -31,7 +32,10 @@ class _SinkReporter(_report.Reporter):
         self.sink.metrics([row])
 
     def output(self, record: Dict[str, Any]) -> None:
-        self.sink.output(record)
+        row = output_row(record)  # checked as a child's event is (proc.protocol)
+        if row is None:
+            raise ValueError(f"save_output sent a record the runner cannot index: {record!r:.200}")
+        self.sink.output(row)
 
     def data(self, fingerprint: str) -> None:
         self.sink.data(fingerprint)
@@ -46,7 +50,7 @@ class InProcessExecutor:
         self.cwd = cwd  # the project root: where a child process would run the version
         self._loaded: Dict[str, Any] = {}
         self._pending: Optional[Tuple[int, Job, Sink]] = None
-        self._cancelled: List[Finished] = []
+        self._cancelled: List[Ended] = []
         self._next_ticket = 1
 
     def capacity(self) -> int:
@@ -71,14 +75,14 @@ class InProcessExecutor:
         self._pending = None
 
     def _load(self, path: str) -> Any:
-        from ..scripts import file_sha256, load_module
+        from ..script.loading import file_sha256, load_module
 
         key = f"{path}:{file_sha256(path)}"
         if key not in self._loaded:
             self._loaded[key] = load_module(path)
         return self._loaded[key]
 
-    def poll(self, timeout: float) -> List[Finished]:
+    def poll(self, timeout: float) -> List[Ended]:
         finished, self._cancelled = self._cancelled, []
         if self._pending is not None:
             ticket, job, sink = self._pending
@@ -89,11 +93,10 @@ class InProcessExecutor:
         return finished
 
     def _run(self, job: Job, sink: Sink) -> Outcome:
-        from ..child import user_traceback
-        from ..execute import run_version
-        from ..scripts import get_model
-        from ..specs import version_for
-        from .._packages import imported_packages
+        from ..script.execute import run_version
+        from ..script.loading import get_model
+        from ..script.specs import version_for
+        from ..script.packages import imported_packages
 
         spec = job.spec
         previous = _report.install(_SinkReporter(sink))
@@ -109,18 +112,11 @@ class InProcessExecutor:
                 result = run_version(model, version, spec.script, job.model_dir, job.exec_mode,
                                      source=getattr(module, "__mlpipeline_source__", None), run_dir=job.run_dir)
             return Outcome(RunStatus.SUCCEEDED, result=result.to_json(), packages=imported_packages())
-        except VersionTimeout as exc:
-            return Outcome(RunStatus.TIMEOUT, error=f"timed out after {job.timeout:g} s (the version's timeout); "
-                                                    f"it was stopped inside this process",
-                           traceback=user_traceback(exc), packages=imported_packages())
-        except ScriptError as exc:
-            return Outcome(RunStatus.FAILED, error=str(exc), traceback=exc.details, script_error=True)
-        except SystemExit as exc:  # a hook that calls sys.exit() must not end the whole session quietly
-            return Outcome(RunStatus.FAILED, error=f"the version called sys.exit({exc.code!r}) before finishing",
-                           traceback=user_traceback(exc), packages=imported_packages())
-        except Exception as exc:  # noqa: BLE001 - a failing version is an outcome, not a crash
-            return Outcome(RunStatus.FAILED, error=f"{type(exc).__name__}: {exc}",
-                           traceback=user_traceback(exc), packages=imported_packages())
+        except (VersionTimeout, SystemExit, Exception) as exc:  # noqa: BLE001 - a failing version is an outcome
+            # (a hook that calls sys.exit() must not end the whole session quietly; Ctrl+C still does)
+            failed = failure(exc, timeout=job.timeout)
+            return Outcome(failed.status, error=failed.error, traceback=failed.traceback,
+                           script_error=failed.kind == "script", packages=imported_packages())
         finally:
             _report.install(previous)
             if before is None:

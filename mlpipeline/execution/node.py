@@ -17,8 +17,8 @@ import tarfile
 import time
 from typing import Any, Dict, Iterator, List, Optional
 
-from ..lifecycle import RunStatus
-from ..procs import MARK_RUN, MARK_VERSION, kill_marked
+from ..core.lifecycle import RunStatus
+from ..proc.system import MARK_RUN, MARK_VERSION, kill_marked
 
 BATCH_EVERY = 0.05        # seconds: how long output and events are gathered before they are sent
 BATCH_BYTES = 1 << 20     # or this much output, whichever comes first
@@ -46,7 +46,7 @@ def run_version(payload: Dict[str, Any], env: Dict[str, str], cwd: Optional[str]
     ``{"out": bytes, "events": [...]}``, then ``{"done": ...}`` with the last of
     them. If the task is cancelled (or the generator closed), the child's whole
     group is killed first."""
-    from .local import ChildRun
+    from .childrun import ChildRun
 
     if env.get(MARK_VERSION):  # an earlier run of this version whose node was lost, not its machine: end what it left
         kill_marked(MARK_VERSION, env[MARK_VERSION])
@@ -179,7 +179,7 @@ def sweep(kind: str, mark: str) -> Dict[str, Any]:
 
 def describe(path: str, cwd: str, timeout: float) -> Dict[str, Any]:
     """Describe a script here (in a child of this node, as the runner would)."""
-    from ..describe import Describer
+    from ..plan.describe import Describer
 
     with Describer(cwd, lambda key: None, lambda key, entry: None, timeout=timeout) as describer:
         return describer.describe_now(path).to_entry()

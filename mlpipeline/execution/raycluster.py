@@ -19,15 +19,17 @@ import socket
 import time
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
-from ..errors import MLPipelineError, UsageError
-from ..lifecycle import Job, Outcome, RunStatus, Sink
-from ..procs import MARK_PROJECT, MARK_RUN
+from ..core.timings import timings
+from ..core.errors import MLPipelineError, UsageError
+from ..core.lifecycle import Job, Outcome, RunStatus, Sink
+from ..proc.system import MARK_PROJECT, MARK_RUN
 from . import node
-from .base import Finished
-from .local import _event_handler, child_env, open_output, project_mark
+from ..core.lifecycle import Ended
+from ..proc.protocol import deliver
+from ..proc.system import project_mark
+from .childrun import child_env, open_output
 
 log = logging.getLogger(__name__)
-CANCEL_GRACE = 5.0     # seconds a cancelled task has to end its child before it is force-killed
 RESIZE_EVERY = 5.0     # seconds between looks at what the cluster holds (and whether its GCS answers)
 PROBE_TIMEOUT = 3.0    # seconds an address given with --ray-address has to answer before Ray's minutes of retries
 GCS_TIMEOUT = 2.0      # seconds one look at the cluster's nodes may take
@@ -149,7 +151,7 @@ def _shown(resources: Dict[str, float]) -> str:
 class _Task:
     def __init__(self, gen: Any, sink: Sink, capture: Callable[[bytes], None], log_file: Any, job: Job, mark: str):
         self.gen, self.sink, self.capture, self.log_file, self.job, self.mark = gen, sink, capture, log_file, job, mark
-        self.on_event = _event_handler(sink)
+        self.on_event = lambda event: deliver(event, sink)
         self.node_id: Optional[str] = None
         self.host: Optional[str] = None
         self.done: Optional[Outcome] = None
@@ -294,7 +296,7 @@ class RayExecutor:
         self._tasks[ticket] = _Task(gen, sink, capture, log_file, job, env[MARK_RUN])
         return ticket
 
-    def poll(self, timeout: float) -> List[Finished]:
+    def poll(self, timeout: float) -> List[Ended]:
         self._look()
         if not self._tasks:
             return []
@@ -310,14 +312,14 @@ class RayExecutor:
             has_news: Optional[set] = {id(gen) for gen in ready}  # an item, the end of the stream, or its error
         except Exception:  # noqa: BLE001 - a generator that already failed: read them all below
             has_news = None
-        finished: List[Finished] = []
+        finished: List[Ended] = []
         now = self.clock()
         for ticket, task in list(self._tasks.items()):
             outcome = None
             if has_news is None or id(task.gen) in has_news:
                 outcome = self._drain(task, ready=has_news is not None)
             if outcome is None and task.cancelled_at is not None and not task.forced \
-                    and now - task.cancelled_at > CANCEL_GRACE:
+                    and now - task.cancelled_at > timings().cancel_grace:
                 self._force(task)
             if outcome is None:
                 continue
@@ -437,7 +439,7 @@ class RayExecutor:
                 self._ray.cancel(task.gen, force=False)
             except Exception:  # noqa: BLE001
                 pass
-        deadline = time.monotonic() + CANCEL_GRACE
+        deadline = time.monotonic() + timings().cancel_grace
         for task in tasks:
             try:
                 self._ray.wait([task.gen], timeout=max(0.0, deadline - time.monotonic()))
@@ -485,13 +487,13 @@ def ray_describer(cwd: str, cache_get: Callable[[str], Optional[dict]], cache_pu
     some node), so the runner's machine needs none of the scripts' frameworks."""
     import ray
 
-    from ..describe import Described, Describer, _Finished, cache_key
-    from ..errors import ScriptError, display
+    from ..plan.describe import Described, Describer, DescribeResult, cache_key
+    from ..core.errors import ScriptError, display
 
     remote = ray.remote(node.describe).options(num_cpus=0, max_retries=0)
 
     class RayDescriber(Describer):
-        def _describe(self, path: str, sha: str) -> Optional[_Finished]:
+        def _describe(self, path: str, sha: str) -> Optional[DescribeResult]:
             if self._closed:
                 return None
             ref = remote.remote(path, self.cwd, self.timeout)
@@ -501,9 +503,9 @@ def ray_describer(cwd: str, cache_get: Callable[[str], Optional[dict]], cache_pu
                 ray.cancel(ref, force=True)
                 error = ScriptError(f"{display(path)}: describing it on the Ray cluster failed: "
                                     f"{type(exc).__name__}: {str(exc).strip().splitlines()[:1] or ''}")
-                return _Finished(path, cache_key(path, sha), Described(error=error), persist=False)
+                return DescribeResult(path, cache_key(path, sha), Described(error=error), persist=False)
             described = Described.from_entry(entry)
             loaded = described.info.sha256 if described.info is not None else sha
-            return _Finished(path, cache_key(path, loaded or sha), described, persist=True)
+            return DescribeResult(path, cache_key(path, loaded or sha), described, persist=True)
 
     return RayDescriber(cwd, cache_get, cache_put, timeout=timeout)

@@ -139,9 +139,9 @@ def _tojson(value: Any) -> str:
     ``&`` escaped so no string can close the element."""
     from markupsafe import Markup
 
-    from ..render import json_safe
+    from ..core.jsonable import jsonable
 
-    text = json.dumps(json_safe(value), default=str, allow_nan=False)
+    text = json.dumps(jsonable(value), default=str, allow_nan=False)
     return Markup(text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
 
 

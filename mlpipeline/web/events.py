@@ -11,10 +11,11 @@ import logging
 import time
 from typing import Any, Dict, List, Optional, Set, Tuple
 
-from ..errors import MLPipelineError
-from ..liveness import Liveness
-from ..reader import Reader
-from ..status import project_status
+from ..core.errors import MLPipelineError
+from ..core.lifecycle import RunStatus
+from ..store.liveness import Liveness
+from ..store.reader import Reader
+from ..read.status import project_status
 from .state import Dashboard, Signature, ledger_signature
 
 log = logging.getLogger(__name__)
@@ -118,13 +119,13 @@ class Events:
                 return changes
             self._reader = Reader(self.dash.ledger_path)
             self._signature = ledger_signature(self.dash.ledger_path, self._reader.immutable)
-        conn = self._reader.conn
-        version = conn.execute("PRAGMA data_version").fetchone()[0]
+        reader = self._reader
+        version = reader.data_version()
         if version == self._data_version and now - self._looked_at < REDERIVE:
             return []
         self._data_version, self._looked_at = version, now
-        liveness = Liveness(conn, now=now)
-        runs = self._changed_runs(conn, liveness)
+        liveness = Liveness(reader, now=now)
+        runs = self._changed_runs(reader, liveness)
         if runs:
             changes.append(("runs", {"runs": runs}))
         state = project_status(self.dash.project, self._reader, now=now)
@@ -137,18 +138,17 @@ class Events:
             changes.append(("queue", state))
         return changes
 
-    def _changed_runs(self, conn: Any, liveness: Liveness) -> List[Dict[str, Any]]:
+    def _changed_runs(self, reader: Reader, liveness: Liveness) -> List[Dict[str, Any]]:
         if self._max_id is None and self._all_news:  # a ledger the pages have not seen: every run is news
             self._max_id = 0
         if self._max_id is None:  # the first look: only what is live now is watched
-            self._max_id = conn.execute("SELECT COALESCE(MAX(id), 0) FROM runs").fetchone()[0]
-            for row in conn.execute("SELECT * FROM runs WHERE status IN ('running', 'queued')"):
+            self._max_id = reader.max_run_id()
+            for row in reader.unfinished_runs():
                 self._watched[row["id"]] = liveness.derive(row)["status"]
             return []
-        rows = conn.execute("SELECT * FROM runs WHERE id > ? ORDER BY id", (self._max_id,)).fetchall()
+        rows = reader.runs_after(self._max_id)
         if self._watched:
-            marks = ",".join("?" * len(self._watched))
-            rows += conn.execute(f"SELECT * FROM runs WHERE id IN ({marks})", tuple(self._watched)).fetchall()
+            rows += reader.runs(sorted(self._watched))
         changed = []
         for row in rows:
             derived = liveness.derive(row)
@@ -158,7 +158,7 @@ class Events:
                 continue
             changed.append({"id": row["id"], "script": row["script"], "version": row["version"],
                             "mode": row["mode"], "status": status})
-            if status in ("running", "queued"):
+            if not RunStatus(status).finished:
                 self._watched[row["id"]] = status
             else:
                 self._watched.pop(row["id"], None)

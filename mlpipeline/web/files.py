@@ -10,8 +10,8 @@ import tempfile
 import zipfile
 from typing import IO, Any, Dict, Iterator, List, Optional, cast
 
-from ..config import Project
-from ..errors import UsageError
+from ..plan.config import Project
+from ..core.errors import UsageError
 from .guard import inside
 
 SCRIPT_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\.py")
@@ -117,7 +117,7 @@ def save_script(project: Project, name: str, data: bytes, replace: bool, timeout
     it: the project root) from a folder of its own inside models_dir; if it
     loads and defines versions, move it into models_dir. Nothing of it ever
     runs in this process."""
-    from ..describe import Describer
+    from ..plan.describe import Describer
 
     target = os.path.join(project.models_dir, name)
     if os.path.exists(target) and not replace:

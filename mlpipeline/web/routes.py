@@ -13,14 +13,16 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from ..errors import LedgerError, MLPipelineError, UsageError
-from ..queries import compare_detail, count_runs, list_runs, metric_columns, metric_curves, resolve_run, show_run
+from ..core.layout import run_log
+from ..core.errors import LedgerError, MLPipelineError, UsageError
+from ..core.lifecycle import Mode, RunStatus
+from ..read.queries import compare_detail, count_runs, list_runs, metric_columns, metric_curves, resolve_run, show_run
 from .files import (UploadRejected, check_script_upload, list_files, model_dir_of, safe_input_name, save_script,
-                    zip_stream)
+    zip_stream)
 from .guard import Refused, confine
 from .state import Dashboard
 
-RUN_STATUSES = ("queued", "running", "succeeded", "failed", "timeout", "interrupted", "cancelled", "pruned")
+RUN_STATUSES = tuple(status.value for status in RunStatus)
 SORTABLE = ("id", "script", "version", "mode", "status", "started", "duration")
 LOG_CHUNK = 1 << 20
 NO_LEDGER = "no runs recorded yet in this project; start one with mlpipeline -r"
@@ -56,9 +58,9 @@ def _error_json(exc: Exception) -> JSONResponse:
 
 def _json(data: Any, status: int = 200) -> Response:
     """Strict JSON: a non-finite number is null (and a string saying "NaN" stays a string)."""
-    from ..render import json_safe
+    from ..core.jsonable import jsonable
 
-    return Response(json.dumps(json_safe(data), default=str, allow_nan=False), status_code=status,
+    return Response(json.dumps(jsonable(data), default=str, allow_nan=False), status_code=status,
                     media_type="application/json")
 
 
@@ -142,7 +144,7 @@ def runs_page(request: Request) -> Dict[str, Any]:
             return {"empty": NO_LEDGER, "runs": [], "metric_names": [], "scripts": [], "filters": {}, "total": 0,
                     "_template": "runs.html"}
         data = _runs_query(request, ledger)
-        data["scripts"] = [r[0] for r in ledger.conn.execute("SELECT DISTINCT script FROM runs ORDER BY script")]
+        data["scripts"] = ledger.scripts()
         data["known_metrics"] = metric_columns(ledger)
     names: List[str] = []
     for row in data["runs"]:
@@ -165,8 +167,8 @@ def api_runs(request: Request) -> Any:
 
 
 def _run_record(dash: Dashboard, ledger: Any, run_id: str) -> Dict[str, Any]:
-    from ..predict import list_predictions
-    from ..results import load_results
+    from ..run.predict import list_predictions
+    from ..script.results import load_results
 
     record = show_run(_need(ledger), run_id)
     try:
@@ -212,8 +214,8 @@ def api_log(request: Request) -> Any:
     offset = _int(request.query_params.get("offset"), 0, 0, 1 << 60, "offset")
     with _dash(request).reader() as ledger:
         run = resolve_run(_need(ledger), str(request.path_params["run_id"]))
-    running = run["status"] in ("running", "queued")
-    path = os.path.join(run["run_dir"], "output.log") if run["run_dir"] else None
+    running = not RunStatus(run["status"]).finished
+    path = run_log(run["run_dir"]) if run["run_dir"] else None
     if not path or not os.path.isfile(path):
         return {"run": run["id"], "offset": 0, "size": 0, "data": "", "running": running,
                 "missing": "no captured output for this run" if not running else "no output yet"}
@@ -272,8 +274,7 @@ def compare_page(request: Request) -> Dict[str, Any]:
     metric = request.query_params.get("metric") or None
     with _dash(request).reader() as ledger:
         ledger = _need(ledger)
-        scripts = [r[0] for r in ledger.conn.execute(
-            "SELECT DISTINCT script FROM runs WHERE mode = 'run' ORDER BY script")]
+        scripts = ledger.scripts(mode=Mode.RUN)
         detail = compare_detail(ledger, script, metric=metric) if script else None
     return {"scripts": scripts, "script": script, "metric": metric, "detail": detail}
 
@@ -290,8 +291,8 @@ def api_compare(request: Request) -> Any:
 # -- the queue ---------------------------------------------------------------------------------------------------
 
 def queue_state(dash: Dashboard) -> Dict[str, Any]:
-    from ..config import read_queue_config
-    from ..status import project_status
+    from ..plan.config import read_queue_config
+    from ..read.status import project_status
 
     with dash.reader() as ledger:
         state = project_status(dash.project, ledger)
@@ -386,7 +387,7 @@ def _post(handler: Callable[..., Any], slow: bool = False) -> Callable[[Request]
 
 @_post
 async def api_queue(request: Request, run_sync: Any) -> Any:
-    from .. import config_edit
+    from ..plan import config_edit
 
     data = await _body_json(request)
     dash = _dash(request)
@@ -416,7 +417,7 @@ async def api_queue(request: Request, run_sync: Any) -> Any:
 
 
 def _ask(dash: Dashboard, kind: str, ref: Optional[str] = None) -> Dict[str, Any]:
-    from ..status import request as ask
+    from ..read.status import request as ask
 
     with dash.reader() as ledger:
         ledger = _need(ledger)
@@ -468,7 +469,7 @@ api_upload = _post(_api_upload, slow=True)
 
 
 async def _api_predict(request: Request, run_sync: Any) -> Any:
-    from ..predict import run_predict
+    from ..run.predict import run_predict
 
     dash = _dash(request)
     name = safe_input_name(request.query_params.get("name"))

@@ -10,8 +10,8 @@ import socket
 import threading
 from typing import Any, Callable, Iterable, Optional
 
-from ..config import Project
-from ..errors import UsageError
+from ..plan.config import Project
+from ..core.errors import UsageError
 from .guard import allowed_hosts, is_loopback
 
 TOKEN_ENV = "MLPIPELINE_TOKEN"

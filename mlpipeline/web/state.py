@@ -8,9 +8,8 @@ import os
 import threading
 from typing import Iterator, List, Optional, Tuple
 
-from ..config import Project
-from ..ledger import DB_NAME
-from ..reader import Reader
+from ..plan.config import Project
+from ..store.reader import Reader
 
 MAX_UPLOAD = 1 << 20          # a model script; a bigger one is refused with a clear message
 MAX_INPUT = 64 << 20          # an input file for predict
@@ -48,7 +47,7 @@ class Dashboard:
         self.hosts = hosts
         self.max_upload, self.max_input = max_upload, max_input
         self.predict_timeout, self.probe_timeout = predict_timeout, probe_timeout
-        self.ledger_path = os.path.join(project.outputs_dir, DB_NAME)
+        self.ledger_path = project.ledger_path
         self._idle: List[Tuple[Reader, Signature]] = []
         self._all: List[Reader] = []
         self._lock = threading.Lock()

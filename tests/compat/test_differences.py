@@ -173,7 +173,7 @@ def test_duplicate_names_warn(capsys):
 
 
 def test_metric_update_error_is_an_exception_naming_the_fix():
-    from mlpipeline.errors import MLPipelineError
+    from mlpipeline.core.errors import MLPipelineError
     from mlpipeline.utils import Metric
 
     with pytest.raises(MLPipelineError, match=r"float\(value\)"):

@@ -13,8 +13,8 @@ import string
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from mlpipeline.config import find_project
-from mlpipeline.errors import MLPipelineError
+from mlpipeline.plan.config import find_project
+from mlpipeline.core.errors import MLPipelineError
 from reliability_support import in_process_cli
 
 GOOD_MLP = "[MLP]\nmodels_dir = models\n"
@@ -148,7 +148,10 @@ def check(code: int, out: str, err: str, data: bytes) -> None:
 
 
 @pytest.fixture
-def fuzz_project(tmp_path):
+def fuzz_project(tmp_path, monkeypatch):
+    # Each example saves a config and runs at once: no wait for a save that just happened to settle
+    # (a batch otherwise reads a config saved under half a second ago once more, in real time).
+    monkeypatch.setenv("MLPIPELINE_TIMINGS", "config_settle=0,settle_read=0")
     root = tmp_path / "proj"
     (root / "models").mkdir(parents=True)
     (root / "models" / "ok.py").write_text(TRIVIAL)

@@ -102,8 +102,8 @@ class Injected:
     def install(self, monkeypatch) -> None:
         import builtins
 
-        from mlpipeline import outputs
-        from mlpipeline.execution import local as executors
+        from mlpipeline.execution import childrun as executors  # a run's output.log
+        from mlpipeline.run import hostfiles as outputs  # the host's log and output files
 
         real_open, real_makedirs = builtins.open, os.makedirs
 

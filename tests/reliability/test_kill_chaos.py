@@ -11,7 +11,7 @@ from reliability_support import integrity, pid_alive, processes_mentioning, trac
 
 SEED = 20240607
 
-# How each of the 20 kills lands. Fault points (mlpipeline.runner.fault_point) make the runner SIGKILL itself:
+# How each of the 20 kills lands. Fault points (mlpipeline.core.faults.fault_point) make the runner SIGKILL itself:
 #   fault:planned  right after reading the configs and loading the scripts' versions ("during load")
 #   fault:started  after a run was recorded as running, before its child starts ("during a version")
 #   fault:record   after a finished version's metrics were written, before its status ("during the ledger write")

@@ -658,7 +658,7 @@ def test_runner_waits_out_a_ledger_locked_by_another_client(project):
     try:
         other.execute("BEGIN IMMEDIATE")  # a second client holds the write lock ...
         (project.root / "go").touch()     # ... while the version finishes
-        deadline = time.time() + 35
+        deadline = time.time() + 8  # four times the writer's 2 s busy timeout: it backs off and waits
         while time.time() < deadline:
             assert proc.poll() is None, f"the runner exited ({proc.returncode}) while the ledger was busy: " \
                                         f"{proc.communicate()[1][-3000:]}"
@@ -742,7 +742,7 @@ def test_a_version_that_leaves_a_thread_running_is_recorded_and_the_queue_goes_o
     project.script("a.py", model_script(body, versions=("v1", "v2")))
     project.configure(["a.py"])
     began = time.monotonic()
-    proc = start(project, "-r")
+    proc = start(project, "-r", env={"MLPIPELINE_TIMINGS": "threads_grace=1"})  # the grace, shortened
     out, err = finish(proc, timeout=90)
     assert proc.returncode == 0, err[-3000:]
     assert [(r["version"], r["status"]) for r in project.runs()] == [("v1", "succeeded"), ("v2", "succeeded")]

@@ -1,0 +1,59 @@
+"""Where a project keeps what: one object for every path (the ledger, a run's folder, a
+version's model dir, the output cache), so a path is spelled in one place — and where
+mlpipeline's own files are, to tell them from a user's."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../mlpipeline
+PACKAGE_PARENT = os.path.dirname(PACKAGE_DIR)  # what a child puts on sys.path to import mlpipeline
+
+PROJECT_FILE = "mlp.config"
+RUN_CONFIG = "models.config"
+TEST_CONFIG = "models_test.config"
+OUTPUTS_DIR = "outputs"        # under models_dir
+DB_NAME = "mlpipeline.db"      # the ledger, in outputs/
+MODEL_DIRS = "model_ckpts"     # a version's persistent model dir: model_ckpts/<script stem><suffix>
+RUN_DIRS = "runs"              # a run's folder: runs/<run id>/ (its output.log, rich results, predictions)
+RUN_LOG = "output.log"         # a run's captured stdout and stderr, in its folder
+CACHE_DIR = "cache"            # values versions saved (save_output): cache/<aa>/<sha256>.<ext>
+OUTPUT_EXTENSIONS = {"array": "npy", "frame": "npz", "series": "npz", "json": "json"}  # by the kind of value
+
+
+def run_log(run_dir: str) -> str:
+    return os.path.join(run_dir, RUN_LOG)
+
+
+@dataclass
+class Project:
+    """A project folder: where its configs, scripts and outputs are."""
+
+    root: str
+    models_dir: str
+    warnings: List[str] = field(default_factory=list)
+    backend: Optional[str] = None        # [MLP] backend: local or ray
+    ray_address: Optional[str] = None    # [MLP] ray_address: auto or HOST:PORT
+
+    @property
+    def outputs_dir(self) -> str:
+        return os.path.join(self.models_dir, OUTPUTS_DIR)
+
+    @property
+    def ledger_path(self) -> str:
+        return os.path.join(self.outputs_dir, DB_NAME)
+
+    def run_dir(self, run_id: int) -> str:
+        return os.path.join(self.outputs_dir, RUN_DIRS, str(run_id))
+
+    def model_dir(self, script: str, suffix: str) -> str:
+        """A version's persistent model dir: the script's stem and the version's suffix."""
+        return os.path.join(self.outputs_dir, MODEL_DIRS, os.path.splitext(os.path.basename(script))[0] + suffix)
+
+    def config_path(self, test_mode: bool) -> str:
+        return os.path.join(self.root, TEST_CONFIG if test_mode else RUN_CONFIG)
+
+    def rel(self, path: str) -> str:
+        """``path`` relative to the project root (how runs name their scripts)."""
+        return os.path.relpath(path, self.root)

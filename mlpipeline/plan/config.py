@@ -1,0 +1,283 @@
+"""Reading mlp.config, models.config and models_test.config.
+
+A small INI reader of our own rather than configparser, so every problem can
+name its line: ``models.config:7: ...``. Keys are case-insensitive, values run
+to an inline ``;``/``#`` comment, and a key may stand alone (a script name).
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from ..core.errors import ConfigError, UsageError, display
+from ..core.layout import PROJECT_FILE, Project
+
+__all__ = ["Project", "QueueConfig", "find_project", "read_queue_config", "resolve_scripts"]
+
+MAX_CONFIG_BYTES = 1 << 20
+
+BACKENDS = ("local", "ray")  # where execution-mode versions run
+
+@dataclass
+class Entry:
+    key: str
+    value: Optional[str]
+    line: int
+
+
+@dataclass
+class IniFile:
+    path: str
+    sections: Dict[str, List[Entry]] = field(default_factory=dict)
+    section_lines: Dict[str, int] = field(default_factory=dict)
+
+    def where(self, line: int) -> str:
+        return f"{_display(self.path)}:{line}"
+
+
+def _display(path: str) -> str:
+    return display(path)
+
+
+def read_ini(path: str) -> IniFile:
+    """Parse ``path``; raise ConfigError naming file and line on anything malformed."""
+    name = _display(path)
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
+    except FileNotFoundError:
+        raise ConfigError(f"{name}: file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{name}: is a folder, not a config file") from None
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read: {exc.strerror}") from None
+    if len(data) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{name}: larger than {MAX_CONFIG_BYTES // 1024} KiB; a config is a short text file")
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        where = data[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{name}:{where}: not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8") from None
+    ini = IniFile(path)
+    section: Optional[str] = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if "\x00" in raw:
+            raise ConfigError(f"{name}:{number}: contains a NUL byte; is this a binary file?")
+        line = raw.strip()
+        if not line or line[0] in ";#":
+            continue
+        if line.startswith("["):
+            if "]" in line and line[line.index("]") + 1:].strip()[:1] in (";", "#"):
+                line = line[:line.index("]") + 1]  # "[MLP] ; comment", as configparser allows
+            if not line.endswith("]") or len(line) < 3:
+                raise ConfigError(f"{name}:{number}: malformed section header {line[:60]!r}; write it as [SECTION]")
+            section = line[1:-1].strip().upper()
+            if section in ini.sections:
+                raise ConfigError(f"{name}:{number}: section [{section}] appears twice "
+                                  f"(first at line {ini.section_lines[section]}); merge them")
+            ini.sections[section] = []
+            ini.section_lines[section] = number
+            continue
+        if section is None:
+            raise ConfigError(f"{name}:{number}: {line[:60]!r} is outside any section; "
+                              f"put it under a [SECTION] header")
+        if raw[:1].isspace() and ini.sections[section]:
+            # A continuation line belongs to the previous value, as in configparser.
+            previous = ini.sections[section][-1]
+            previous.value = f"{previous.value or ''}\n{_strip_comment(line)}".strip()
+            continue
+        line = _strip_comment(line)  # "a.py  # note" lists a.py, as "a.py = v1  # note" lists v1
+        key, sep, value = line.partition("=")
+        if not sep and ":" in line:
+            key, sep, value = line.partition(":")
+        key = key.strip()
+        if not key:
+            raise ConfigError(f"{name}:{number}: a value with no key; write key = value")
+        ini.sections[section].append(Entry(key, _strip_comment(value) if sep else None, number))
+    return ini
+
+
+def _strip_comment(value: str) -> str:
+    for marker in (" ;", " #", "\t;", "\t#"):
+        index = value.find(marker)
+        if index >= 0:
+            value = value[:index]
+    return value.strip()
+
+
+def parse_bool(ini: IniFile, entry: Entry) -> bool:
+    value = (entry.value or "").strip().lower()
+    if value in ("1", "yes", "true", "on"):
+        return True
+    if value in ("0", "no", "false", "off"):
+        return False
+    raise ConfigError(f"{ini.where(entry.line)}: {entry.key} = {entry.value!r} is not a boolean; use True or False")
+
+
+@dataclass
+class ScriptEntry:
+    """One line of a whitelist or blacklist: a script and optionally some of its versions."""
+
+    name: str                 # as written, normalised to end in .py
+    versions: Optional[List[str]]
+    line: int
+
+
+@dataclass
+class QueueConfig:
+    """What models.config (or models_test.config) asks for."""
+
+    path: str
+    use_blacklist: bool = False
+    whitelist: List[ScriptEntry] = field(default_factory=list)
+    blacklist: List[ScriptEntry] = field(default_factory=list)
+    timeout: Optional[float] = None
+    warnings: List[str] = field(default_factory=list)
+
+
+def _script_entries(ini: IniFile, section: str, warnings: List[str]) -> List[ScriptEntry]:
+    entries: List[ScriptEntry] = []
+    seen: Dict[str, int] = {}
+    for entry in ini.sections.get(section, []):
+        name = entry.key if entry.key.endswith(".py") else entry.key + ".py"
+        if name in seen:
+            warnings.append(f"{ini.where(entry.line)}: {name} is listed again (first at line {seen[name]}); "
+                            f"this line is ignored")
+            continue
+        seen[name] = entry.line
+        versions = None
+        if entry.value:
+            versions = [v.strip() for v in entry.value.replace("\n", ",").split(",") if v.strip()]
+        entries.append(ScriptEntry(name, versions or None, entry.line))
+    return entries
+
+
+def read_queue_config(path: str) -> QueueConfig:
+    """Parse a models.config-style file. Unknown sections and keys are warnings."""
+    ini = read_ini(path)
+    config = QueueConfig(path)
+    known = {"MLP", "WHITELISTED_MODELS", "BLACKLISTED_MODELS"}
+    for section, line in ini.section_lines.items():
+        if section not in known:
+            config.warnings.append(f"{ini.where(line)}: unknown section [{section}] is ignored "
+                                   f"(known: {', '.join(sorted(known))})")
+    for entry in ini.sections.get("MLP", []):
+        key = entry.key.lower()
+        if key == "use_blacklist":
+            config.use_blacklist = parse_bool(ini, entry)
+        elif key == "timeout":
+            try:
+                config.timeout = float(entry.value or "")
+                if not math.isfinite(config.timeout) or config.timeout <= 0:
+                    raise ValueError
+            except ValueError:
+                raise ConfigError(f"{ini.where(entry.line)}: timeout = {entry.value!r} is not a positive "
+                                  f"number of seconds") from None
+        else:
+            config.warnings.append(f"{ini.where(entry.line)}: unknown key {entry.key!r} in [MLP] is ignored "
+                                   f"(known: use_blacklist, timeout)")
+    config.whitelist = _script_entries(ini, "WHITELISTED_MODELS", config.warnings)
+    config.blacklist = _script_entries(ini, "BLACKLISTED_MODELS", config.warnings)
+    return config
+
+
+def find_project(directory: Optional[str] = None) -> Project:
+    """Open the project whose mlp.config is in ``directory`` (default: the current
+    one) or the nearest folder above it, the way git finds ``.git``: run from
+    ``models/`` and the project is found."""
+    start = os.path.abspath(directory or os.getcwd())
+    if not os.path.isdir(start):
+        raise UsageError(f"{start}: no such folder")
+    root = start
+    while not os.path.isfile(os.path.join(root, PROJECT_FILE)):
+        parent = os.path.dirname(root)
+        if parent == root:
+            raise UsageError(f"no {PROJECT_FILE} in {start} or any folder above it; run 'mlpipeline init' to "
+                             f"create a project here, or pass -C DIR")
+        root = parent
+    path = os.path.join(root, PROJECT_FILE)
+    ini = read_ini(path)
+    warnings: List[str] = []
+    models_dir: Optional[str] = None
+    settings: Dict[str, Optional[str]] = {"backend": None, "ray_address": None}
+    if "MLP" not in ini.sections:
+        raise ConfigError(f"{_display(path)}: no [MLP] section; add '[MLP]' and 'models_dir = models'")
+    for section, line in ini.section_lines.items():
+        if section != "MLP":
+            warnings.append(f"{ini.where(line)}: unknown section [{section}] is ignored (known: MLP)")
+    for entry in ini.sections["MLP"]:
+        if entry.key.lower() == "models_dir":
+            if not entry.value:
+                raise ConfigError(f"{ini.where(entry.line)}: models_dir is empty; give the folder of your "
+                                  f"model scripts, e.g. models_dir = models")
+            models_dir = os.path.normpath(os.path.join(root, os.path.expanduser(entry.value)))
+            if not os.path.isdir(models_dir):
+                raise ConfigError(f"{ini.where(entry.line)}: models_dir {entry.value!r} is not a folder "
+                                  f"({models_dir}); create it or fix the path")
+        elif entry.key.lower() == "backend":
+            if (entry.value or "").strip().lower() not in BACKENDS:
+                raise ConfigError(f"{ini.where(entry.line)}: backend = {entry.value!r}; use one of "
+                                  f"{', '.join(BACKENDS)}")
+            settings["backend"] = (entry.value or "").strip().lower()
+        elif entry.key.lower() == "ray_address":
+            settings["ray_address"] = (entry.value or "").strip() or None
+        else:
+            warnings.append(f"{ini.where(entry.line)}: unknown key {entry.key!r} in [MLP] is ignored "
+                            f"(known: models_dir, backend, ray_address)")
+    if models_dir is None:
+        raise ConfigError(f"{_display(path)}:{ini.section_lines['MLP']}: [MLP] has no models_dir; "
+                          f"add 'models_dir = models'")
+    return Project(root, models_dir, warnings, **settings)
+
+
+@dataclass
+class Selection:
+    """A script the queue selects, with the versions the config keeps or drops."""
+
+    path: str
+    only: Optional[List[str]] = None      # whitelisted versions (None: all)
+    exclude: List[str] = field(default_factory=list)  # blacklisted versions
+    line: int = 0                         # the config line that selected it (0: blacklist mode)
+
+
+def resolve_scripts(project: Project, config: QueueConfig) -> Tuple[List[Selection], List[Tuple[str, str, bool]]]:
+    """The scripts a queue config selects, in run order, and the ones it leaves
+    out as ``(path, reason, warn)``; ``warn`` marks a problem to tell the user
+    about (a whitelisted script that does not exist), not a choice.
+    """
+    left_out: List[Tuple[str, str, bool]] = []
+    where = _display(config.path)
+    available = sorted(f for f in os.listdir(project.models_dir)
+                       if f.endswith(".py") and os.path.isfile(os.path.join(project.models_dir, f)))
+    if config.use_blacklist:
+        blocked = {e.name: e for e in config.blacklist}
+        selected = []
+        for name in available:
+            entry = blocked.get(name)
+            path = os.path.join(project.models_dir, name)
+            if entry is None:
+                selected.append(Selection(path))
+            elif entry.versions:  # only some of its versions are blacklisted
+                selected.append(Selection(path, exclude=entry.versions, line=entry.line))
+            else:
+                left_out.append((path, f"blacklisted in {where}:{entry.line}", False))
+        return selected, left_out
+    selected = []
+    listed = set()
+    for entry in config.whitelist:
+        path = os.path.join(project.models_dir, entry.name)
+        listed.add(entry.name)
+        if not os.path.isfile(path):
+            found = ", ".join(available) or "no scripts"
+            left_out.append((path, f"{where}:{entry.line}: {entry.name!r} is not in "
+                                   f"{os.path.relpath(project.models_dir, project.root)}/ (found: {found}); skipped",
+                             True))
+            continue
+        selected.append(Selection(path, only=entry.versions, line=entry.line))
+    left_out += [(os.path.join(project.models_dir, name), f"not whitelisted in {where}", False)
+                 for name in available if name not in listed]
+    return selected, left_out

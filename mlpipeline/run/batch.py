@@ -1,0 +1,207 @@
+"""One batch: ``mlpipeline`` (test mode) or ``mlpipeline -r`` (execution mode).
+
+``run_batch`` holds the policy the CLI used to: which executor and describer a
+mode gets, the project lock, the watcher, the log files, and what the batch
+amounted to. It returns a ``BatchResult``; the CLI renders it and picks the
+exit code.
+"""
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional
+
+from ..plan.config import Project, find_project
+from ..core.errors import UsageError
+from ..core.lifecycle import RunStatus
+from .runner import Finished, Options, Runner
+
+
+DESCRIBE_TIMEOUT = 120.0  # seconds a script may take to load, unless --timeout says otherwise
+
+
+@dataclass
+class BatchOptions:
+    directory: Optional[str] = None
+    run: bool = False                    # execution mode
+    use_history: bool = False
+    no_log: bool = False
+    only_version: Optional[str] = None
+    isolate: Optional[bool] = None       # None: child processes in execution mode, in-process in test mode
+    jobs: Optional[int] = None
+    gpus: Optional[List[str]] = None
+    watch: bool = False
+    timeout: Optional[float] = None
+    memory_limit: Optional[int] = None
+    command: str = "mlpipeline"
+    backend: Optional[str] = None        # local or ray (default: [MLP] backend in mlp.config, else local)
+    ray_address: Optional[str] = None
+    gpus_per_version: Optional[float] = None
+    cpus_per_version: float = 1.0
+    resources: Optional[Dict[str, float]] = None
+    retries: int = 1
+
+
+@dataclass
+class BatchResult:
+    project: Project
+    test: bool
+    finished: List[Finished] = field(default_factory=list)  # the last Ended.KEEP runs it ended, in order
+    counts: Dict[str, int] = field(default_factory=dict)     # status -> runs it ended, all of them
+    failed_earlier: int = 0                                  # failures older than ``finished`` holds
+    stopped_early: bool = False          # stopped (signal) with versions left to run
+    history_skipped: bool = False        # -u skipped versions that already succeeded
+    searches_ended: List[str] = field(default_factory=list)  # "script search: why it proposed no more"
+    missing: List[str] = field(default_factory=list)  # listed scripts that do not exist (why, per script)
+    ledger_path: str = ""
+    config_name: str = ""
+
+    @property
+    def failed(self) -> List[Finished]:
+        """Runs that did not succeed, less those whose node was lost and whose
+        version ran again later in the batch (the retry speaks for the version)
+        and those a search's stopper ended (pruned: asked for)."""
+        failed: List[Finished] = []
+        ran_later: set = set()
+        for f in reversed(self.finished):
+            if f.status not in (RunStatus.SUCCEEDED, RunStatus.PRUNED) and not (f.node_lost and f.key in ran_later):
+                failed.append(f)
+            if f.key is not None:
+                ran_later.add(f.key)
+        return failed[::-1]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def _check(options: BatchOptions, isolate: bool, jobs: int) -> None:
+    if options.jobs is not None and options.jobs < 1:
+        raise UsageError(f"-j {options.jobs}: give a number of versions to run at once, 1 or more")
+    if options.timeout is not None and not (math.isfinite(options.timeout) and options.timeout > 0):
+        raise UsageError(f"--timeout {options.timeout:g}: give a positive number of seconds")
+    gpus = options.gpus
+    if gpus and jobs > len(gpus):
+        raise UsageError(f"-j {jobs} with --gpus {','.join(gpus)}: each running version gets a GPU of its own; "
+                         f"use -j {len(gpus)} or list more GPUs")
+    if options.memory_limit and not isolate:
+        raise UsageError("--memory-limit applies to versions in child processes; use it with -r or --isolate")
+    if jobs > 1 and not isolate:
+        raise UsageError(f"-j {jobs} runs versions side by side in child processes; drop --in-process")
+
+
+def _backend(options: BatchOptions, project: Project, test: bool) -> str:
+    """Where versions run: --backend, else [MLP] backend in mlp.config, else here."""
+    backend = options.backend or project.backend or "local"
+    if backend != "ray":
+        if options.ray_address:
+            raise UsageError("--ray-address applies to --backend ray")
+        return backend
+    if test:
+        if options.backend:
+            raise UsageError("--backend ray runs execution mode (mlpipeline -r --backend ray); test mode runs here")
+        return "local"  # [MLP] backend = ray is for the real batch; a smoke test runs here
+    if options.gpus:
+        raise UsageError("--gpus hands out this machine's GPUs; with --backend ray, Ray places GPUs: use "
+                         "--gpus-per-version")
+    if options.memory_limit:
+        raise UsageError("--memory-limit is for local child processes; with --backend ray give the nodes' limits "
+                         "to Ray")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise UsageError("--backend ray needs Ray on this machine: pip install 'mlpipeline[ray]'") from None
+    return backend
+
+
+def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
+              prepare: Optional[Callable[[Runner], None]] = None) -> BatchResult:
+    """Run the project's queue once (or, with ``watch``, until stopped).
+
+    ``notify`` receives progress lines; ``prepare`` sees the runner before it
+    starts (the CLI installs its signal handlers there)."""
+    from ..execution.inprocess import InProcessExecutor
+    from ..execution.local import LocalExecutor
+    from ..plan.describe import Describer
+    from ..store.ledger import open_ledger
+    from ..store.lock import RunnerLock
+    from ..proc.system import hostname
+    from .hostfiles import HostOutputs, NullOutputs
+
+    test = not options.run
+    isolate = options.isolate if options.isolate is not None else not test
+    jobs = options.jobs or (len(options.gpus) if options.gpus else 1)
+    _check(options, isolate, jobs)
+    project = find_project(options.directory)
+    for warning in project.warnings:
+        notify(warning, 30)
+    if test and options.use_history:
+        notify("-u applies to execution mode (-r); test mode runs every version", 30)
+    host = hostname()
+    lock = watcher = describer = ledger = None
+    executor: Any = None
+    try:
+        if not test:  # the lock first: a refused runner writes nothing
+            lock = RunnerLock(project.outputs_dir)
+            lock.acquire(host, "run")
+        ledger = open_ledger(project.outputs_dir)
+        if not test:
+            from .watcher import ChangeWatcher
+
+            watcher = ChangeWatcher([project.config_path(False), os.path.join(project.root, "mlp.config")],
+                                    project.models_dir).start()
+        outputs = NullOutputs() if (test or options.no_log) else HostOutputs(project.outputs_dir, host)
+        backend = _backend(options, project, test)
+        if backend == "ray":
+            from ..execution.raycluster import RayExecutor, ray_describer
+
+            executor = RayExecutor(jobs=options.jobs, cwd=project.root,
+                                   address=options.ray_address or project.ray_address,
+                                   gpus_per_version=options.gpus_per_version,
+                                   cpus_per_version=options.cpus_per_version, resources=options.resources,
+                                   outputs_dir=project.outputs_dir, say=notify)
+            jobs = executor.jobs
+            describer = ray_describer(project.root, ledger.cached_script, ledger.cache_script,
+                                      timeout=options.timeout or DESCRIBE_TIMEOUT)
+        else:
+            executor = (LocalExecutor(jobs=jobs, gpus=options.gpus, cwd=project.root, sweep=not test) if isolate
+                        else InProcessExecutor(cwd=project.root))
+            describer = Describer(project.root, ledger.cached_script, ledger.cache_script,  # forked as versions are
+                                  timeout=options.timeout or DESCRIBE_TIMEOUT, in_process=not isolate,
+                                  fork=executor.pool if isolate else None)
+        shown = {"jobs": jobs, "gpus": options.gpus, "watch": options.watch, "use_history": options.use_history,
+                 "timeout": options.timeout, "backend": backend if backend != "local" else None}
+        runner_options = Options(test_mode=test, use_history=options.use_history, only_version=options.only_version,
+                                 command=options.command, watch=options.watch, timeout=options.timeout,
+                                 stop_on_error=test, memory_limit=options.memory_limit, label_output=jobs > 1,
+                                 retries=options.retries,
+                                 options_text=shown)
+        runner = Runner(project, ledger, executor, describer, runner_options, outputs=outputs, host=host,
+                        notify=notify, watcher=watcher)
+        if prepare is not None:
+            prepare(runner)
+        outputs.log(f"session started: {options.command} (pid {os.getpid()})")
+        try:
+            ended = runner.run()
+        except KeyboardInterrupt:
+            outputs.log("session interrupted", 30)
+            raise
+        outputs.log("session ended")
+        stopped_early = runner.stopping and (runner.kill_requested or runner.queued_left())
+        return BatchResult(project, test, list(ended.recent), dict(ended.counts), ended.failed_earlier,
+                           stopped_early=stopped_early,
+                           history_skipped=bool(runner.history_skips), ledger_path=ledger.path,
+                           config_name=os.path.basename(project.config_path(test)), missing=runner.missing,
+                           searches_ended=runner.searches.ended())
+    finally:
+        if describer is not None:
+            describer.close()
+        if executor is not None:
+            executor.close()  # idempotent: a Ray backend disconnects (or stops its own Ray) and clears its marker
+        if watcher is not None:
+            watcher.stop()
+        if ledger is not None:
+            ledger.close()
+        if lock is not None:
+            lock.release()
