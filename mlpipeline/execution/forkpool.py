@@ -4,9 +4,11 @@ modules a script imports (``ScriptInfo.imports``), which have imported those too
 script's versions: a version then pays ``import torch`` (or optuna, or TensorFlow) once per
 runner instead of once per version.
 
-A warm parent starts in the background the first time a version asks for its imports; until it is
-ready (and for good if it failed, or if its imports started a thread or CUDA: ``ForkServer.unsafe``)
-versions are forked by the plain server and import what they need themselves. A server that would
+A warm parent starts in the background the first time a version asks for its imports, and that
+version is forked by the plain server and imports them itself, beside it (two cores do both at
+once); a later version waits for the parent rather than pay the same imports again. If the parent
+failed, or its imports started a thread or CUDA (``ForkServer.unsafe``), versions are forked by the
+plain server for good and import what they need themselves. A server that would
 miss what was installed since it started is retired (the versions it forked finish) and started
 afresh; so is the least recently used warm parent beyond ``warm`` of them. Servers are started in
 the main thread only (``server``, ``prepare``); ``start`` (describe children) may be called from others.
@@ -20,8 +22,9 @@ import logging
 import os
 import threading
 from collections import OrderedDict
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Set, Tuple
 
+from ..core.timings import timings
 from ..proc.spawn import Child, Mark
 from .forkserver import ForkedProcess, ForkServer, ForkServerError
 from .forkserver import enabled as forkserver_enabled
@@ -44,6 +47,7 @@ class ForkPool:
         self.plain: Optional[ForkServer] = None
         self._warm: OrderedDict[Tuple[str, ...], ForkServer] = OrderedDict()
         self._refused: Dict[Tuple[str, ...], str] = {}  # imports whose warm parent may not fork, and why
+        self._paid: Set[Tuple[str, ...]] = set()  # imports a version paid for itself while its parent started
         self._retired: List[ForkServer] = []  # stale or evicted servers whose children still run
         self._lock = threading.Lock()  # the plain server's start: the loop and describe threads
 
@@ -65,9 +69,13 @@ class ForkPool:
             warm = None
         if warm is None:
             self._start_warm(key, say)
+            self._paid.add(key)  # this version imports them itself, beside the parent that does so once
             return plain
         state = warm.ready()
+        if state is None and key in self._paid:  # a second version would pay again what is nearly done
+            state = warm.wait_ready(timings().fork_start)
         if state is None:
+            self._paid.add(key)
             return plain
         if not state:
             why = warm.unsafe or warm.failure or "it failed"
@@ -146,7 +154,8 @@ class ForkPool:
         out_r, out_w = os.pipe()
         null = os.open(os.devnull, os.O_WRONLY)
         try:
-            pid, pid_fd = server.fork([*argv, str(server.pid)], env, self.cwd, out_w, null, {mark[0]: mark[1]}, title)
+            pid, pid_fd = server.fork([*argv, str(server.pid)], env, self.cwd, out_w, null, {mark[0]: mark[1]}, title,
+                                      light=True)
         except (ValueError, ForkServerError):
             os.close(out_r)
             return None

@@ -56,8 +56,9 @@ from ..proc.system import MARK_PROJECT, MARK_RUN, MARK_VERSION
 SERVER_MAIN = "import sys; del sys.path[0]; from mlpipeline.execution.forkserver_main import serve; serve(sys.argv[1:])"
 # What a version's child imports before the user's script; the server imports it once for all of them.
 PRELOAD = ("mlpipeline.script.child", "mlpipeline.script.packages", "mlpipeline.script.loading", "mlpipeline.script.execute",
+           "mlpipeline.script.describing",
            "mlpipeline.script.specs",
-           "mlpipeline.helper", "mlpipeline.utils", "ctypes", "resource")
+           "mlpipeline.helper", "mlpipeline.utils", "mlpipeline.sweeps", "mlpipeline.outputs", "ctypes", "resource")
 MARKS = (MARK_RUN, MARK_VERSION, MARK_PROJECT)
 MARK_SLOT = 128       # bytes reserved in the server's environment for each marker's value
 TITLE_SLOT = 512      # bytes reserved in its command line for a child's title (script and version)
@@ -143,6 +144,16 @@ class ForkServer:
                 self.close()
                 raise
 
+    def wait_ready(self, timeout: float) -> Optional[bool]:
+        """``ready()``, waiting up to ``timeout`` seconds while it imports."""
+        with self._lock:
+            if not self._ready and self.failure is None:
+                try:
+                    self._receive_until(lambda message: "ready" in message, timeout)
+                except ForkServerError:
+                    pass
+        return self.ready()
+
     def ready(self, limit: Optional[float] = None) -> Optional[bool]:
         """Without waiting: True once it can fork, None while it imports, False when it failed,
         took longer than ``limit`` seconds (default ``timings().fork_start``) or may not fork
@@ -200,23 +211,26 @@ class ForkServer:
         return None
 
     def fork(self, argv: List[str], env: Dict[str, str], cwd: Optional[str], out_fd: int, event_fd: int,
-             marks: Dict[str, str], title: str) -> Tuple[int, Optional[int]]:
+             marks: Dict[str, str], title: str, light: bool = False) -> Tuple[int, Optional[int]]:
         """Fork a version's child that runs ``mlpipeline.script.child`` with ``argv``;
-        returns its pid and a pidfd for it (None where the kernel has none).
+        returns its pid and a pidfd for it (None where the kernel has none). ``light``: a short
+        child that sends no events (a describe): forked as asked, not from the spare, without
+        the event reporter and the parent-watching thread a version gets (the kernel's
+        parent-death signal still ends it with the server).
         By then the child leads its own process group and dies with the server.
         Raises ``ForkServerError`` (the server is then given up), or ValueError
         for a request too large to send (spawn that one)."""
         with self._lock:
-            return self._fork(argv, env, cwd, out_fd, event_fd, marks, title)
+            return self._fork(argv, env, cwd, out_fd, event_fd, marks, title, light)
 
     def _fork(self, argv: List[str], env: Dict[str, str], cwd: Optional[str], out_fd: int, event_fd: int,
-              marks: Dict[str, str], title: str) -> Tuple[int, Optional[int]]:
+              marks: Dict[str, str], title: str, light: bool) -> Tuple[int, Optional[int]]:
         if not self._ready:
             raise ForkServerError(self.failure or "the fork server is still starting")
         request_id = self._next_id
         self._next_id += 1
         data = json.dumps({"fork": request_id, "argv": argv, "env": env, "cwd": cwd or self.cwd, "marks": marks,
-                           "title": title}).encode()
+                           "title": title, "light": light}).encode()
         if len(data) > MAX_MESSAGE:
             raise ValueError("the request is too large for the fork server")
         try:

@@ -3,6 +3,7 @@ child side once, then fork a child per request — a spare set up ahead — and 
 exit, until the executor closes its socket or the runner dies."""
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -96,6 +97,7 @@ def serve(argv: List[str]) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     server_fds = [sock.fileno(), wake_r, wake_w]
+    gc.freeze()  # what is imported now is never collected: a child's collections neither walk nor copy it
     sock.send(json.dumps({"ready": os.getpid(), "watch": watch, "unsafe": unsafe}).encode())
     spare: Optional[_Spare] = None
     try:
@@ -113,6 +115,9 @@ def serve(argv: List[str]) -> None:
                 if not data:
                     break  # the executor closed: its versions are ended already
                 request = json.loads(data)
+                if request.get("light"):
+                    _fork(sock, request, fds, defaults, server_fds)  # the spare waits for the next version
+                    continue
                 if spare is None or len(fds) != 2:
                     _fork(sock, request, fds, defaults, server_fds)
                     if spare is not None:
@@ -255,7 +260,7 @@ def _fork(sock: socket.socket, request: Dict[str, Any], fds: List[int], defaults
     if pid == 0:
         code = 70
         try:
-            slots = _prepare(server, defaults, server_fds, keep=fds)
+            slots = _prepare(server, defaults, server_fds, keep=fds, light=bool(request.get("light")))
             code = _become_version(request, fds[0], fds[1], slots)
         finally:
             os._exit(code)
@@ -277,7 +282,8 @@ def _fork(sock: socket.socket, request: Dict[str, Any], fds: List[int], defaults
             os.close(pid_fd)
 
 
-def _prepare(server: int, defaults: Dict[int, Any], server_fds: List[int], keep: List[int]) -> _Slots:
+def _prepare(server: int, defaults: Dict[int, Any], server_fds: List[int], keep: List[int],
+             light: bool = False) -> _Slots:
     """In a freshly forked child, what no version decides: its own process group
     (pgid == pid, in the server's session, which has no terminal: what
     start_new_session gives a spawned child, less a session id of its own),
@@ -285,9 +291,13 @@ def _prepare(server: int, defaults: Dict[int, Any], server_fds: List[int], keep:
     descriptors but ``keep``, its event reporter started on a stand-in pipe;
     returns where its markers and title go, and that pipe's fd."""
     from ..script import child
+    from ..script import utils as script_utils
 
     os.setpgid(0, 0)
-    watch_parent(server)  # and if the server is already gone, leave
+    if light:
+        die_with_parent(server)  # the kernel's signal: no thread (a short child that starts nothing, as a rule)
+    else:
+        watch_parent(server)  # and if the server is already gone, leave; its process group goes along
     signal.set_wakeup_fd(-1)
     for signum, handler in defaults.items():
         signal.signal(signum, handler)
@@ -299,7 +309,24 @@ def _prepare(server: int, defaults: Dict[int, Any], server_fds: List[int], keep:
                 os.close(fd)
             except OSError:
                 pass
-    return _marks(), child.prepare_reporter()
+    _leave_finalizers_to_the_server()
+    script_utils.PRELOADED = frozenset(sys.modules)  # ahead of the version: it reads which modules are its own
+    return _marks(), (-1 if light else child.prepare_reporter())
+
+
+def _leave_finalizers_to_the_server() -> None:
+    """The ``weakref.finalize`` callbacks a warm parent's imports registered are its own: the child
+    does not run them as it exits (torch's free its operator tables: 25 ms a version, for memory the
+    exit frees anyway; a temporary folder the parent made must outlive the child). Those the version
+    registers run as usual."""
+    import weakref
+
+    try:
+        inherited = list(weakref.finalize._registry)  # type: ignore[attr-defined]
+    except AttributeError:
+        return
+    for finalizer in inherited:
+        finalizer.atexit = False
 
 
 def _become_version(request: Dict[str, Any], out_fd: int, event_fd: int, slots: _Slots) -> int:
@@ -313,7 +340,10 @@ def _become_version(request: Dict[str, Any], out_fd: int, event_fd: int, slots: 
     marks_at, events_at = slots
     os.dup2(out_fd, 1)
     os.dup2(out_fd, 2)
-    os.dup2(event_fd, events_at)  # over the stand-in its reporter writes to
+    if events_at < 0:  # a light child: no reporter waits for the event pipe
+        events_at = event_fd
+    else:
+        os.dup2(event_fd, events_at)  # over the stand-in its reporter writes to
     for fd in (out_fd, event_fd):
         if fd not in (1, 2, events_at):
             os.close(fd)

@@ -31,7 +31,7 @@ from ..core.timings import timings
 from ..core.layout import PACKAGE_PARENT
 from ..core.errors import ScriptError
 from ..proc.spawn import Child, Mark, spawn
-from ..proc.system import Alarm, VersionTimeout, probe_mark, signal_name, working_dir
+from ..proc.system import Alarm, VersionTimeout, kill_marked_any, probe_mark, signal_name, working_dir
 from ..script.describing import CHILD_MAIN, Described, cache_key, describe_entry
 from ..script.loading import display, file_sha256
 
@@ -88,6 +88,8 @@ class Describer:
         self._pending: Set[str] = set()                           # started, not yet handed over by poll()
         self._finished: List[DescribeResult] = []
         self._running: Dict[int, Child] = {}                      # pid -> describe child
+        self._unswept: List[Mark] = []                            # marks of ended children, not yet swept
+        self._swept_at = time.monotonic()
         self._workers: List[threading.Thread] = []
         self._active = 0                                          # workers not yet past their last look at _todo
         self._closed = False
@@ -189,6 +191,18 @@ class Describer:
             child.signal()
         for worker in workers:
             worker.join()
+        self._sweep(now=True)
+
+    def _sweep(self, now: bool = False) -> None:
+        """End what finished describe children started outside their group (a daemon the import
+        started), by their marks: one look at every process for them all, once none is running
+        (or a second after the last look), and at ``close``."""
+        with self._lock:
+            if not self._unswept or not (now or not self._running or time.monotonic() - self._swept_at > 1.0):
+                return
+            marks, self._unswept = self._unswept, []
+            self._swept_at = time.monotonic()
+        kill_marked_any(marks)
 
     def describe_now(self, path: str) -> Described:
         """Describe ``path`` in a child here and now, bypassing the cache (the
@@ -227,6 +241,9 @@ class Describer:
         return all(self._sha(dep) == sha for dep, sha in deps)
 
     def _start(self, path: str, sha: str) -> None:
+        with self._lock:
+            if self._closed or path in self._pending:
+                return
         if self.fork is not None:
             self.fork.prepare()
         with self._lock:
@@ -287,9 +304,12 @@ class Describer:
                 tail, timed_out = child.drain(time.monotonic() + self.timeout, stop=lambda: self._closed,
                                               done=lambda: os.path.exists(result))
         finally:
-            child.end()  # whatever the import started dies with the load, in its group or not (setsid)
+            child.end(sweep=False)  # its group now; what the import started outside it (setsid): _sweep
             with self._lock:
                 self._running.pop(child.pid, None)
+                if child.mark is not None:
+                    self._unswept.append(child.mark)
+            self._sweep()
         if self._closed:
             return None
         name = display(path)

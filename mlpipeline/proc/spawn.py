@@ -46,13 +46,14 @@ class Child:
         """Signal its whole process group: SIGTERM asks (warm), SIGKILL ends (cold)."""
         killpg(self.pid, signum)
 
-    def end(self, wait: float = 5.0) -> None:
+    def end(self, wait: float = 5.0, sweep: bool = True) -> None:
         """Kill its group, reap it, then end whatever it started outside the group (``setsid``,
-        a daemon) by its mark, waiting up to ``wait`` s for them to go. Idempotent."""
+        a daemon) by its mark, waiting up to ``wait`` s for them to go (``sweep=False``: the
+        caller sweeps its mark later, with others, in one look at every process). Idempotent."""
         if self.proc.returncode is None:
             killpg(self.pid, signal.SIGKILL)  # not reaped yet: the group id is still its own
             self.proc.wait()
-        if self.mark is not None:
+        if self.mark is not None and sweep:
             kill_marked(*self.mark, wait=wait)
         if self.proc.stdout is not None and not self.proc.stdout.closed:
             self.proc.stdout.close()

@@ -20,14 +20,19 @@ def _own_output_files() -> Set[Tuple[int, int]]:
     return own
 
 
+EXPECTED = (".config", ".py", ".pyc")  # configs and scripts: editing them while versions run is expected
+
+
 def snapshot(folders: List[str]) -> Dict[str, int]:
-    """mtimes of the files directly in ``folders`` (what a version may litter)."""
+    """mtimes of the files directly in ``folders`` (what a version may litter), configs and scripts aside."""
     state = {}
     own = _own_output_files()
     for folder in folders:
         try:
             with os.scandir(folder) as entries:
                 for entry in entries:
+                    if entry.name.endswith(EXPECTED):
+                        continue
                     if entry.is_file(follow_symlinks=False):
                         st = entry.stat()
                         if (st.st_dev, st.st_ino) not in own:
@@ -38,7 +43,6 @@ def snapshot(folders: List[str]) -> Dict[str, int]:
 
 
 def changed_since(before: Dict[str, int], folders: List[str]) -> List[str]:
-    """Files in ``folders`` written since ``before`` (configs and scripts aside: editing them is expected)."""
+    """Files in ``folders`` written since ``before``."""
     after = snapshot(folders)
-    return sorted(path for path, mtime in after.items()
-                  if before.get(path) != mtime and not path.endswith((".config", ".py", ".pyc")))
+    return sorted(path for path, mtime in after.items() if before.get(path) != mtime)

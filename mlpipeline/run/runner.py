@@ -235,13 +235,20 @@ class Runner:
         try:
             while self.run_once():
                 if self.waiting:
-                    time.sleep(0.02)
+                    self._idle(0.02)
         except BaseException as exc:
             self._abandon(exc)
             raise
         finally:
             self._end_quietly()
         return self.ended
+
+    def _idle(self, seconds: float) -> None:
+        """Nothing runs: wait up to ``seconds``, less when a search's answer arrives first."""
+        if self.searches.waiting():
+            self.searches.poll(seconds)
+        else:
+            time.sleep(seconds)
 
     def _abandon(self, exc: BaseException) -> None:
         """Never leave a version running unwatched, nor its run ``running``."""

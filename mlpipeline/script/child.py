@@ -66,7 +66,7 @@ def main(argv) -> int:
     if argv[0] == "describe":  # forked by the fork server: SCRIPT RESULT_FILE PARENT_PID (EVENT_FD, unused)
         from .describing import describe_main
 
-        return describe_main(argv[1:4])
+        return describe_main(argv[1:4], watch=False)
     if argv[0] != "run":
         raise SystemExit(f"mlpipeline.script.child: unknown operation {argv[0]!r}")
     payload, fd = json.loads(_payload_text(argv[1])), int(argv[2])
@@ -117,7 +117,7 @@ def run(argv) -> None:
     code = main(argv)
     if _threads_done():
         sys.exit(code)
-    _leave(code)
+    leave_now(code)
 
 
 def run_forked(argv) -> None:
@@ -130,7 +130,7 @@ def run_forked(argv) -> None:
         code = main(argv)
         _threads_done()
     finally:
-        _leave(code)
+        leave_now(code)
 
 
 def _threads_done() -> bool:
@@ -142,7 +142,7 @@ def _threads_done() -> bool:
     return not any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread())
 
 
-def _leave(code: int) -> None:
+def leave_now(code: int) -> None:
     """Exit now, threads or not: atexit handlers first, then the streams."""
     import atexit
 

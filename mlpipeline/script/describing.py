@@ -78,6 +78,9 @@ def describe_entry(path: str) -> Dict[str, Any]:
     return {"sha256": sha, **Described(None, error, reads.deps).to_entry()}
 
 
+HEAVY_API = ("mlpipeline.keras", "mlpipeline.data")
+
+
 def _installed(module: Any) -> bool:
     path = getattr(module, "__file__", None) or ""
     return os.sep + "site-packages" + os.sep in path or os.sep + "dist-packages" + os.sep in path
@@ -91,7 +94,9 @@ def third_party_imports(before: Set[str], module: Any) -> List[str]:
     for name in [n for n in list(sys.modules) if n not in before] + \
             [getattr(v, "__name__", "") for v in vars(module).values() if isinstance(v, type(sys))]:
         top = name.partition(".")[0]
-        if top and top != "mlpipeline" and top not in found and _installed(sys.modules.get(top)):
+        if name in HEAVY_API:
+            found[name] = None  # mlpipeline's own, which the plain fork server leaves out (TensorFlow, numpy)
+        elif top and top != "mlpipeline" and top not in found and _installed(sys.modules.get(top)):
             found[top] = None
     return list(found)
 
@@ -102,11 +107,13 @@ def _traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
 
 
-def describe_main(argv: List[str]) -> int:
+def describe_main(argv: List[str], watch: bool = True) -> int:
     """Child entry: ``SCRIPT RESULT_FILE PARENT_PID``. Writes the cache entry as
-    JSON to RESULT_FILE (stdout is the script's own) and exits 0 once written."""
+    JSON to RESULT_FILE (stdout is the script's own) and exits 0 once written. ``watch=False``:
+    the fork server's child, which dies with it already."""
     path, result, parent = argv[0], argv[1], int(argv[2])
-    watch_parent(parent, every=0.5)
+    if watch:
+        watch_parent(parent, every=0.5)
     entry = describe_entry(path)
     partial = result + ".part"
     with open(partial, "w") as handle:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..core.vocabulary import RunStatus
 from .space import Distribution, choice, loguniform, metric_value, randint, search_point_hash, uniform
@@ -49,6 +49,9 @@ class OptunaSearch:
         self._told: set = set()              # point hashes whose trial is finished
         self._refused: Dict[str, int] = {}   # point hash -> a trial asked for a point already tried
         self._asked: Optional[str] = None    # the point last proposed (running or refused by the next call)
+        self._scanned = False                # trials a dead runner left running are failed once, at the start
+        self._asked_trials: Dict[int, Any] = {}  # trial number -> the Trial this process asked, until told
+        self._unmarked: List[Tuple[Any, str]] = []  # (trial, point) asked, its user attribute not yet written
 
     @property
     def study(self) -> Any:
@@ -64,13 +67,29 @@ class OptunaSearch:
                 raise VersionValueError(f"optuna_search: the study's direction is {study.direction.name.lower()}, "
                                         f"but direction={self.direction!r}; make them agree")
             for trial in study.get_trials(deepcopy=False):
-                point = trial.user_attrs.get("mlpipeline_point")
+                point = self._point_of(trial)
                 if point:
                     self._trials[point] = trial.number
                     if trial.state.is_finished():
                         self._told.add(point)
             self._study = study
         return self._study
+
+    def after_reply(self) -> None:
+        """Called by the search's process once the runner has the point: mark its trial with the
+        ``mlpipeline_point`` user attribute (a storage write off the point's way to its version)."""
+        while self._unmarked:
+            trial, point = self._unmarked.pop()
+            trial.set_user_attr("mlpipeline_point", point)
+
+    def _point_of(self, trial: Any) -> Optional[str]:
+        """The point a trial ran: its ``mlpipeline_point`` user attribute (a define-by-run space, or a
+        study an earlier mlpipeline marked), else, over a dict space, the hash of its parameters —
+        known the moment ``ask`` returns, so no trial is ever unmarked and no write marks one."""
+        point = trial.user_attrs.get("mlpipeline_point")
+        if point or not isinstance(self.space, dict) or set(trial.params) != set(self.space):
+            return point or None
+        return search_point_hash(_plain(trial.params))
 
     def _distributions(self) -> Dict[str, Any]:
         import optuna.distributions as od
@@ -90,7 +109,8 @@ class OptunaSearch:
         return found
 
     def sync(self, history: Sequence[Mapping[str, Any]]) -> None:
-        """Tell the study what the ledger knows: finished versions, and trials whose runs died."""
+        """Tell the study what the ledger knows: finished versions, and (at the first call, in a new
+        search process) trials whose runs died with an earlier runner."""
         import optuna
 
         study = self.study
@@ -100,18 +120,21 @@ class OptunaSearch:
                 self._learn(point, item)  # a result the study never saw (an in-memory study after a crash)
             elif point not in self._told:
                 self._tell(point, item)
+        if self._scanned:
+            return  # every trial asked since is this process's own, and told or running
+        self._scanned = True
         running = set(getattr(history, "running_points", []))
         waiting = set(self._refused.values())  # refused trials this process still tells (next call)
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-            point = trial.user_attrs.get("mlpipeline_point")
-            if point in running or (point is not None and point in self._told) or trial.number in waiting \
-                    or (point is not None and point == self._asked):
+            ran = self._point_of(trial)
+            if ran in running or (ran is not None and ran in self._told) or trial.number in waiting \
+                    or (ran is not None and ran == self._asked):
                 continue
             # A runner killed while the trial ran, or between study.ask() and marking the trial with its
             # point (or after a refused one): no run will ever finish it. The study is this search's own.
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
-            if point is not None:
-                self._told.add(point)
+            if ran is not None:
+                self._told.add(ran)
 
     def _learn(self, point: str, item: Mapping[str, Any]) -> None:
         """Add a finished version from the ledger to the study as a finished trial (dict spaces only:
@@ -147,15 +170,17 @@ class OptunaSearch:
         return (states.PRUNED if item and item.get("status") == RunStatus.PRUNED else states.FAIL), None
 
     def _tell(self, point: str, item: Mapping[str, Any]) -> None:
-        self._tell_trial(self._trials[point], item)
+        number = self._trials[point]
+        self._tell_trial(self._asked_trials.pop(number, number), item)
         self._told.add(point)
 
-    def _tell_trial(self, number: int, item: Optional[Mapping[str, Any]]) -> None:
+    def _tell_trial(self, trial: Any, item: Optional[Mapping[str, Any]]) -> None:
+        """Tell ``trial`` (the Trial this process asked, or a trial's number) how its version ended."""
         state, value = self._result(item)
         if value is not None:
-            self.study.tell(number, value)
+            self.study.tell(trial, value)
         else:
-            self.study.tell(number, state=state)
+            self.study.tell(trial, state=state)
 
     def __call__(self, history: Any) -> Any:
         if self.space is None and callable(history) and not isinstance(history, (list, tuple)):
@@ -180,15 +205,23 @@ class OptunaSearch:
             params = dict(trial.params)
         if not isinstance(params, dict):
             raise VersionValueError(f"optuna_search: space(trial) returned {params!r}; return a dict of parameters")
-        params = {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
+        params = _plain(params)
         point = search_point_hash(params)
         if point in self._trials:  # a point tried before: the runner refuses it and asks again
             self._refused[point] = trial.number
         else:
-            trial.set_user_attr("mlpipeline_point", point)
+            if callable(self.space):  # its parameters may not be the trial's: marked before anything runs
+                trial.set_user_attr("mlpipeline_point", point)
+            else:  # known by its parameters already: marked once the point is on its way (after_reply)
+                self._unmarked.append((trial, point))
             self._trials[point] = trial.number
+            self._asked_trials[trial.number] = trial  # told by object: no lookup of its number in the storage
             self._asked = point
         return params
+
+
+def _plain(params: Mapping[str, Any]) -> Dict[str, Any]:
+    return {k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()}
 
 
 def optuna_search(study_factory: Any, metric: str, direction: str = "minimize", space: Any = None) -> OptunaSearch:

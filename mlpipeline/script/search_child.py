@@ -22,6 +22,7 @@ from typing import Any, Dict, List
 
 from ..proc.outcome import failure, user_traceback
 from ..proc.system import die_with_parent
+from .child import leave_now
 
 CHILD_MAIN = "import sys; del sys.path[0]; from mlpipeline.script.search_child import serve; serve(sys.argv[1:])"
 
@@ -104,6 +105,14 @@ def serve(argv: List[str]) -> None:
                 params = version_params(version)
                 reply(id=request["id"], point=point, point_id=point_id, name=version_name, params=params,
                       params_sha256=params_digest(params))
+                out.flush()
+                after = getattr(search.propose, "after_reply", None)
+                if callable(after):  # an adapter's bookkeeping, off the point's way (optuna_search)
+                    try:
+                        after()
+                    except Exception as exc:  # noqa: BLE001 - its answer is sent: say it, keep serving
+                        print(f"mlpipeline: search {name}: after_reply() raised {type(exc).__name__}: {exc}",
+                              file=sys.stderr)
             elif op == "stop":
                 version_name = request["version"]
                 curve = curves.setdefault(version_name, {})
@@ -120,3 +129,6 @@ def serve(argv: List[str]) -> None:
             what = "propose" if op == "propose" else "stop"
             reply(id=request.get("id"), error=f"{what}() raised {type(exc).__name__}: {exc}",
                   traceback=user_traceback(exc))
+    out.flush()
+    leave_now(0)  # the runner closed its end: leave now (a study's last tell is written), without the
+    # interpreter's slow teardown of what the script imported, which the runner's close would wait out

@@ -12,7 +12,7 @@ import re
 import shutil
 import sys
 from datetime import datetime
-from typing import Any, List, Optional
+from typing import Any, FrozenSet, List, Optional
 
 from . import report as _report
 from .modes import ExecutionModeKeys, ModeKeys
@@ -167,12 +167,19 @@ def add_script_dir_to_PATH(current_dir: Optional[str] = None) -> None:  # noqa: 
     log(f"Added dir `{current_dir}` to PYTHOAPATH. New PYTHONPATH: {sys.path}")
 
 
+# Modules a fork server imported before it forked this process (never the project's: it imports none).
+PRELOADED: FrozenSet[str] = frozenset()
+
+
 def _collect_related_files(model: Any, root: str, additional_files: Optional[List[str]] = None) -> List[str]:
     """Remember, on ``model``, the files ``copy_related_files`` copies: ``additional_files``
     plus every imported module whose file lies under ``root``."""
     files = list(additional_files or [])
     root = os.path.abspath(root)
-    for module in list(sys.modules.values()):
+    for name in list(sys.modules):
+        if name in PRELOADED:
+            continue  # the fork server's (a warm parent's torch: 1 000 modules a version would touch, and copy)
+        module = sys.modules.get(name)
         path = getattr(module, "__file__", None)
         if not isinstance(path, str):
             continue
