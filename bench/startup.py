@@ -19,7 +19,7 @@ def help_cold_start(runs: int = 20) -> Result:
     help_s, pass_s = interleaved(runs, lambda: wall(cmd), lambda: wall(PY_PASS))
     added = (help_s - pass_s) * 1000
     return Result("mlpipeline --help (added to python start)", round(added, 1), round(pass_s * 1000, 1),
-                  "<= 60 ms", added <= 60,
+                  "<= 15 ms", added <= 15,
                   note=f"wall {help_s * 1000:.1f} ms vs python -c pass {pass_s * 1000:.1f} ms")
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, NoReturn, Optional
 
 from . import __version__
 from .commands import (ERROR, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RUN_STATUSES, SHOW_VERSION,
@@ -17,6 +16,9 @@ from .commands import (ERROR, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
                        cmd_status)
 from .core.errors import MLPipelineError
 
+TYPE_CHECKING = False  # typing itself costs --help 2 ms: the names are for the type checker
+if TYPE_CHECKING:
+    from typing import List, NoReturn, Optional
 
 
 class _Parser(argparse.ArgumentParser):

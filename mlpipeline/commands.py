@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import List, Optional
 
 from .core.errors import UsageError, display
 from .core.vocabulary import QueueState, RunStatus
+
+TYPE_CHECKING = False  # typing itself costs --help 2 ms: the names are for the type checker
+if TYPE_CHECKING:
+    from typing import List, Optional
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SHOW_VERSION = "\0show"  # `mlpipeline --version` with no NAME
@@ -152,6 +155,12 @@ def _cluster_options(args: argparse.Namespace) -> dict:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    isolated = args.isolate if args.isolate is not None else args.run
+    pool = None
+    if isolated and args.backend != "ray":
+        from .execution.forkpool import early_pool
+
+        pool = early_pool(args.directory)  # its fork server imports while the runner's modules do
     from .run.batch import BatchOptions, run_batch
 
     options = BatchOptions(directory=args.directory, run=args.run, use_history=args.use_history,
@@ -159,14 +168,13 @@ def cmd_run(args: argparse.Namespace) -> int:
                            jobs=args.jobs, gpus=_parse_gpus(args.gpus), watch=args.watch, timeout=args.timeout,
                            memory_limit=_parse_size(args.memory_limit),
                            command=" ".join(["mlpipeline", *sys.argv[1:]]), **_cluster_options(args))
-    isolated = args.isolate if args.isolate is not None else args.run
     stops = None
     if isolated:
         stops = _StopSignals()
     else:
         _interrupt_on_hangup()
     try:
-        result = run_batch(options, _say, prepare=stops.attach if stops else None)
+        result = run_batch(options, _say, prepare=stops.attach if stops else None, pool=pool)
     except KeyboardInterrupt:
         _say("interrupted (Ctrl+C)", WARNING)
         return EXIT_INTERRUPTED

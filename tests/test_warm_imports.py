@@ -195,7 +195,8 @@ def test_a_batch_describes_in_forked_children_and_runs_versions_from_the_warm_pa
         "FIRST_MODULES = sorted(sys.modules)\n"
         "open(os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'loaded-%d.json' % "
         "os.getpid()), 'w').write(json.dumps({'argv': sys.argv[1:2], 'parent': open('/proc/%d/cmdline' % "
-        "os.getppid()).read()}))\n").replace("def EXTRA():\n", "def EXTRA():\n    time.sleep(0.2)  # the warm parent starts meanwhile\n"))
+        "os.getppid()).read()}))\n")
+        .replace("def EXTRA():\n", "def EXTRA():\n    time.sleep(0.2)  # the warm parent starts meanwhile\n"))
     proc = subprocess.run([sys.executable, "-m", "mlpipeline", "-r", "-n"], cwd=tmp_path, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr

@@ -97,10 +97,24 @@ class ForkPool:
             self._refused[key] = str(exc)
             say(f"fork server for {', '.join(key)}: it did not start ({exc})", logging.INFO)
 
+    def start_early(self) -> ForkPool:
+        """Start the plain server now, without waiting for it: it imports while the runner sets up."""
+        with self._lock:
+            if self.use_fork and self.plain is None:
+                try:
+                    self.plain = ForkServer(self.cwd, wait=False)
+                except OSError:
+                    self.plain = None  # the first use tries again, and says why
+        return self
+
     def _plain(self, say: Say) -> Optional[ForkServer]:
         """The plain server, started at the first use (None: spawn). One that would miss what was
         installed since it started is retired (its running children finish) and a fresh one started."""
         with self._lock:
+            if self.use_fork and self.plain is not None and self.plain.ready() is None:
+                self.plain.wait_ready(timings().fork_start)  # started early, still importing
+            if self.use_fork and self.plain is not None and self.plain.ready() is False:
+                self.give_up(self.plain.failure or "it did not start", say)
             if self.use_fork and self.plain is not None and self.plain.alive:
                 why = self.plain.stale()
                 if why is not None:
@@ -195,3 +209,19 @@ class ForkPool:
         self._retired, self._warm, self.plain = [], OrderedDict(), None
         self.use_fork = False
 
+
+def early_pool(directory: Optional[str]) -> Optional[ForkPool]:
+    """A pool whose plain server is starting already, for ``mlpipeline -r`` in ``directory``'s
+    project (None where there is no project, or it runs on Ray: the batch says why, or spawns)."""
+    from ..core.errors import MLPipelineError
+    from ..plan.config import find_project
+
+    if not forkserver_enabled():
+        return None
+    try:
+        project = find_project(directory)
+    except (MLPipelineError, OSError):
+        return None
+    if (project.backend or "local") == "ray":
+        return None
+    return ForkPool(project.root).start_early()

@@ -98,9 +98,9 @@ def serve(argv: List[str]) -> None:
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     server_fds = [sock.fileno(), wake_r, wake_w]
     gc.freeze()  # what is imported now is never collected: a child's collections neither walk nor copy it
-    sock.send(json.dumps({"ready": os.getpid(), "watch": watch, "unsafe": unsafe}).encode())
     spare: Optional[_Spare] = None
     try:
+        sock.send(json.dumps({"ready": os.getpid(), "watch": watch, "unsafe": unsafe}).encode())
         spare = _fork_spare(defaults, server_fds)
         while os.getppid() == runner:
             readable = select.select([sock.fileno(), wake_r], [], [], 1.0)[0]
@@ -127,6 +127,8 @@ def serve(argv: List[str]) -> None:
                 if spare is not None:
                     spare.end()  # it is a version now, or it is killed and reaped here (never reported)
                 spare = _fork_spare(defaults, server_fds)  # after the reply: off the version's path
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the executor closed its end (it stopped, even before this server was ready): leave quietly
     finally:
         if spare is not None:
             spare.end()

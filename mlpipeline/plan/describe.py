@@ -87,6 +87,7 @@ class Describer:
         self._todo: Deque[Tuple[str, str]] = deque()             # (path, sha256 seen when asked)
         self._pending: Set[str] = set()                           # started, not yet handed over by poll()
         self._finished: List[DescribeResult] = []
+        self._done = threading.Event()                            # set while _finished holds something
         self._running: Dict[int, Child] = {}                      # pid -> describe child
         self._unswept: List[Mark] = []                            # marks of ended children, not yet swept
         self._swept_at = time.monotonic()
@@ -139,10 +140,21 @@ class Describer:
         self._start(path, sha)
         return None
 
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a background describe to finish (``poll`` takes it);
+        whether one did. The caller's loop wakes when there is something to plan, not on a timer."""
+        with self._lock:
+            if self._finished:
+                return True
+            if not self._pending:
+                return False
+        return self._done.wait(timeout)
+
     def poll(self) -> List[str]:
         """Paths whose background describe finished since the last call; their
         results are then served by ``lookup``. Stores them in the cache."""
         with self._lock:
+            self._done.clear()
             finished, self._finished = self._finished, []
             for done in finished:
                 self._pending.discard(done.path)
@@ -276,6 +288,7 @@ class Describer:
             with self._lock:
                 if done is not None and not self._closed:
                     self._finished.append(done)  # still pending until poll() hands it over
+                    self._done.set()
                 else:
                     self._pending.discard(path)
 

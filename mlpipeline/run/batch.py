@@ -10,12 +10,15 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
 
 from ..plan.config import Project, find_project
 from ..core.errors import UsageError
 from ..core.lifecycle import RunStatus
 from .runner import Finished, Options, Runner
+
+if TYPE_CHECKING:
+    from ..execution.forkpool import ForkPool
 
 
 DESCRIBE_TIMEOUT = 120.0  # seconds a script may take to load, unless --timeout says otherwise
@@ -116,11 +119,12 @@ def _backend(options: BatchOptions, project: Project, test: bool) -> str:
 
 
 def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
-              prepare: Optional[Callable[[Runner], None]] = None) -> BatchResult:
+              prepare: Optional[Callable[[Runner], None]] = None, pool: Optional[ForkPool] = None) -> BatchResult:
     """Run the project's queue once (or, with ``watch``, until stopped).
 
     ``notify`` receives progress lines; ``prepare`` sees the runner before it
-    starts (the CLI installs its signal handlers there)."""
+    starts (the CLI installs its signal handlers there); ``pool``: fork servers started early
+    (``forkpool.early_pool``), for the local executor (closed here whatever happens)."""
     from ..execution.inprocess import InProcessExecutor
     from ..execution.local import LocalExecutor
     from ..plan.describe import Describer
@@ -165,8 +169,11 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
             describer = ray_describer(project.root, ledger.cached_script, ledger.cache_script,
                                       timeout=options.timeout or DESCRIBE_TIMEOUT)
         else:
-            executor = (LocalExecutor(jobs=jobs, gpus=options.gpus, cwd=project.root, sweep=not test) if isolate
-                        else InProcessExecutor(cwd=project.root))
+            if pool is not None and (pool.cwd != project.root or not isolate):
+                pool.close()
+                pool = None
+            executor = (LocalExecutor(jobs=jobs, gpus=options.gpus, cwd=project.root, sweep=not test, pool=pool)
+                        if isolate else InProcessExecutor(cwd=project.root))
             describer = Describer(project.root, ledger.cached_script, ledger.cache_script,  # forked as versions are
                                   timeout=options.timeout or DESCRIBE_TIMEOUT, in_process=not isolate,
                                   fork=executor.pool if isolate else None)
@@ -199,6 +206,8 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
             describer.close()
         if executor is not None:
             executor.close()  # idempotent: a Ray backend disconnects (or stops its own Ray) and clears its marker
+        if pool is not None:
+            pool.close()  # idempotent: the local executor's own, or one it never used
         if watcher is not None:
             watcher.stop()
         if ledger is not None:

@@ -244,9 +244,13 @@ class Runner:
         return self.ended
 
     def _idle(self, seconds: float) -> None:
-        """Nothing runs: wait up to ``seconds``, less when a search's answer arrives first."""
+        """Nothing runs: wait up to ``seconds``, less when a search's answer or a script's
+        description (what the queue waits for) arrives first."""
+        wait = getattr(self.describer, "wait", None)
         if self.searches.waiting():
             self.searches.poll(seconds)
+        elif self._pending and wait is not None:
+            wait(seconds)
         else:
             time.sleep(seconds)
 
