@@ -102,7 +102,7 @@ def _fresh_batch(scripts: int, per_script: int) -> float:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def first_run(scripts: int = 40, per_script: int = 3, runs: int = 5) -> Result:
+def first_run(scripts: int = 40, per_script: int = 3, runs: int = 9) -> Result:
     """A first ``mlpipeline -r`` (descriptions included) of 40 scripts x 3 trivial versions vs one
     script x 120: versions/s of each, fresh projects, interleaved."""
     total = scripts * per_script

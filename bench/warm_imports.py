@@ -159,7 +159,7 @@ def torch_versions(runs: int = 5) -> List[Result]:
                        f"(MLPIPELINE_WARM_IMPORTS=0): {plain:.2f} s ({(plain - alone) / VERSIONS * 1000:.1f} ms)"))]
 
 
-def optuna_tpe(runs: int = 3) -> List[Result]:
+def optuna_tpe(runs: int = 5) -> List[Result]:
     try:
         import optuna  # noqa: F401
     except ImportError:

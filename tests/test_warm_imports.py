@@ -207,3 +207,51 @@ def test_a_batch_describes_in_forked_children_and_runs_versions_from_the_warm_pa
     warm = [v for v in versions if "warmpkg" in v["parent_cmdline"]]
     assert warm and all(v["extra"]["warmpkg_pid"] == v["ppid"] for v in warm), versions
     assert "versions import them themselves" not in proc.stderr
+
+
+SEARCH_SCRIPT = '''\
+import json, os, sys
+import warmpkg
+from mlpipeline.helper import Model, DataLoader
+from mlpipeline.utils import Versions
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+class L(DataLoader):
+    def get_train_input(self, mode=None, **kw): return None
+    def get_test_input(self, **kw): return None
+    def get_train_sample_count(self): return 1
+    def get_test_sample_count(self): return 1
+
+
+class M(Model):
+    def train_model(self, input_fn, steps): pass
+    def evaluate_model(self, input_fn, steps): return {"x": 1.0}
+
+
+def propose(history):
+    with open(os.path.join(ROOT, "proposer-%d.json" % os.getpid()), "w") as handle:
+        json.dump({"parent": open("/proc/%d/cmdline" % os.getppid()).read(), "warmpkg_pid": warmpkg.PID,
+                   "pid": os.getpid()}, handle)
+    return {"x": len(history)} if len(history) < 3 else None
+
+
+versions = Versions(L(), 1, 1)
+versions.add_version("base")
+versions.add_search(propose, budget=3)
+MODEL = M(versions)
+'''
+
+
+def test_a_search_process_is_forked_from_the_warm_parent_of_its_script(tmp_path, warm_env):
+    write_script(tmp_path, ("a",))
+    (tmp_path / "models" / "m.py").write_text(SEARCH_SCRIPT)
+    proc = subprocess.run([sys.executable, "-m", "mlpipeline", "-r", "-n"], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    proposers = [json.loads(p.read_text()) for p in tmp_path.glob("proposer-*.json")]
+    assert len(proposers) == 1, proposers  # one search process for the script, asked every time
+    got = proposers[0]
+    assert "forkserver_main" in got["parent"], got  # forked, not a fresh interpreter
+    assert "warmpkg" in got["parent"] and got["warmpkg_pid"] != got["pid"], got  # by the parent that imported it

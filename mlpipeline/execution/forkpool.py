@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Set, Tuple
 
 from ..core.timings import timings
 from ..proc.spawn import Child, Mark
-from .forkserver import ForkedProcess, ForkServer, ForkServerError
+from .forkserver import MARKS, ForkedProcess, ForkServer, ForkServerError
 from .forkserver import enabled as forkserver_enabled
 
 log = logging.getLogger(__name__)
@@ -160,25 +160,40 @@ class ForkPool:
         None: spawn it instead (no live plain server: ``prepare`` starts one). Any thread."""
         with self._lock:
             server = self.plain if self.use_fork else None
+        return self._start(server, argv, mark, title, {}, None, None)
+
+    def start_warm(self, argv: List[str], mark: Mark, title: str, imports: Tuple[str, ...], env: Dict[str, str],
+                   out_fd: int, event_fd: int, say: Say) -> Optional[Child]:
+        """``start`` from the main thread, for a long-lived child of a script (its search): from the
+        warm parent for ``imports`` as a version would be, with ``env`` added, its output to
+        ``out_fd`` and ``event_fd`` its own (the caller keeps both)."""
+        return self._start(self.server(imports, say), argv, mark, title, env, out_fd, event_fd)
+
+    def _start(self, server: Optional[ForkServer], argv: List[str], mark: Mark, title: str, extra: Dict[str, str],
+               out_fd: Optional[int], event_fd: Optional[int]) -> Optional[Child]:
         if server is None or not server.alive:
             return None
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", mark[0]: mark[1]}
-        if server.refusal(env, self.cwd, {mark[0]: mark[1]}) is not None:
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", **extra, mark[0]: mark[1]}
+        marks = {name: env[name] for name in MARKS if env.get(name)}
+        if server.refusal(env, self.cwd, marks) is not None:
             return None
-        out_r, out_w = os.pipe()
-        null = os.open(os.devnull, os.O_WRONLY)
+        out_r, out_w = os.pipe() if out_fd is None else (-1, out_fd)
+        events = os.open(os.devnull, os.O_WRONLY) if event_fd is None else event_fd
         try:
-            pid, pid_fd = server.fork([*argv, str(server.pid)], env, self.cwd, out_w, null, {mark[0]: mark[1]}, title,
+            pid, pid_fd = server.fork([*argv, str(server.pid)], env, self.cwd, out_w, events, marks, title,
                                       light=True)
         except (ValueError, ForkServerError):
-            os.close(out_r)
+            if out_r >= 0:
+                os.close(out_r)
             return None
         finally:
-            os.close(out_w)
-            os.close(null)
+            if out_fd is None:
+                os.close(out_w)
+            if event_fd is None:
+                os.close(events)
         if pid_fd is not None:
             os.close(pid_fd)
-        proc = ForkedProcess(server, pid, os.fdopen(out_r, "rb", buffering=0))
+        proc = ForkedProcess(server, pid, os.fdopen(out_r, "rb", buffering=0) if out_r >= 0 else None)
         return Child(proc, mark)  # type: ignore[arg-type]
 
     # -- upkeep ------------------------------------------------------------------------------------

@@ -97,6 +97,8 @@ def serve(argv: List[str]) -> None:
     signal.set_wakeup_fd(wake_w)
     signal.signal(signal.SIGCHLD, lambda signum, frame: None)
     server_fds = [sock.fileno(), wake_r, wake_w]
+    global _MARKS_AT
+    _MARKS_AT = _marks()  # where every child's markers and title go: the same addresses in each (inherited)
     gc.freeze()  # what is imported now is never collected: a child's collections neither walk nor copy it
     spare: Optional[_Spare] = None
     try:
@@ -313,7 +315,7 @@ def _prepare(server: int, defaults: Dict[int, Any], server_fds: List[int], keep:
                 pass
     _leave_finalizers_to_the_server()
     script_utils.PRELOADED = frozenset(sys.modules)  # ahead of the version: it reads which modules are its own
-    return _marks(), (-1 if light else child.prepare_reporter())
+    return _MARKS_AT or _marks(), (-1 if light else child.prepare_reporter())
 
 
 def _leave_finalizers_to_the_server() -> None:
@@ -375,6 +377,9 @@ def _open_fds() -> List[int]:
         return sorted(int(name) for name in os.listdir("/proc/self/fd"))
     except OSError:
         return list(range(3, 256))
+
+
+_MARKS_AT: Optional[_Marks] = None
 
 
 def _marks() -> _Marks:

@@ -207,10 +207,11 @@ class Describer:
 
     def _sweep(self, now: bool = False) -> None:
         """End what finished describe children started outside their group (a daemon the import
-        started), by their marks: one look at every process for them all, once none is running
-        (or a second after the last look), and at ``close``."""
+        started), by their marks: one look at every process for them all, once no describe runs
+        or waits (or a second after the last look), and at ``close``."""
         with self._lock:
-            if not self._unswept or not (now or not self._running or time.monotonic() - self._swept_at > 1.0):
+            idle = not self._running and not self._todo
+            if not self._unswept or not (now or idle or time.monotonic() - self._swept_at > 1.0):
                 return
             marks, self._unswept = self._unswept, []
             self._swept_at = time.monotonic()

@@ -185,6 +185,7 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
                                  retries=options.retries,
                                  options_text=shown)
         runner = Runner(project, ledger, executor, describer, runner_options, outputs=outputs, host=host,
+                        fork=getattr(executor, "pool", None),
                         notify=notify, watcher=watcher)
         if prepare is not None:
             prepare(runner)

@@ -39,6 +39,7 @@ from .observers import HostFiles, Litter, Observers, Run, Terminal
 from .queue import BatchQueue, Broken, Key
 from .recorder import Recorder
 from .search import Searches
+from .search.pipe import Fork
 
 log = logging.getLogger(__name__)
 # The library never prints: without a handler configured by the application,
@@ -139,7 +140,9 @@ class Runner:
     def __init__(self, project: Project, ledger: Ledger, executor: Executor, describer: Describer, options: Options,
                  outputs: Any = None, host: str = "localhost",
                  notify: Optional[Callable[[str, int], None]] = None, watcher: Any = None,
-                 clock: Callable[[], float] = time.monotonic):
+                 clock: Callable[[], float] = time.monotonic, fork: Optional[Fork] = None):
+        """``fork``: what forks the searches' children (the local executor's fork servers), or None
+        to spawn them."""
         self.project, self.ledger, self.executor, self.describer = project, ledger, executor, describer
         self.options = options
         self.outputs = outputs or NullOutputs()
@@ -151,7 +154,7 @@ class Runner:
         self.planner = Planner(project, describer, project.config_path(options.test_mode),
                                options.only_version, self.say)
         self.searches = Searches(ledger, project.root, options.test_mode, options.use_history,
-                                 lambda message, level: self.say(message, level), clock)
+                                 lambda message, level: self.say(message, level), clock, fork=fork)
         self.queue = BatchQueue(self.planner, ledger, self.searches, self.mode, options.use_history, self.say)
         self.recorder = Recorder(ledger, project, self.mode, host, process_start(), options.command)
         self.observers = Observers([Terminal(self.say, self.notify, project, options.test_mode),

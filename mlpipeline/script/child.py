@@ -67,6 +67,11 @@ def main(argv) -> int:
         from .describing import describe_main
 
         return describe_main(argv[1:4], watch=False)
+    if argv[0] == "search":  # forked: SCRIPT PARENT_PID SOCKET_FD (requests in, replies out)
+        from .search_child import serve
+
+        serve([argv[1], argv[3], argv[3], argv[2]])
+        return 0
     if argv[0] != "run":
         raise SystemExit(f"mlpipeline.script.child: unknown operation {argv[0]!r}")
     payload, fd = json.loads(_payload_text(argv[1])), int(argv[2])

@@ -75,12 +75,14 @@ class OptunaSearch:
             self._study = study
         return self._study
 
-    def after_reply(self) -> None:
-        """Called by the search's process once the runner has the point: mark its trial with the
-        ``mlpipeline_point`` user attribute (a storage write off the point's way to its version)."""
-        while self._unmarked:
-            trial, point = self._unmarked.pop()
+    def idle(self) -> bool:
+        """Called by the search's process when no question waits: mark one trial asked over a dict
+        space with the ``mlpipeline_point`` user attribute (a storage write kept off the way of the
+        next point: the trial is known by its parameters meanwhile). Whether more wait."""
+        if self._unmarked:
+            trial, point = self._unmarked.pop(0)
             trial.set_user_attr("mlpipeline_point", point)
+        return bool(self._unmarked)
 
     def _point_of(self, trial: Any) -> Optional[str]:
         """The point a trial ran: its ``mlpipeline_point`` user attribute (a define-by-run space, or a
@@ -212,7 +214,7 @@ class OptunaSearch:
         else:
             if callable(self.space):  # its parameters may not be the trial's: marked before anything runs
                 trial.set_user_attr("mlpipeline_point", point)
-            else:  # known by its parameters already: marked once the point is on its way (after_reply)
+            else:  # known by its parameters already: marked when the search's process is idle (idle)
                 self._unmarked.append((trial, point))
             self._trials[point] = trial.number
             self._asked_trials[trial.number] = trial  # told by object: no lookup of its number in the storage

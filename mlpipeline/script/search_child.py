@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import sys
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, Iterator, List
 
 from ..proc.outcome import failure, user_traceback
 from ..proc.system import die_with_parent
@@ -47,6 +48,36 @@ def _copy(history: History) -> History:
     return copied
 
 
+def _lines(fd: int, idle: Callable[[], bool]) -> Iterator[str]:
+    """The request lines on ``fd`` until it closes; while none waits, ``idle()`` is called until
+    it says nothing is left to do (an adapter's bookkeeping)."""
+    pending = b""
+    busy = True
+    while True:
+        while b"\n" in pending:
+            line, pending = pending.split(b"\n", 1)
+            yield line.decode("utf-8", "replace")
+        if busy and not select.select([fd], [], [], 0)[0]:
+            busy = idle()
+            continue
+        data = os.read(fd, 1 << 20)
+        if not data:
+            return
+        pending += data
+        busy = True
+
+
+def _do_chores(chores: List[Callable[[], bool]]) -> bool:
+    """One step of each adapter's idle bookkeeping; whether any has more."""
+    more = False
+    for chore in chores:
+        try:
+            more = bool(chore()) or more
+        except Exception as exc:  # noqa: BLE001 - bookkeeping of user-facing state: say it, keep serving
+            print(f"mlpipeline: a search's idle bookkeeping raised {type(exc).__name__}: {exc}", file=sys.stderr)
+    return more
+
+
 def serve(argv: List[str]) -> None:
     """Child entry: ``SCRIPT REQUEST_FD REPLY_FD PARENT_PID``."""
     from .loading import get_model, load_module
@@ -70,7 +101,8 @@ def serve(argv: List[str]) -> None:
     searches = versions.searches
     histories: Dict[str, History] = {name: History() for name in searches}
     curves: Dict[str, Dict[str, List[List[Any]]]] = {}
-    for line in os.fdopen(requests, "r"):
+    chores = [hook for hook in (getattr(s.propose, "idle", None) for s in searches.values()) if callable(hook)]
+    for line in _lines(requests, lambda: _do_chores(chores)):
         request = json.loads(line)
         op, name = request.get("op"), request.get("search")
         search, history = searches.get(name), histories.get(name)
@@ -105,14 +137,6 @@ def serve(argv: List[str]) -> None:
                 params = version_params(version)
                 reply(id=request["id"], point=point, point_id=point_id, name=version_name, params=params,
                       params_sha256=params_digest(params))
-                out.flush()
-                after = getattr(search.propose, "after_reply", None)
-                if callable(after):  # an adapter's bookkeeping, off the point's way (optuna_search)
-                    try:
-                        after()
-                    except Exception as exc:  # noqa: BLE001 - its answer is sent: say it, keep serving
-                        print(f"mlpipeline: search {name}: after_reply() raised {type(exc).__name__}: {exc}",
-                              file=sys.stderr)
             elif op == "stop":
                 version_name = request["version"]
                 curve = curves.setdefault(version_name, {})
@@ -130,5 +154,7 @@ def serve(argv: List[str]) -> None:
             reply(id=request.get("id"), error=f"{what}() raised {type(exc).__name__}: {exc}",
                   traceback=user_traceback(exc))
     out.flush()
+    while _do_chores(chores):
+        pass
     leave_now(0)  # the runner closed its end: leave now (a study's last tell is written), without the
     # interpreter's slow teardown of what the script imported, which the runner's close would wait out

@@ -23,7 +23,7 @@ from ...plan.planner import QueueItem
 from ...proc.system import MARK_PROJECT, project_mark
 from ...script.space import is_point_name, point_of
 from ...store.reads import Reads
-from .pipe import SearchProcess
+from .pipe import Fork, SearchProcess
 from .state import SearchState
 
 ASK_WAIT = 0.05      # seconds the runner waits for a proposal before it goes on and takes it when it comes
@@ -56,8 +56,10 @@ class Searches:
     decisions and failures that arrived with ``take``."""
 
     def __init__(self, reads: Reads, root: str, test_mode: bool, use_history: bool,
-                 say: Callable[[str, int], None], clock: Callable[[], float] = time.monotonic):
+                 say: Callable[[str, int], None], clock: Callable[[], float] = time.monotonic,
+                 fork: Optional[Fork] = None):
         self.reads, self.root, self.test_mode, self.use_history = reads, root, test_mode, use_history
+        self.fork = fork  # forks the search children (from the warm parent for their script's imports)
         self.say, self.clock = say, clock
         self.states: Dict[Tuple[str, str], SearchState] = {}
         self.processes: Dict[str, Tuple[str, SearchProcess]] = {}  # script path -> (sha256, its child)
@@ -144,7 +146,7 @@ class Searches:
         env: Dict[str, str] = {"MLPIPELINE_MODE": (Mode.TEST if self.test_mode else Mode.RUN).value}
         if not self.test_mode:  # a later runner's sweep ends it if this one could not
             env[MARK_PROJECT] = project_mark(self.root)
-        process = SearchProcess(state.path, self.root, env)
+        process = SearchProcess(state.path, self.root, env, self.fork, tuple(state.info.imports))
         self.processes[state.path] = (state.info.sha256, process)
         for other in self.states.values():  # the new child knows no history yet
             if other.path == state.path:

@@ -5,35 +5,49 @@ from __future__ import annotations
 import json
 import os
 import selectors
+import socket
 import sys
 import time
-from typing import Any, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Protocol, Tuple
 
-from ...proc.spawn import Lines, LineTooLong, spawn
-from ...proc.system import roomy_pipe
+from ...proc.spawn import Child, Lines, LineTooLong, Mark, spawn
+from ...proc.system import probe_mark, roomy_pipe
 from ...script.search_child import CHILD_MAIN
 
 MAX_REPLY = 64 << 20  # bytes of one reply line
 
 
+class Fork(Protocol):
+    """What forks a search's child (``execution.forkpool.ForkPool``)."""
+
+    def start_warm(self, argv: List[str], mark: Mark, title: str, imports: Tuple[str, ...], env: Dict[str, str],
+                   out_fd: int, event_fd: int, say: Callable[[str, int], None]) -> Optional[Child]: ...
+
+
 class SearchProcess:
     """A search child and its pipes; never blocks the runner on a write."""
 
-    def __init__(self, script: str, cwd: str, env: Dict[str, str]):
-        request_read, self._request = os.pipe()
-        self._reply, reply_write = os.pipe()
-        for fd in (self._request, self._reply):
-            roomy_pipe(fd)  # the first history arrives in one write
+    def __init__(self, script: str, cwd: str, env: Dict[str, str], fork: Optional[Fork] = None,
+                 imports: Tuple[str, ...] = ()):
         try:
             stdout: Any = sys.stderr.fileno()
         except (AttributeError, OSError, ValueError):
             stdout = None
-        try:
-            self.child = spawn(CHILD_MAIN, [script, str(request_read), str(reply_write), str(os.getpid())], cwd=cwd,
-                               env=env, stdout=stdout, stderr=stdout, pass_fds=(request_read, reply_write))
-        finally:
-            os.close(request_read)
-            os.close(reply_write)
+        self._sock: Optional[socket.socket] = None
+        forked = self._fork(fork, script, env, stdout, imports) if fork is not None and stdout is not None else None
+        if forked is not None:
+            self.child = forked
+        else:
+            request_read, self._request = os.pipe()
+            self._reply, reply_write = os.pipe()
+            for fd in (self._request, self._reply):
+                roomy_pipe(fd)  # the first history arrives in one write
+            try:
+                self.child = spawn(CHILD_MAIN, [script, str(request_read), str(reply_write), str(os.getpid())],
+                                   cwd=cwd, env=env, stdout=stdout, stderr=stdout, pass_fds=(request_read, reply_write))
+            finally:
+                os.close(request_read)
+                os.close(reply_write)
         self.proc = self.child.proc
         os.set_blocking(self._request, False)
         os.set_blocking(self._reply, False)
@@ -41,6 +55,25 @@ class SearchProcess:
         self._lines = Lines(MAX_REPLY)
         self._ready: List[bytes] = []
         self.closed = False
+
+    def _fork(self, fork: Fork, script: str, env: Dict[str, str], stdout: int,
+              imports: Tuple[str, ...]) -> Optional[Child]:
+        """The child forked (from the warm parent for the script's imports, as its versions are), its
+        requests and replies on one socket; None: spawn it."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        for end in (ours, theirs):
+            end.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)  # the first history in one write
+        try:
+            child = fork.start_warm(["search", script], probe_mark(), f"mlpipeline search {script}", imports, env,
+                                    stdout, theirs.fileno(), lambda message, level: None)
+        finally:
+            theirs.close()
+        if child is None:
+            ours.close()
+            return None
+        self._sock = ours
+        self._request = self._reply = ours.fileno()
+        return child
 
     def send(self, message: Dict[str, Any]) -> None:
         self._out += json.dumps(message).encode() + b"\n"
@@ -101,11 +134,17 @@ class SearchProcess:
             while self._out and time.monotonic() < deadline:
                 self.flush()
                 time.sleep(0.01)
-            os.close(self._request)  # end of input: the child's loop ends and it exits
-            self._request = -1
+            if self._sock is not None:
+                self._sock.shutdown(socket.SHUT_WR)  # end of input: the child's loop ends and it exits
+            else:
+                os.close(self._request)
+                self._request = -1
             self.child.wait(max(0.0, deadline - time.monotonic()))
         self.closed = True
         self.child.end(wait=1.0)  # its group, and what the script started at import (setsid)
+        if self._sock is not None:
+            self._sock.close()
+            return
         for fd in (self._request, self._reply):
             if fd >= 0:
                 try:
