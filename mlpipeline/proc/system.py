@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import signal
 import threading
 import time
@@ -227,3 +228,19 @@ def project_mark(root: Optional[str]) -> str:
     import hashlib
 
     return hashlib.sha256(os.path.abspath(root or os.getcwd()).encode()).hexdigest()[:16]
+
+
+def leave_now(code: int) -> None:
+    """Exit now, threads or not: atexit handlers first, then the streams (not the interpreter's
+    teardown of every module, which a child about to vanish does not need)."""
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)

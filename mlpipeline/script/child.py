@@ -16,7 +16,7 @@ from typing import Optional, Tuple
 from ..core.timings import timings
 from . import report as _report
 from ..proc.outcome import failure
-from ..proc.system import watch_parent
+from ..proc.system import leave_now, watch_parent
 
 # Set up ahead of the version by a fork server's spare (execution.forkserver): (this process's pid, the event
 # pipe's fd, its reporter). A pid that is not ours: inherited, unused.
@@ -145,21 +145,6 @@ def _threads_done() -> bool:
         if thread is not threading.current_thread() and not thread.daemon:
             thread.join(max(0.0, deadline - time.monotonic()))
     return not any(t.is_alive() and not t.daemon for t in threading.enumerate() if t is not threading.current_thread())
-
-
-def leave_now(code: int) -> None:
-    """Exit now, threads or not: atexit handlers first, then the streams."""
-    import atexit
-
-    try:
-        atexit._run_exitfuncs()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(code)
 
 
 if __name__ == "__main__":

@@ -22,8 +22,7 @@ import sys
 from typing import Any, Callable, Dict, Iterator, List
 
 from ..proc.outcome import failure, user_traceback
-from ..proc.system import die_with_parent
-from .child import leave_now
+from ..proc.system import die_with_parent, leave_now
 
 CHILD_MAIN = "import sys; del sys.path[0]; from mlpipeline.script.search_child import serve; serve(sys.argv[1:])"
 
