@@ -131,6 +131,15 @@ class RunEvents:
         self.runner.points(self.run_id, self.run, rows)
 
 
+def _why_stopped(exc: BaseException, when: str, ctrl_c: str) -> str:
+    """What a run the runner had to abandon records as its error."""
+    if isinstance(exc, KeyboardInterrupt):
+        return f"interrupted (Ctrl+C) {ctrl_c}"
+    if isinstance(exc, MLPipelineError):
+        return f"the runner stopped {when}: {exc}"
+    return f"the runner stopped on an internal error {when} ({type(exc).__name__})"
+
+
 class Runner:
     """Works through a project's queue with the executor and describer it is given.
 
@@ -264,12 +273,7 @@ class Runner:
             self.recorder.flush(self.clock())  # points before the status that ends their run
         except BaseException:  # noqa: BLE001 - a full disk or a second Ctrl+C: the status matters more
             pass
-        if isinstance(exc, KeyboardInterrupt):
-            why = "interrupted (Ctrl+C) while the version ran"
-        elif isinstance(exc, MLPipelineError):
-            why = f"the runner stopped while the version ran: {exc}"
-        else:
-            why = f"the runner stopped on an internal error while the version ran ({type(exc).__name__})"
+        why = _why_stopped(exc, "while the version ran", "while the version ran")
         self.recorder.abandon([run.run_id for run in self.active.values()], why)
         for run in self.active.values():
             self._cleanup(run)
@@ -508,12 +512,7 @@ class Runner:
         try:
             run.ticket = self.executor.submit(job, events)
         except BaseException as exc:
-            if isinstance(exc, KeyboardInterrupt):
-                why = "interrupted (Ctrl+C) while starting"
-            elif isinstance(exc, MLPipelineError):
-                why = f"the runner stopped before the version started: {exc}"
-            else:
-                why = f"the runner stopped on an internal error before the version started ({type(exc).__name__})"
+            why = _why_stopped(exc, "before the version started", "while starting")
             try:
                 self.recorder.abandon([run_id], why)
             finally:

@@ -140,28 +140,25 @@ class Reads:
 
     def results(self, run_ids: Sequence[int]) -> Dict[int, Dict[Key, Optional[float]]]:
         """Each run's results (values recorded without a step: what ``evaluate_model`` returned)."""
-        found: Dict[int, Dict[Key, Optional[float]]] = {}
-        for run_id, split, name, value in self._chunked(
-                "SELECT run_id, split, name, value FROM metrics WHERE run_id IN ({marks}) AND step IS NULL "
-                "ORDER BY rowid", run_ids, plain=True):
-            found.setdefault(run_id, {})[(split, name)] = value
-        return found
+        return self._per_run("SELECT run_id, split, name, value FROM metrics WHERE run_id IN ({marks}) "
+                             "AND step IS NULL ORDER BY rowid", run_ids)
 
     def curve_last(self, run_ids: Sequence[int]) -> Dict[int, Dict[Key, Optional[float]]]:
         """The last point of each of the runs' curves."""
-        found: Dict[int, Dict[Key, Optional[float]]] = {}
-        for run_id, split, name, value in self._chunked(
-                "SELECT run_id, split, name, value FROM metrics WHERE rowid IN (SELECT MAX(rowid) FROM metrics "
-                "WHERE run_id IN ({marks}) AND step IS NOT NULL GROUP BY run_id, split, name)", run_ids, plain=True):
-            found.setdefault(run_id, {})[(split, name)] = value
-        return found
+        return self._per_run("SELECT run_id, split, name, value FROM metrics WHERE rowid IN (SELECT MAX(rowid) "
+                             "FROM metrics WHERE run_id IN ({marks}) AND step IS NOT NULL GROUP BY run_id, split, "
+                             "name)", run_ids)
 
     def run_metrics(self, run_ids: Sequence[int]) -> Dict[int, Dict[Key, Optional[float]]]:
         """Per run and metric, its result, else its curve's last value (from the summaries)."""
+        return self._per_run("SELECT run_id, split, name, CASE WHEN has_final THEN final ELSE last END "
+                             "FROM metric_summary WHERE run_id IN ({marks})", run_ids)
+
+    def _per_run(self, sql: str, run_ids: Sequence[int]) -> Dict[int, Dict[Key, Optional[float]]]:
+        """``{run id: {(split, name): value}}`` from ``sql``'s (run_id, split, name, value) rows, the
+        later row winning."""
         found: Dict[int, Dict[Key, Optional[float]]] = {}
-        for run_id, split, name, value in self._chunked(
-                "SELECT run_id, split, name, CASE WHEN has_final THEN final ELSE last END FROM metric_summary "
-                "WHERE run_id IN ({marks})", run_ids, plain=True):
+        for run_id, split, name, value in self._chunked(sql, run_ids, plain=True):
             found.setdefault(run_id, {})[(split, name)] = value
         return found
 
