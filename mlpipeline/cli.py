@@ -82,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     init = command("init", "create a new project with an example script")
     init.add_argument("target", nargs="?", default=".", metavar="DIR", help="where to create it (default: here)")
+    init.add_argument("--plain", action="store_true",
+                      help="the example is a plain argparse training script with two versions (no MODEL)")
     runs = command("runs", "list recorded runs, newest first")
     runs.add_argument("--script", metavar="S", help="only runs of this script (path or file name)")
     runs.add_argument("--version", dest="version_name", metavar="V", help="only runs of this version")

@@ -236,7 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_init(args: argparse.Namespace) -> int:
     from .plan.scaffold import init_project
 
-    written = init_project(args.target)
+    written = init_project(args.target, plain=getattr(args, "plain", False))
     for path in written:
         print(f"created {display(path)}")
     import shlex

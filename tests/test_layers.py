@@ -17,7 +17,7 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("processes", ("mlpipeline.proc",)),
     ("the script API: what runs inside a version's process",
      ("mlpipeline.script", "mlpipeline.data", "mlpipeline.helper", "mlpipeline.utils", "mlpipeline.keras",
-      "mlpipeline.sweeps", "mlpipeline.global_values")),
+      "mlpipeline.sweeps", "mlpipeline.global_values", "mlpipeline.integrations")),
     ("storage: every SQL statement against the ledger", ("mlpipeline.store",)),
     ("planning: configs, describing scripts, the queue as planned", ("mlpipeline.plan",)),
     ("the read model: runs, status, outputs", ("mlpipeline.read", "mlpipeline.outputs")),

@@ -32,6 +32,7 @@ class VersionSpec:
     script_sha256: str = ""
     seed: Optional[str] = None
     imports: Tuple[str, ...] = ()   # the script's third-party modules (a warm parent imports them once)
+    argv: Optional[Tuple[str, ...]] = None  # a plain script's version: its arguments (None: a MODEL's version)
 
     @property
     def key(self) -> Tuple[str, str]:
@@ -44,13 +45,15 @@ class VersionSpec:
     def to_json(self) -> Dict[str, Any]:
         return {"script": self.script, "rel": self.rel, "version": self.version, "params": dict(self.params),
                 "params_sha256": self.params_sha256, "fingerprint": self.fingerprint,
-                "script_sha256": self.script_sha256, "seed": self.seed, "imports": list(self.imports)}
+                "script_sha256": self.script_sha256, "seed": self.seed, "imports": list(self.imports),
+                "argv": None if self.argv is None else list(self.argv)}
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> VersionSpec:
         return cls(**{k: data[k] for k in ("script", "rel", "version", "params") },
                    **{k: data.get(k, "") for k in ("params_sha256", "fingerprint", "script_sha256")},
-                   seed=data.get("seed"), imports=tuple(data.get("imports") or ()))
+                   seed=data.get("seed"), imports=tuple(data.get("imports") or ()),
+                   argv=None if data.get("argv") is None else tuple(data["argv"]))
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,7 @@ class Job:
     timeout: Optional[float] = None      # seconds; executors that cannot be interrupted enforce it themselves
     memory_limit: Optional[int] = None   # bytes of address space (RLIMIT_AS) for a child
     tag: str = ""                        # the run's uid: marks every process the version starts
+    run_id: int = 0                      # the run's id in the ledger (a plain script reads MLPIPELINE_RUN_ID)
 
 
 class MetricKey(NamedTuple):
@@ -211,6 +215,9 @@ class Sink(Protocol):
 
     def data(self, fingerprint: str) -> None:
         """What the version's data loaders read (``kind:sha256``), known before it trains."""
+
+    def params(self, params: Mapping[str, Any]) -> None:
+        """Parameters the version adds to its record (``log_params``, a plain script's parsed arguments)."""
 
 
 Ended = Tuple[int, Outcome]  # an executor's job that ended: (ticket, how it ended)

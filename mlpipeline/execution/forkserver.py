@@ -57,7 +57,8 @@ SERVER_MAIN = "import sys; del sys.path[0]; from mlpipeline.execution.forkserver
 # What a version's child imports before the user's script; the server imports it once for all of them.
 PRELOAD = ("mlpipeline.script.child", "mlpipeline.script.packages", "mlpipeline.script.loading", "mlpipeline.script.execute",
            "mlpipeline.script.describing",
-           "mlpipeline.script.specs",
+           "mlpipeline.script.specs", "mlpipeline.script.runspec", "mlpipeline.script.plain",
+           "mlpipeline.script.command", "argparse", "shlex",
            "mlpipeline.helper", "mlpipeline.utils", "mlpipeline.sweeps", "mlpipeline.outputs", "ctypes", "resource")
 MARKS = (MARK_RUN, MARK_VERSION, MARK_PROJECT)
 MARK_SLOT = 128       # bytes reserved in the server's environment for each marker's value

@@ -40,6 +40,9 @@ class _SinkReporter(_report.Reporter):
     def data(self, fingerprint: str) -> None:
         self.sink.data(fingerprint)
 
+    def params(self, params: Dict[str, Any]) -> None:
+        self.sink.params(params)
+
 
 class InProcessExecutor:
     """One job at a time, run in this process when polled.
@@ -93,9 +96,7 @@ class InProcessExecutor:
         return finished
 
     def _run(self, job: Job, sink: Sink) -> Outcome:
-        from ..script.execute import run_version
-        from ..script.loading import get_model
-        from ..script.specs import version_for
+        from ..script.runspec import run_spec
         from ..script.packages import imported_packages
 
         spec = job.spec
@@ -106,11 +107,7 @@ class InProcessExecutor:
         os.environ[MARK_RUN] = mark  # every process the version starts inherits it, setsid'd or not
         try:
             with alarm, working_dir(self.cwd):
-                module = self._load(spec.script)
-                model = get_model(module, spec.script, only=spec.version)
-                version = version_for(model, spec.version, spec.params)
-                result = run_version(model, version, spec.script, job.model_dir, job.exec_mode,
-                                     source=getattr(module, "__mlpipeline_source__", None), run_dir=job.run_dir)
+                result = run_spec(spec.to_json(), job.model_dir, job.exec_mode, job.run_dir, job.run_id, self._load)
             return Outcome(RunStatus.SUCCEEDED, result=result.to_json(), packages=imported_packages())
         except (VersionTimeout, SystemExit, Exception) as exc:  # noqa: BLE001 - a failing version is an outcome
             # (a hook that calls sys.exit() must not end the whole session quietly; Ctrl+C still does)

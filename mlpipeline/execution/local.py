@@ -86,7 +86,8 @@ class LocalExecutor:
         gpu = self.free_gpus.pop(0) if self.gpus else None
 
         payload = {"spec": job.spec.to_json(), "model_dir": job.model_dir, "exec_mode": job.exec_mode,
-                   "memory_limit": job.memory_limit, "run_dir": job.run_dir}
+                   "memory_limit": job.memory_limit, "run_dir": job.run_dir,
+                   "run_id": job.run_id}
         env, version_mark = child_env(self.project_mark, job, f"{os.getpid()}-{self._next_ticket}", self.sweep)
         if version_mark in self._versions_run:  # nothing of its earlier run may still be at work in its model dir
             self._sweep_marks([(MARK_VERSION, version_mark)] if self.sweep else [])

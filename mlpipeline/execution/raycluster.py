@@ -291,7 +291,7 @@ class RayExecutor:
         self._next_ticket += 1
         env, _ = child_env(self.project_mark, job, f"{os.getpid()}-{ticket}", self.marks)
         payload = {"spec": job.spec.to_json(), "model_dir": job.model_dir, "exec_mode": job.exec_mode,
-                   "memory_limit": job.memory_limit, "run_dir": job.run_dir}
+                   "memory_limit": job.memory_limit, "run_dir": job.run_dir, "run_id": job.run_id}
         gen = self._run.remote(payload, env, self.cwd, self.shared_marker)
         self._tasks[ticket] = _Task(gen, sink, capture, log_file, job, env[MARK_RUN])
         return ticket

@@ -32,6 +32,7 @@ class IniFile:
     path: str
     sections: Dict[str, List[Entry]] = field(default_factory=dict)
     section_lines: Dict[str, int] = field(default_factory=dict)
+    section_names: Dict[str, str] = field(default_factory=dict)  # upper-cased → as written
 
     def where(self, line: int) -> str:
         return f"{_display(self.path)}:{line}"
@@ -81,6 +82,7 @@ def read_ini(path: str) -> IniFile:
                                   f"(first at line {ini.section_lines[section]}); merge them")
             ini.sections[section] = []
             ini.section_lines[section] = number
+            ini.section_names[section] = line[1:-1].strip()
             continue
         if section is None:
             raise ConfigError(f"{name}:{number}: {line[:60]!r} is outside any section; "
@@ -137,6 +139,9 @@ class QueueConfig:
     blacklist: List[ScriptEntry] = field(default_factory=list)
     timeout: Optional[float] = None
     warnings: List[str] = field(default_factory=list)
+    # a plain script's versions: [train.py] → its entries (version = argument line), with the file for errors
+    arguments: Dict[str, List[Entry]] = field(default_factory=dict)
+    ini: Optional[IniFile] = None
 
 
 def _script_entries(ini: IniFile, section: str, warnings: List[str]) -> List[ScriptEntry]:
@@ -159,12 +164,22 @@ def _script_entries(ini: IniFile, section: str, warnings: List[str]) -> List[Scr
 def read_queue_config(path: str) -> QueueConfig:
     """Parse a models.config-style file. Unknown sections and keys are warnings."""
     ini = read_ini(path)
-    config = QueueConfig(path)
+    config = QueueConfig(path, ini=ini)
     known = {"MLP", "WHITELISTED_MODELS", "BLACKLISTED_MODELS"}
     for section, line in ini.section_lines.items():
-        if section not in known:
+        if section.endswith(".PY"):  # a plain script's argument lines, one version each
+            name = ini.section_names[section]
+            config.arguments[name] = ini.sections[section]
+            seen: Dict[str, int] = {}
+            for entry in ini.sections[section]:
+                if entry.key in seen:
+                    raise ConfigError(f"{ini.where(entry.line)}: version {entry.key!r} of {name} is given again "
+                                      f"(first at line {seen[entry.key]}); give each argument line its own name")
+                seen[entry.key] = entry.line
+        elif section not in known:
             config.warnings.append(f"{ini.where(line)}: unknown section [{section}] is ignored "
-                                   f"(known: {', '.join(sorted(known))})")
+                                   f"(known: {', '.join(sorted(known))}, and [script.py] for a plain script's "
+                                   f"argument lines)")
     for entry in ini.sections.get("MLP", []):
         key = entry.key.lower()
         if key == "use_blacklist":

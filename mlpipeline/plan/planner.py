@@ -97,7 +97,7 @@ def spec_of(path: str, rel: str, info: ScriptInfo, version: Any) -> VersionSpec:
     return VersionSpec(script=path, rel=rel, version=version.name, params=version.params,
                        params_sha256=version.params_sha256, fingerprint=getattr(info, "fingerprint", "") or info.sha256,
                        script_sha256=info.sha256, seed=repro.seed_of(version.params),
-                       imports=tuple(getattr(info, "imports", ()) or ()))
+                       imports=tuple(getattr(info, "imports", ()) or ()), argv=getattr(version, "argv", None))
 
 
 SETTLE_TRIES = 4   # then the last good queue stands until the next pass (a config saved non-stop never stalls the loop)
@@ -133,6 +133,7 @@ class Planner:
         self._bad: Tuple[Optional[bytes], Optional[str]] = (None, None)  # the last edit that did not parse
         self._last_key: Any = None                            # what the last plan was built from
         self._last_plan: Optional[Plan] = None
+        self._plain: Dict[str, Tuple[Any, Any]] = {}         # path -> (what it was read from, its description)
 
     def say_once(self, message: str, level: int = logging.WARNING) -> None:
         if message not in self._said:
@@ -198,7 +199,7 @@ class Planner:
         looked: List[Tuple[Any, str, Any]] = []  # (selection, sha, description or None, or OSError)
         for selection in selections:
             try:
-                looked.append((selection, self.sha256(selection.path), self.describer.lookup(selection.path)))
+                looked.append((selection, self.sha256(selection.path), self._lookup(selection.path, config)))
             except OSError as exc:
                 looked.append((selection, "", exc))
         key = (config, config_error, tuple(left_out), [(s.path, sha, d) for s, sha, d in looked])
@@ -230,12 +231,15 @@ class Planner:
                 plan.skipped.append((rel, None, f"load error: {error}"))
                 continue
             info = described.info
-            names = info.names
+            versions: List[Any] = list(info.versions)
+            if getattr(info, "plain", False):
+                versions = self._plain_versions(selection.path, config, plan)
+            names = [v.name for v in versions] + [s["name"] for s in info.searches]
             for wanted in (selection.only or []) + selection.exclude:
                 if wanted not in names:
                     plan.problems.append(f"{where}:{selection.line}: {wanted!r} is not a version of {rel} "
                                          f"(versions: {', '.join(names)})")
-            for version in info.versions:
+            for version in versions:
                 if selection.only is not None and version.name not in selection.only:
                     plan.skipped.append((rel, version.name, f"not whitelisted in {where}"))
                 elif version.name in selection.exclude:
@@ -257,6 +261,71 @@ class Planner:
                                                     plan.held_from is not None))
         self._last_key, self._last_plan = key, plan
         return plan
+
+    def _lookup(self, path: str, config: QueueConfig) -> Any:
+        """The description of a selected script: a plain one (a ``[name.py]`` section of argument lines in
+        the queue config) is read here, never run; the rest through the describer."""
+        name = os.path.basename(path)
+        if name in config.arguments:
+            described = self._describe_plain(path)
+            if described is not None:
+                return described
+            self.say_once(f"{display(self.config_path)}: [{name}] is ignored: {self.project.rel(path)} defines "
+                          f"MODEL, so its versions come from the script")
+        return self.describer.lookup(path)
+
+    def _describe_plain(self, path: str) -> Any:
+        """A plain script's description, kept while it and the local modules it imports are unchanged (the
+        same object, so an unchanged queue is not planned again). None when its code binds MODEL."""
+        from ..script.describing import Described
+        from ..script.plain import describe_plain
+
+        def stats(files: List[str]) -> Tuple[Any, ...]:
+            found = []
+            for file in files:
+                try:
+                    stat = os.stat(file)
+                    found.append((file, stat.st_mtime_ns, stat.st_size))
+                except OSError:
+                    found.append((file, 0, -1))
+            return tuple(found)
+
+        sha = self.sha256(path)
+        known = self._plain.get(path)
+        if known is not None and known[0][0] == sha and stats(known[0][1]) == known[0][2]:
+            return known[1]
+        try:
+            info, local = describe_plain(path)
+        except ScriptError as exc:
+            info, local, error = None, [], exc
+        else:
+            if info is None:
+                self._plain[path] = ((sha, [], ()), None)
+                return None
+            error = None
+        described = Described(info, error, info.deps if info else [])
+        self._plain[path] = ((sha, local, stats(local)), described)
+        return described
+
+    def _plain_versions(self, path: str, config: QueueConfig, plan: Plan) -> List[Any]:
+        """A plain script's versions: its section's argument lines, in order; a bad one is a problem (named
+        by file and line) and left out."""
+        from ..script.plain import version_of
+
+        name = os.path.basename(path)
+        entries = config.arguments.get(name) or []
+        where = display(config.path)
+        if not entries:
+            plan.problems.append(f"{where}:{config.ini.section_lines.get(name.upper(), 0) if config.ini else 0}: "
+                                 f"[{name}] has no argument lines; add one version a line, e.g. "
+                                 f"small = --lr 0.1")
+        versions = []
+        for entry in entries:
+            try:
+                versions.append(version_of(entry.key, entry.value))
+            except ValueError as exc:
+                plan.problems.append(f"{where}:{entry.line}: {name}: {exc}")
+        return versions
 
     def check_first(self, plan: Plan) -> None:
         """Errors that stop a batch before anything starts (exit 2)."""

@@ -110,17 +110,77 @@ MODEL = LineModel(versions)
 '''
 
 
-def init_project(directory: str) -> List[str]:
-    """Create a project in ``directory``; returns the files written. Refuses to
-    overwrite anything."""
+PLAIN_QUEUE = """\
+# {purpose}
+# A plain script runs once per argument line in its own section: python models/train.py <arguments>.
+# A script may name some of its versions:  train.py = small
+[MLP]
+use_blacklist = False
+
+[WHITELISTED_MODELS]
+train.py
+
+[train.py]
+small = --lr 0.05 --epochs 20
+fast = --lr 0.2 --epochs 10 --batch-size 16
+"""
+
+PLAIN_SCRIPT = '''\
+"""A plain training script: fits y = 3x + 1 by stochastic gradient descent, numpy only.
+
+It runs alone (python models/train.py --lr 0.1) and under mlpipeline, which runs it once per argument
+line in models.config's [train.py] section. `mlpipeline` runs each version once with test_mode() true
+(one epoch, a temporary model dir); `mlpipeline -r -u` trains them for real into outputs/model_ckpts/.
+"""
+import argparse
+import json
+import os
+
+import numpy as np
+
+from mlpipeline import log_metric, test_mode
+
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+parser.add_argument("--lr", type=float, default=0.1)
+parser.add_argument("--epochs", type=int, default=10)
+parser.add_argument("--batch-size", type=int, default=8)
+parser.add_argument("--seed", type=int, default=0)
+args = parser.parse_args()
+
+rng = np.random.default_rng(args.seed)
+x = rng.uniform(-1, 1, 200)
+y = 3 * x + 1 + rng.normal(0, 0.1, 200)
+train_x, train_y, test_x, test_y = x[:160], y[:160], x[160:], y[160:]
+w = b = 0.0
+for epoch in range(1 if test_mode() else args.epochs):
+    order = rng.permutation(len(train_x))
+    for start in range(0, len(order), args.batch_size):
+        batch = order[start:start + args.batch_size]
+        error = w * train_x[batch] + b - train_y[batch]
+        w -= args.lr * 2 * float(np.mean(error * train_x[batch]))
+        b -= args.lr * 2 * float(np.mean(error))
+    log_metric("loss", float(np.mean((w * train_x + b - train_y) ** 2)), step=epoch)
+    log_metric("mse", float(np.mean((w * test_x + b - test_y) ** 2)), step=epoch, split="test")
+
+model_dir = os.environ.get("MLPIPELINE_MODEL_DIR", ".")   # the version's own folder under mlpipeline
+with open(os.path.join(model_dir, "weights.json"), "w") as handle:
+    json.dump({"w": w, "b": b}, handle)
+print(f"w={w:.3f} b={b:.3f}")
+'''
+
+
+def init_project(directory: str, plain: bool = False) -> List[str]:
+    """Create a project in ``directory`` (``plain``: its example is a plain argparse script with two
+    versions); returns the files written. Refuses to overwrite anything."""
     directory = os.path.abspath(directory)
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise UsageError(f"{directory}: is a file; give a new or empty folder for the project")
+    queue = PLAIN_QUEUE if plain else QUEUE_CONFIG
     files = {
         "mlp.config": MLP_CONFIG,
-        "models.config": QUEUE_CONFIG.format(purpose="The execution-mode queue (mlpipeline -r)."),
-        "models_test.config": QUEUE_CONFIG.format(purpose="The test-mode queue (mlpipeline)."),
-        os.path.join("models", "example_model.py"): EXAMPLE_SCRIPT,
+        "models.config": queue.format(purpose="The execution-mode queue (mlpipeline -r)."),
+        "models_test.config": queue.format(purpose="The test-mode queue (mlpipeline)."),
+        os.path.join("models", "train.py" if plain else "example_model.py"): PLAIN_SCRIPT if plain else EXAMPLE_SCRIPT,
     }
     existing = [name for name in files if os.path.exists(os.path.join(directory, name))]
     if existing:

@@ -41,6 +41,8 @@ def failure(exc: BaseException, who: str = "the version", memory_limit: Optional
     if isinstance(exc, VersionTimeout):
         return Failure(RunStatus.TIMEOUT, "timeout", f"timed out after {timeout:g} s (the version's timeout); it "
                                                      f"was stopped inside this process", user_traceback(exc))
+    if getattr(exc, "exit_status", None) is not None:  # a plain script's own non-zero exit (script.plain)
+        return Failure(RunStatus.FAILED, "version", str(exc), user_traceback(exc))
     if isinstance(exc, SystemExit):
         return Failure(RunStatus.FAILED, "version", f"{who} called sys.exit({exc.code!r}) before finishing",
                        user_traceback(exc))

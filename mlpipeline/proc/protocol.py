@@ -8,12 +8,14 @@ data loaders read), and the last one, ``result`` (``result``, ``packages``) or `
 (``error``, ``traceback``, ``kind``, ``packages``)."""
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any, Dict, Mapping, Optional
 
 from ..core.layout import CACHE_DIR, OUTPUT_EXTENSIONS
 from ..core.lifecycle import STEP_RANGE, Sink, metric_row
 
+MAX_PARAMS = 1 << 20  # characters of the parameters a version adds to its record
 MAX_EVENT_LINE = 64 << 20  # bytes of one event line (log messages are cut to 1 MiB where they are sent)
 RECIPE = ("script_sha256", "code_fingerprint", "params_sha256", "data_fingerprint")  # what produced an output
 
@@ -52,6 +54,12 @@ def deliver(event: Dict[str, Any], sink: Sink) -> None:
         if type(event.get("fingerprint")) is not str or len(event["fingerprint"]) > 200:
             raise BadEvent("a data event without a fingerprint")
         sink.data(event["fingerprint"])
+    elif kind == "params":
+        params = event.get("params")
+        if not isinstance(params, dict) or len(json.dumps(params)) > MAX_PARAMS:
+            raise BadEvent(f"a params event whose params {shown(params)} are not an object of at most "
+                           f"{MAX_PARAMS} characters")
+        sink.params(params)
     elif kind not in ("result", "error"):  # those two end the version: ChildRun keeps them
         raise BadEvent(f"an event of unknown type {shown(kind)}")
 

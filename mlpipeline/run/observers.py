@@ -61,6 +61,7 @@ class Terminal:
         self.say(f"{run.label}: started (run {run.run_id}, {where})")
 
     def metrics(self, run: Run, rows: Sequence[MetricRow], now: float) -> None:
+        run.notes.setdefault("last", {}).update({(r.split, r.name): r.value for r in rows})
         stepped = next((r for r in reversed(rows) if r.step is not None), None)
         if stepped is None or now - run.notes.get("progress", float("-inf")) < PROGRESS_EVERY:
             return
@@ -73,6 +74,12 @@ class Terminal:
         took = elapsed_text(seconds)
         if outcome.status == RunStatus.SUCCEEDED:
             result = outcome.result or {}
+            last = run.notes.get("last") or {}
+            if not result.get("eval_train_text") and not result.get("eval_test_text") and last:
+                shown = "  ".join(f"{split}/{name}={'nan' if value is None else format(value, '.4g')}"
+                                  for (split, name), value in list(last.items())[:8])
+                self.say(f"{run.label}: succeeded in {took} (run {run.run_id}); last points: {shown}")
+                return
             self.say(f"{run.label}: succeeded in {took} (run {run.run_id}); train: "
                      f"{result.get('eval_train_text') or '-'}; test: {result.get('eval_test_text') or '-'}")
             return

@@ -66,6 +66,11 @@ class Recorder:
     def data(self, run_id: int, fingerprint: str) -> None:
         self.ledger.update_run(run_id, data_fingerprint=fingerprint)
 
+    def params(self, run_id: int, params: Mapping[str, Any]) -> None:
+        """Parameters a version added to its record: merged over what it started with (``-u`` compares the
+        version's own, kept in ``params_sha256``)."""
+        self.ledger.add_params(run_id, params)
+
     def output(self, run_id: int, spec: VersionSpec, row: Mapping[str, Any]) -> None:
         """Index a value the version stored with ``save_output``."""
         self.ledger.add_output(run_id, {**row, "script": spec.rel, "version": spec.version})

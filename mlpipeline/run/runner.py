@@ -121,6 +121,9 @@ class RunEvents:
     def data(self, fingerprint: str) -> None:
         self.runner.recorder.data(self.run_id, fingerprint)
 
+    def params(self, params: Mapping[str, Any]) -> None:
+        self.runner.recorder.params(self.run_id, params)
+
     def output(self, row: Mapping[str, Any]) -> None:
         if self.run is not None:
             self.runner.recorder.output(self.run_id, self.run.item.spec, row)
@@ -504,7 +507,7 @@ class Runner:
         timeout = self.options.timeout or plan.timeout
         job = Job(spec, model_dir, ExecutionModeKeys.TEST if test else ExecutionModeKeys.TRAIN, run_dir,
                   f"[{spec.rel} {spec.version}] " if self.options.label_output else "", timeout,
-                  self.options.memory_limit, row["uid"])
+                  self.options.memory_limit, row["uid"], run_id)
         run = Run(item, run_id, 0, self.clock(), timeout, model_dir)
         events.run = run
         self.observers.started(run)

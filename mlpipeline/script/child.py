@@ -86,18 +86,13 @@ def main(argv) -> int:
     if parent:
         watch_parent(parent)
     from .packages import imported_packages
-    from .loading import get_model, load_module
 
     try:
-        from .execute import run_version
-        from .specs import version_for
+        from .runspec import run_spec
 
-        spec = payload["spec"]  # lifecycle.VersionSpec.to_json(); read as plain data (one import less per version)
-        module = load_module(spec["script"])
-        model = get_model(module, spec["script"], only=spec["version"])
-        version = version_for(model, spec["version"], spec["params"])
-        result = run_version(model, version, spec["script"], payload["model_dir"], payload["exec_mode"],
-                             source=module.__mlpipeline_source__, run_dir=payload.get("run_dir"))
+        # the spec is lifecycle.VersionSpec.to_json(), read as plain data (one import less per version)
+        result = run_spec(payload["spec"], payload["model_dir"], payload["exec_mode"], payload.get("run_dir"),
+                          payload.get("run_id"))
         reporter.send("result", result=result.to_json(), packages=imported_packages())
         return 0
     except BaseException as exc:  # noqa: BLE001 - report everything, then exit non-zero

@@ -46,7 +46,7 @@ class Described:
         return cls(info, error, [list(d) for d in entry.get("deps") or []])
 
 
-FORMAT = 2  # of a description entry (2: with the script's imports); a new one describes every script again
+FORMAT = 3  # of a description entry (2: with the script's imports; 3: a Command's too); a new one describes every script again
 
 
 def cache_key(path: str, sha256: str) -> str:
@@ -64,11 +64,20 @@ def describe_entry(path: str) -> Dict[str, Any]:
         sha = file_sha256(path)
     except OSError:
         sha = ""
+    unrun = _plain_unlisted(path)
+    if unrun is not None:
+        return {"sha256": sha, **Described(None, unrun, []).to_entry()}
     reads = Reads(path)
     before = set(sys.modules)
     try:
-        module, _, info = load_script(path, reads)
+        module, model, info = load_script(path, reads)
         info.imports = third_party_imports(before, module)
+        if getattr(model, "_mlp_command", False):  # its versions run a plain script: preload what that imports
+            from .plain import dependencies, parse_source
+
+            with open(model.script, "rb") as handle:
+                _, installed = dependencies(model.script, parse_source(model.script, handle.read()))
+            info.imports += [name for name in installed if name not in info.imports]
         return {"sha256": info.sha256, **Described(info, None, info.deps).to_entry()}
     except ScriptError as exc:
         error = exc
@@ -76,6 +85,24 @@ def describe_entry(path: str) -> Dict[str, Any]:
         error = ScriptError(f"{display(path)}: {type(exc).__name__} while checking MODEL: {exc}; fix the script",
                             details=_traceback(exc))
     return {"sha256": sha, **Described(None, error, reads.deps).to_entry()}
+
+
+def _plain_unlisted(path: str) -> Optional[ScriptError]:
+    """The error for a plain training script listed without its argument lines (it binds no MODEL and reads
+    like a script that trains when run): describing it would run it, so it is not imported."""
+    from .plain import binds_model, looks_plain, parse_source
+
+    try:
+        with open(path, "rb") as handle:
+            tree = parse_source(path, handle.read())
+    except (OSError, ScriptError):
+        return None  # loading says what is wrong, as for any script
+    if binds_model(tree) or not looks_plain(tree):
+        return None
+    name = os.path.basename(path)
+    return ScriptError(f"{display(path)}: defines no MODEL; to run it as a plain script, add a [{name}] section to "
+                       f"the queue config with one argument line a version (small = --lr 0.1), or end it with "
+                       f"MODEL = YourModel(versions)")
 
 
 HEAVY_API = ("mlpipeline.keras", "mlpipeline.data")

@@ -356,3 +356,4 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
     return VersionResult(steps, trained, eval_train, eval_test, train_text, test_text,
                          str(getattr(model, "summery", "") or ""), str(getattr(loader, "summery", "") or ""),
                          data.version_fingerprint(loader, script_path, data_mark) if data else None)
+

@@ -45,7 +45,8 @@ class ScriptInfo:
 
     def __init__(self, path: str, sha256: str, versions: Optional[List[VersionInfo]] = None,
                  fingerprint: str = "", deps: Optional[List[List[str]]] = None,
-                 searches: Optional[List[Dict[str, Any]]] = None, imports: Optional[List[str]] = None):
+                 searches: Optional[List[Dict[str, Any]]] = None, imports: Optional[List[str]] = None,
+                 plain: bool = False):
         self.path, self.sha256 = path, sha256
         # the third-party modules it imported as it loaded, in the order it began them (a warm parent's preload)
         self.imports: List[str] = list(imports or [])
@@ -54,11 +55,12 @@ class ScriptInfo:
         self.deps: List[List[str]] = list(deps or [])
         # add_search: [{name, budget, parallel, stopper, template: the plain params every point starts from}]
         self.searches: List[Dict[str, Any]] = list(searches or [])
+        self.plain = plain  # a plain script (script.plain): its versions are the queue config's argument lines
 
     def to_json(self) -> Dict[str, Any]:
         return {"path": self.path, "sha256": self.sha256, "versions": [dict(v._asdict()) for v in self.versions],
                 "fingerprint": self.fingerprint, "deps": [list(d) for d in self.deps], "searches": self.searches,
-                "imports": self.imports}
+                "imports": self.imports, "plain": self.plain}
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, ScriptInfo) and self.to_json() == other.to_json()
@@ -70,7 +72,7 @@ class ScriptInfo:
     def from_json(cls, data: Dict[str, Any]) -> ScriptInfo:
         return cls(data["path"], data["sha256"], [VersionInfo(**v) for v in data["versions"]],
                    data.get("fingerprint") or "", [list(d) for d in data.get("deps") or []],
-                   list(data.get("searches") or []), list(data.get("imports") or []))
+                   list(data.get("searches") or []), list(data.get("imports") or []), bool(data.get("plain")))
 
     @property
     def names(self) -> List[str]:
@@ -160,7 +162,7 @@ def _safe_dir_part(text: str) -> bool:
 NAME_MAX = 255  # bytes in one file name on Linux file systems (a version's model dir is one)
 
 
-def _check_version(name: str, version: Version) -> None:
+def _check_version(name: str, version: Version, command: bool = False) -> None:
     label = f"{name}: version {version.get(version_parameters.NAME)!r}"
     vname = str(version.get(version_parameters.NAME))
     if not _safe_dir_part(vname) or vname.startswith("-"):
@@ -180,6 +182,8 @@ def _check_version(name: str, version: Version) -> None:
         raise ScriptError(f"{label}: its model dir name {dir_name[:40]!r}... is {len(dir_name.encode())} bytes, "
                           f"longer than the file system allows ({NAME_MAX}); use a shorter version name or "
                           f"model_dir_suffix")
+    if command:  # a Command's versions are arguments: no dataloader, batch size or epochs needed
+        return
     for key in MANDATORY:
         if version.get(key) is None:
             raise ScriptError(f"{label} has no {key}; set it in Versions(...) or add_version(..., {key}=...)")
@@ -197,7 +201,9 @@ def get_model(module: types.ModuleType, path: str, only: Optional[str] = None) -
     """The module's MODEL, checked: right type, non-empty Versions, mandatory parameters."""
     name = display(path)
     if not hasattr(module, "MODEL"):
-        raise ScriptError(f"{name}: defines no MODEL; end the script with MODEL = YourModel(versions)")
+        raise ScriptError(f"{name}: defines no MODEL; end the script with MODEL = YourModel(versions), or run it "
+                          f"as a plain script: add a [{os.path.basename(path)}] section of argument lines "
+                          f"(small = --lr 0.1) to the queue config")
     model = module.MODEL
     if not all(hasattr(model, m) for m in ("train_model", "evaluate_model")):  # (a Model, or one in its shape)
         raise ScriptError(f"{name}: MODEL is of type {type(model).__name__}, not an mlpipeline.helper.Model; "
@@ -206,10 +212,11 @@ def get_model(module: types.ModuleType, path: str, only: Optional[str] = None) -
     if not hasattr(versions, "get_versions"):
         raise ScriptError(f"{name}: MODEL.versions is a {type(versions).__name__}, not mlpipeline.utils.Versions; "
                           f"pass a Versions object to Model(versions)")
+    command = bool(getattr(model, "_mlp_command", False))
     if only is not None:  # running one version checks that one (describing checked them all)
         version = declared_version(versions, only)
         if version is not None:
-            _check_version(name, version)
+            _check_version(name, version, command)
             return model
     listed = versions.get_versions()
     searches = _searches(versions)
@@ -217,7 +224,7 @@ def get_model(module: types.ModuleType, path: str, only: Optional[str] = None) -
         from .space import is_point_name
 
         for search in searches:
-            _check_version(name, search_template(versions, search.name))
+            _check_version(name, search_template(versions, search.name), command)
             taken = [v.get(version_parameters.NAME) for v in listed
                      if is_point_name(search.name, str(v.get(version_parameters.NAME)))]
             if taken:
@@ -228,7 +235,7 @@ def get_model(module: types.ModuleType, path: str, only: Optional[str] = None) -
         raise ScriptError(f"{name}: MODEL's Versions has no versions; add one with versions.add_version('name', ...)")
     for version in listed:
         if only is None or version.get(version_parameters.NAME) == only:
-            _check_version(name, version)
+            _check_version(name, version, command)
     return model
 
 

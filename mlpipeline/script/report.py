@@ -46,6 +46,9 @@ class Reporter:
     def data(self, fingerprint: str) -> None:
         """What the version's ``mlpipeline.data`` loaders read (``kind:sha256``), known before it trains."""
 
+    def params(self, params: Dict[str, Any]) -> None:
+        """Parameters the version adds to its record (``log_params``, a plain script's parsed arguments)."""
+
 
 def _silence(stream: Any) -> None:
     """Point a stream whose reader went away at /dev/null, so later writes
@@ -135,6 +138,9 @@ class PipeReporter(Reporter):
 
     def data(self, fingerprint: str) -> None:
         self.send("data", fingerprint=fingerprint)
+
+    def params(self, params: Dict[str, Any]) -> None:
+        self.send("params", params=params)
 
     def add(self, row: MetricRow) -> None:
         with self._lock:

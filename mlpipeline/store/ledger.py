@@ -214,6 +214,14 @@ class Ledger(Reads):
             fields.setdefault("ended_at", self.clock())
         self._update(run_id, fields)
 
+    def add_params(self, run_id: int, params: Mapping[str, Any]) -> None:
+        """Merge ``params`` over the run's recorded parameters (``params_sha256`` stays the version's own)."""
+        with self.tx() as db:
+            row = db.execute("SELECT params FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if row is not None:
+                merged = {**json.loads(row[0] or "{}"), **params}
+                db.execute("UPDATE runs SET params = ? WHERE id = ?", (json.dumps(merged, sort_keys=True), run_id))
+
     def _update(self, run_id: int, fields: Dict[str, Any]) -> None:
         if not fields:
             return

@@ -1,0 +1,241 @@
+"""Plain training scripts (issue 20): an argparse script whose versions are argument lines, ``Command`` for
+sweeps and searches, ``log_metric``/``log_params``/``test_mode`` from any script, TensorBoard event files."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from mlpipeline.script.plain import argv_of, binds_model, params_of, parse_source, split_line
+
+TRAIN = """\
+import argparse, os
+from mlpipeline import log_metric, log_params, test_mode
+import helpers
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--lr", type=float, default=0.1)
+parser.add_argument("--layers", type=int, default=1)
+parser.add_argument("--epochs", type=int, default=3)
+parser.add_argument("--dropout", type=float, default=0.5)
+args = parser.parse_args()
+steps = 1 if test_mode() else args.epochs
+for step in range(steps):
+    log_metric("loss", helpers.loss(args.lr, step), step=step)
+log_metric("acc", 0.5 + args.lr, split="test")
+log_params(note="plain")
+with open(os.path.join(os.environ["MLPIPELINE_MODEL_DIR"], "seen.json"), "w") as handle:
+    json_text = '{"version": "%s", "run": "%s", "test": %s, "steps": %d}' % (
+        os.environ["MLPIPELINE_VERSION"], os.environ["MLPIPELINE_RUN_ID"], str(test_mode()).lower(), steps)
+    handle.write(json_text)
+print("trained", os.environ["MLPIPELINE_VERSION"], "cwd", os.getcwd())
+"""
+
+HELPERS = "def loss(lr, step):\n    return 1.0 / (1.0 + lr * (step + 1))\n"
+
+CONFIG = """\
+[WHITELISTED_MODELS]
+train.py
+
+[train.py]
+small = --lr 0.1 --layers 2
+large = --lr 0.01 --layers 8 --epochs 5
+"""
+
+
+def plain_project(project, config: str = CONFIG):
+    project.script("train.py", TRAIN)
+    project.script("helpers.py", HELPERS)
+    project.write("models.config", config)
+    project.write("models_test.config", config)
+    return project
+
+
+def curve(project, run_id: int, name: str = "loss"):
+    with project.db() as conn:
+        return [tuple(r) for r in conn.execute("SELECT step, value FROM metrics WHERE run_id = ? AND name = ? "
+                                               "ORDER BY step", (run_id, name))]
+
+
+def test_argparse_script_runs_each_argument_line_records_params_and_curves_and_u_skips(project) -> None:
+    plain_project(project)
+    result = project.run("-r", "-u")
+    assert result.returncode == 0, result.stderr
+    runs = {r["version"]: r for r in project.runs()}
+    assert set(runs) == {"small", "large"} and all(r["status"] == "succeeded" for r in runs.values())
+    small, large = json.loads(runs["small"]["params"]), json.loads(runs["large"]["params"])
+    # the argument line parsed, then argparse's whole namespace with its defaults
+    assert small == {"lr": 0.1, "layers": 2, "epochs": 3, "dropout": 0.5, "note": "plain"}
+    assert large["epochs"] == 5 and large["layers"] == 8
+    assert curve(project, runs["large"]["id"]) == [(s, 1.0 / (1.0 + 0.01 * (s + 1))) for s in range(5)]
+    assert curve(project, runs["small"]["id"], "acc") == [(None, pytest.approx(0.6))]
+    seen = json.loads((project.root / runs["small"]["model_dir"] / "seen.json").read_text())
+    assert seen == {"version": "small", "run": str(runs["small"]["id"]), "test": False, "steps": 3}
+    assert f"cwd {project.root}" in (project.outputs / "runs" / str(runs["small"]["id"]) / "output.log").read_text()
+
+    again = project.run("-r", "-u")
+    assert again.returncode == 0 and len(project.runs()) == 2, again.stderr
+
+    # editing one argument line reruns that version only
+    project.write("models.config", CONFIG.replace("--epochs 5", "--epochs 4"))
+    third = project.run("-r", "-u")
+    assert third.returncode == 0, third.stderr
+    assert [r["version"] for r in project.runs()][2:] == ["large"]
+
+    # editing a local module the script imports reruns both
+    project.script("helpers.py", HELPERS + "EXTRA = 1\n")
+    fourth = project.run("-r", "-u")
+    assert sorted(r["version"] for r in project.runs()[3:]) == ["large", "small"], fourth.stderr
+
+
+def test_test_mode_runs_every_version_once_with_test_mode_true(project) -> None:
+    plain_project(project)
+    result = project.run()
+    assert result.returncode == 0, result.stderr
+    runs = project.runs()
+    assert [r["version"] for r in runs] == ["small", "large"] and {r["mode"] for r in runs} == {"test"}
+    assert all(len(curve(project, r["id"])) == 1 for r in runs)   # the script cut itself to one step
+    assert not (project.outputs / "model_ckpts").exists()           # temporary model dirs only
+
+
+def test_the_same_script_runs_alone_and_logs_nothing(project) -> None:
+    plain_project(project)
+    out = subprocess.run([sys.executable, "-c", "import runpy, sys, os; os.environ['MLPIPELINE_MODEL_DIR'] = '.';"
+                          "os.environ['MLPIPELINE_VERSION'] = 'x'; os.environ['MLPIPELINE_RUN_ID'] = '';"
+                          "sys.argv = ['models/train.py', '--lr', '0.1']; sys.path.insert(0, 'models');"
+                          "runpy.run_path('models/train.py', run_name='__main__')"],
+                         cwd=project.root, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("trained x") and "loss" not in out.stdout   # log_metric: nothing outside a runner
+    alone = subprocess.run([sys.executable, "models/helpers.py"], cwd=project.root, capture_output=True, text=True)
+    assert alone.returncode == 0
+
+
+def test_a_failing_script_fails_its_version_alone_with_its_last_error_line(project) -> None:
+    plain_project(project, CONFIG + "bad = --lr abc\n")
+    result = project.run("-r")
+    assert result.returncode == 1
+    runs = {r["version"]: r for r in project.runs()}
+    assert runs["small"]["status"] == runs["large"]["status"] == "succeeded"
+    assert runs["bad"]["status"] == "failed"
+    assert "models/train.py exited with status 2" in runs["bad"]["error"]
+    assert "invalid float value: 'abc'" in runs["bad"]["error"]
+
+
+def test_a_bad_argument_line_is_named_by_file_and_line(project) -> None:
+    plain_project(project, CONFIG + "oops = --msg 'unclosed\n")
+    result = project.run("-r")
+    assert result.returncode == 2
+    assert "models.config:7:" in result.stderr and "close the quote" in result.stderr
+
+
+def test_a_script_without_a_section_still_needs_model(project) -> None:
+    plain_project(project, "[WHITELISTED_MODELS]\ntrain.py\n")
+    result = project.run()
+    assert result.returncode == 1
+    assert "defines no MODEL" in result.stderr and "[train.py]" in result.stderr
+
+
+COMMAND = """\
+from mlpipeline import Command
+from mlpipeline.utils import Versions
+from mlpipeline.sweeps import asha
+
+versions = Versions()
+versions.add_grid("lr{lr}", lr=[0.5, 0.05], common={"epochs": 4})
+LRS = [0.9, 0.001, 0.5, 0.002]
+
+def propose(history):
+    return {"lr": LRS[len(history)], "epochs": 6} if len(history) < len(LRS) else None
+
+versions.add_search(propose, budget=4, parallel=2, stopper=asha("test/loss", grace=1, reduction=2))
+MODEL = Command("slow.py")
+"""
+
+SLOW = """\
+import argparse, time
+from mlpipeline import log_metric
+p = argparse.ArgumentParser()
+p.add_argument("--lr", type=float)
+p.add_argument("--epochs", type=int)
+args = p.parse_args()
+for step in range(1, args.epochs + 1):
+    log_metric("loss", 1.0 / (1.0 + args.lr * step), step=step, split="test")
+    time.sleep(0.3)
+"""
+
+
+def test_command_runs_a_grid_and_an_asha_search_over_a_plain_script(project) -> None:
+    project.script("sweep.py", COMMAND)
+    project.script("slow.py", SLOW)
+    project.configure(["sweep.py"])
+    result = project.run("-r", "-j", "2", timeout=180)
+    runs = project.runs()
+    statuses = {r["version"]: r["status"] for r in runs}
+    assert statuses["lr0.5"] == statuses["lr0.05"] == "succeeded", result.stderr
+    grid = {r["version"]: json.loads(r["params"]) for r in runs if r["version"].startswith("lr")}
+    assert grid["lr0.5"]["lr"] == 0.5 and grid["lr0.5"]["epochs"] == 4
+    assert len(curve(project, next(r["id"] for r in runs if r["version"] == "lr0.05"))) == 4
+    points = [r for r in runs if r["version"].startswith("s-")]
+    assert len(points) == 4
+    assert "pruned" in {r["status"] for r in points}, [(r["version"], r["status"], r["error"]) for r in points]
+    assert all("pruned by ASHA" in (r["error"] or "") for r in points if r["status"] == "pruned")
+
+
+TENSORBOARD = """\
+import os
+from torch.utils.tensorboard import SummaryWriter
+writer = SummaryWriter(os.environ["MLPIPELINE_MODEL_DIR"])
+for step in range(3):
+    writer.add_scalar("loss", 1.0 / (step + 1), step)
+writer.close()
+val = SummaryWriter(os.path.join(os.environ["MLPIPELINE_MODEL_DIR"], "validation"))
+val.add_scalar("acc", 0.75, 2)
+val.close()
+"""
+
+
+def test_a_tensorboard_only_script_has_its_scalars_in_the_ledger(project) -> None:
+    pytest.importorskip("tensorboard")
+    project.script("tb.py", TENSORBOARD)
+    config = "[WHITELISTED_MODELS]\ntb.py\n\n[tb.py]\nonly\n"
+    project.write("models.config", config)
+    result = project.run("-r")
+    assert result.returncode == 0, result.stderr
+    run = project.runs()[0]
+    assert curve(project, run["id"]) == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
+    shown = project.run("metrics", str(run["id"]), "acc", "--format", "csv")
+    assert "validation" in shown.stdout and "0.75" in shown.stdout, shown.stdout + shown.stderr
+
+
+@pytest.mark.parametrize("line, argv, params", [
+    ("--lr 0.1 --layers 2", ["--lr", "0.1", "--layers", "2"], {"lr": 0.1, "layers": 2}),
+    ("--num-layers=3 --verbose", ["--num-layers=3", "--verbose"], {"num_layers": 3, "verbose": True}),
+    ("data.csv --sizes 1 2 3 --lr -0.5", ["data.csv", "--sizes", "1", "2", "3", "--lr", "-0.5"],
+     {"args": ["data.csv"], "sizes": [1, 2, 3], "lr": -0.5}),
+    ("--name 'two words' --eps 1e-3", ["--name", "two words", "--eps", "1e-3"], {"name": "two words", "eps": 0.001}),
+    ("", [], {}),
+])
+def test_argument_lines_parse_into_params(line, argv, params) -> None:
+    assert split_line(line) == argv
+    assert params_of(argv) == params
+
+
+def test_params_become_arguments() -> None:
+    assert argv_of({"lr": 0.1, "fast": True, "slow": False, "skip": None, "sizes": [1, 2], "args": ["x.csv"]}) == \
+        ["x.csv", "--lr", "0.1", "--fast", "--sizes", "1", "2"]
+    assert argv_of({"name": "v", "lr": 1}, skip=("name",)) == ["--lr", "1"]
+
+
+@pytest.mark.parametrize("source, binds", [
+    ("MODEL = 1\n", True),
+    ("from x import MODEL\n", True),
+    ("from x import *\n", True),
+    ("if True:\n    MODEL = make()\n", True),
+    ("import argparse\nargs = argparse.ArgumentParser().parse_args()\n", False),
+    ("print(MODEL)\n", False),
+])
+def test_which_scripts_bind_model(source, binds) -> None:
+    assert binds_model(parse_source("x.py", source.encode())) is binds
