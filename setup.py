@@ -25,7 +25,7 @@ setup(
         "optuna": ["optuna>=3.4"],
         # mlpipeline.integrations: the Lightning logger and the Hugging Face callback (tensorboard: a plain
         # script's TensorBoard scalars read into the ledger)
-        "integrations": ["lightning>=2.1", "transformers>=4.41", "tensorboard"],
+        "integrations": ["lightning>=2.1", "transformers>=4.41", "accelerate>=1.1", "tensorboard"],
         "web": ["starlette>=0.37", "uvicorn>=0.29", "jinja2>=3.1", "plotly>=5"],
         "dev": ["pytest>=7", "hypothesis", "ruff", "mypy", "playwright>=1.40"],
     },

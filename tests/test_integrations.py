@@ -110,7 +110,7 @@ def test_lightning_logger_records_curves_params_and_checkpoints_and_test_mode_is
     test = project.run(timeout=300)
     assert test.returncode == 0, test.stderr
     run = project.runs()[-1]
-    assert run["mode"] == "test" and "global_step 1 fast_dev_run 1" in test.stdout + test.stderr
+    assert run["mode"] == "test" and "global_step 1 fast_dev_run True" in test.stdout + test.stderr
 
 
 def test_transformers_callback_records_train_and_eval_curves_and_test_mode_is_one_step(project) -> None:

@@ -239,3 +239,21 @@ def test_params_become_arguments() -> None:
 ])
 def test_which_scripts_bind_model(source, binds) -> None:
     assert binds_model(parse_source("x.py", source.encode())) is binds
+
+
+def test_init_plain_makes_a_project_whose_plain_script_passes_test_mode_and_trains(tmp_path) -> None:
+    target = tmp_path / "fresh"
+    made = subprocess.run([sys.executable, "-m", "mlpipeline", "init", "--plain", str(target)], capture_output=True,
+                          text=True, timeout=60)
+    assert made.returncode == 0, made.stderr
+    assert (target / "models" / "train.py").exists() and "[train.py]" in (target / "models.config").read_text()
+    test = subprocess.run([sys.executable, "-m", "mlpipeline"], cwd=target, capture_output=True, text=True,
+                          timeout=120)
+    assert test.returncode == 0 and "2 succeeded" in test.stderr + test.stdout, test.stderr
+    trained = subprocess.run([sys.executable, "-m", "mlpipeline", "-r", "-u"], cwd=target, capture_output=True,
+                             text=True, timeout=120)
+    assert trained.returncode == 0, trained.stderr
+    assert (target / "models" / "outputs" / "model_ckpts" / "train-small" / "weights.json").exists()
+    alone = subprocess.run([sys.executable, "models/train.py", "--lr", "0.1", "--epochs", "2"], cwd=target,
+                           capture_output=True, text=True, timeout=60)
+    assert alone.returncode == 0 and alone.stdout.startswith("w="), alone.stderr

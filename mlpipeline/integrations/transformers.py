@@ -23,7 +23,7 @@ __all__ = ["MLPipelineCallback"]
 ARGS_KEPT = ("learning_rate", "per_device_train_batch_size", "per_device_eval_batch_size",
              "gradient_accumulation_steps", "num_train_epochs", "max_steps", "weight_decay", "warmup_steps",
              "warmup_ratio", "lr_scheduler_type", "seed", "optim", "fp16", "bf16", "max_grad_norm")
-PREFIXES = (("eval_", "eval"), ("test_", "test"), ("train_", "train"))
+PREFIXES = (("eval_", "eval"), ("test_", "test"))  # the end-of-training summary keeps its train_ names
 
 
 class MLPipelineCallback(TrainerCallback):

@@ -294,6 +294,7 @@ class Planner:
         known = self._plain.get(path)
         if known is not None and known[0][0] == sha and stats(known[0][1]) == known[0][2]:
             return known[1]
+        error: Optional[ScriptError] = None
         try:
             info, local = describe_plain(path)
         except ScriptError as exc:
@@ -302,7 +303,6 @@ class Planner:
             if info is None:
                 self._plain[path] = ((sha, [], ()), None)
                 return None
-            error = None
         described = Described(info, error, info.deps if info else [])
         self._plain[path] = ((sha, local, stats(local)), described)
         return described

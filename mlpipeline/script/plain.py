@@ -171,7 +171,7 @@ def _imported_names(tree: ast.AST) -> List[Tuple[str, List[str]]]:
     """(module, names imported from it) for every absolute import in the tree, in order."""
     import ast
 
-    found = []
+    found: List[Tuple[str, List[str]]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(alias.name, []) for alias in node.names]
@@ -286,7 +286,7 @@ class _ParseWatch:
                 _send_params(watch.namespace)
             return parsed
 
-        self.cls.parse_known_args = parse_known_args  # type: ignore[method-assign]
+        self.cls.parse_known_args = parse_known_args  # type: ignore[method-assign,assignment]
 
     def close(self) -> None:
         self.cls.parse_known_args = self.original  # type: ignore[method-assign]
