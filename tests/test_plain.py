@@ -8,6 +8,8 @@ import subprocess
 import sys
 
 import pytest
+from helpers import pid_alive, wait_for
+from mlpipeline.proc.system import MARK_VERSION
 
 from mlpipeline.script.plain import argv_of, binds_model, params_of, parse_source, split_line
 
@@ -258,3 +260,32 @@ def test_init_plain_makes_a_project_whose_plain_script_passes_test_mode_and_trai
     alone = subprocess.run([sys.executable, "models/train.py", "--lr", "0.1", "--epochs", "2"], cwd=target,
                            capture_output=True, text=True, timeout=60)
     assert alone.returncode == 0 and alone.stdout.startswith("w="), alone.stderr
+
+
+LEAKY = """\
+import os, subprocess, time
+kid = subprocess.Popen(["sleep", "300"], start_new_session=True)   # leaves the version's process group
+with open(os.path.join(os.environ["MLPIPELINE_MODEL_DIR"], "kid"), "w") as handle:
+    handle.write("%d %s" % (kid.pid, os.environ["MLPIPELINE_VERSION"]))
+with open("/proc/%d/environ" % kid.pid, "rb") as source, \
+        open(os.path.join(os.environ["MLPIPELINE_MODEL_DIR"], "kid-env"), "wb") as handle:
+    handle.write(source.read())
+time.sleep(60)
+"""
+
+
+def test_what_a_plain_script_starts_ends_with_its_version(project) -> None:
+    """MLPIPELINE_VERSION is the version's name for the script, and the processes it starts still carry the
+    runner's own markers: a version that times out takes its setsid'd helper with it."""
+    project.script("leaky.py", LEAKY)
+    project.write("models.config", "[MLP]\ntimeout = 3\n\n[WHITELISTED_MODELS]\nleaky.py\n\n[leaky.py]\nslow\n")
+    result = project.run("-r", timeout=120)
+    run = project.runs()[0]
+    assert run["status"] == "timeout", result.stderr
+    pid, name = (project.root / run["model_dir"] / "kid").read_text().split()
+    assert name == "slow"
+    # the helper carries the version's own mark too (a later runner or a retry ends it by that mark)
+    env = dict(item.split("=", 1) for item in (project.root / run["model_dir"] / "kid-env").read_text().split("\0")
+               if "=" in item)
+    assert env["MLPIPELINE_VERSION"] == "slow" and env[MARK_VERSION] != "slow" and len(env[MARK_VERSION]) == 16
+    wait_for(lambda: not pid_alive(int(pid)), timeout=10, what="the helper the timed-out version started")

@@ -58,7 +58,7 @@ def process_start(pid: Optional[int] = None) -> Optional[int]:
 
 
 # Environment markers every process a version starts inherits (see ``marked``).
-MARK_RUN, MARK_VERSION, MARK_PROJECT = "MLPIPELINE_RUN", "MLPIPELINE_VERSION", "MLPIPELINE_PROJECT"
+MARK_RUN, MARK_VERSION, MARK_PROJECT = "MLPIPELINE_RUN", "MLPIPELINE_VERSION_MARK", "MLPIPELINE_PROJECT"
 
 
 def marked(name: str, value: str) -> List[int]:

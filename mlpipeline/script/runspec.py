@@ -14,17 +14,15 @@ def run_spec(spec: Dict[str, Any], model_dir: str, exec_mode: str, run_dir: Opti
     executes: a plain script's argument line, a ``Command``'s parameters as arguments, else a MODEL's hooks.
     ``load`` imports a script (``loading.load_module``, or an executor's cache of it)."""
     from .loading import get_model, load_module
-
-    if spec.get("argv") is not None:
-        with version_env(run_id, model_dir, spec["version"], exec_mode):
-            return run_plain(spec["script"], list(spec["argv"]), spec["version"], model_dir, exec_mode)
     from .specs import version_for
 
-    module = (load or load_module)(spec["script"])
-    model = get_model(module, spec["script"], only=spec["version"])
-    version = version_for(model, spec["version"], spec["params"])
-    if getattr(model, "_mlp_command", False):
-        with version_env(run_id, model_dir, spec["version"], exec_mode):
+    with version_env(run_id, model_dir, spec["version"], exec_mode):  # a MODEL's too: test_mode() there
+        if spec.get("argv") is not None:
+            return run_plain(spec["script"], list(spec["argv"]), spec["version"], model_dir, exec_mode)
+        module = (load or load_module)(spec["script"])
+        model = get_model(module, spec["script"], only=spec["version"])
+        version = version_for(model, spec["version"], spec["params"])
+        if getattr(model, "_mlp_command", False):
             return run_plain(model.script, model.argv(version), spec["version"], model_dir, exec_mode)
-    return run_version(model, version, spec["script"], model_dir, exec_mode,
-                       source=getattr(module, "__mlpipeline_source__", None), run_dir=run_dir)
+        return run_version(model, version, spec["script"], model_dir, exec_mode,
+                           source=getattr(module, "__mlpipeline_source__", None), run_dir=run_dir)
