@@ -58,7 +58,8 @@ def mlpipeline_cmd() -> List[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "mlpipeline"]
 
 
-TRIVIAL_HEADER = textwrap.dedent('''\
+# a model script's imports and a dataloader that loads nothing: the start of every bench script
+STUB_LOADER = textwrap.dedent('''\
     from mlpipeline.helper import Model, DataLoader
     from mlpipeline.utils import Versions
 
@@ -68,6 +69,8 @@ TRIVIAL_HEADER = textwrap.dedent('''\
         def get_train_sample_count(self): return 1
         def get_test_sample_count(self): return 1
 
+    ''')
+TRIVIAL_HEADER = STUB_LOADER + textwrap.dedent('''\
     class M(Model):
         def train_model(self, input_fn, steps): pass
         def evaluate_model(self, input_fn, steps): return {"x": 1.0}
@@ -86,8 +89,9 @@ def trivial_project(count: int, root: Optional[str] = None) -> str:
     return script_project(TRIVIAL_SCRIPT.replace("__COUNT__", str(count)), "trivial.py", root)
 
 
-def script_project(text: str, name: str, root: Optional[str] = None) -> str:
-    """A throwaway project whose queue is one script, ``name``, holding ``text``."""
+def script_project(text: str, name: str, root: Optional[str] = None, queue_extra: str = "") -> str:
+    """A throwaway project whose queue is one script, ``name``, holding ``text``; ``queue_extra`` ends both
+    queue configs (a plain script's section of argument lines)."""
     root = root or tempfile.mkdtemp(prefix="mlp-bench-")
     models = os.path.join(root, "models")
     os.makedirs(models, exist_ok=True)
@@ -95,7 +99,7 @@ def script_project(text: str, name: str, root: Optional[str] = None) -> str:
         f.write("[MLP]\nmodels_dir = models\n")
     for config in ("models.config", "models_test.config"):
         with open(os.path.join(root, config), "w") as f:
-            f.write(f"[MLP]\nuse_blacklist = False\n[WHITELISTED_MODELS]\n{name}\n")
+            f.write(f"[MLP]\nuse_blacklist = False\n[WHITELISTED_MODELS]\n{name}\n{queue_extra}")
     with open(os.path.join(models, name), "w") as f:
         f.write(text)
     return root

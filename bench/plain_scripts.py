@@ -6,11 +6,10 @@ import os
 import shutil
 import sqlite3
 import sys
-import tempfile
 import textwrap
 from typing import List
 
-from .common import Result, interleaved, mlpipeline_cmd, reset_outputs, wall
+from .common import Result, interleaved, mlpipeline_cmd, reset_outputs, script_project, wall
 
 TRIVIAL = textwrap.dedent("""\
     import argparse
@@ -38,17 +37,8 @@ LOOP = textwrap.dedent("""\
 
 
 def _project(script: str, lines: List[str]) -> str:
-    root = tempfile.mkdtemp(prefix="mlp-bench-plain-")
-    os.makedirs(os.path.join(root, "models"))
-    with open(os.path.join(root, "mlp.config"), "w") as handle:
-        handle.write("[MLP]\nmodels_dir = models\n")
-    config = "[WHITELISTED_MODELS]\ntrain.py\n\n[train.py]\n" + "".join(f"{line}\n" for line in lines)
-    for name in ("models.config", "models_test.config"):
-        with open(os.path.join(root, name), "w") as handle:
-            handle.write(config)
-    with open(os.path.join(root, "models", "train.py"), "w") as handle:
-        handle.write(script)
-    return root
+    """A project whose queue is ``train.py`` holding ``script``, one version an argument line."""
+    return script_project(script, "train.py", queue_extra="\n[train.py]\n" + "".join(f"{line}\n" for line in lines))
 
 
 def plain_overhead(versions: int = 20, runs: int = 5) -> Result:

@@ -21,20 +21,10 @@ import tempfile
 import textwrap
 from typing import List, Optional
 
-from .common import Result, interleaved, mlpipeline_cmd, script_project, wall
+from .common import STUB_LOADER, Result, interleaved, mlpipeline_cmd, script_project, wall
 
 VERSIONS = 50
-TORCH_SCRIPT = textwrap.dedent('''\
-    import torch
-    from mlpipeline.helper import Model, DataLoader
-    from mlpipeline.utils import Versions
-
-    class L(DataLoader):
-        def get_train_input(self, mode=None, **kw): return None
-        def get_test_input(self, **kw): return None
-        def get_train_sample_count(self): return 1
-        def get_test_sample_count(self): return 1
-
+TORCH_SCRIPT = "import torch\n" + STUB_LOADER + textwrap.dedent('''\
     class M(Model):
         def pre_execution_hook(self, version, model_dir, exec_mode="test"):
             self.size = version["size"]
@@ -63,18 +53,8 @@ DRIVER = textwrap.dedent('''\
     ''')
 
 POINTS = 100
-OPTUNA_SCRIPT = textwrap.dedent('''\
-    import optuna
-    from mlpipeline.helper import Model, DataLoader
-    from mlpipeline.utils import Versions
-    from mlpipeline.sweeps import loguniform, optuna_search
-
-    class L(DataLoader):
-        def get_train_input(self, mode=None, **kw): return None
-        def get_test_input(self, **kw): return None
-        def get_train_sample_count(self): return 1
-        def get_test_sample_count(self): return 1
-
+OPTUNA_SCRIPT = "import optuna\nfrom mlpipeline.sweeps import loguniform, optuna_search\n" + STUB_LOADER + \
+    textwrap.dedent('''\
     class M(Model):
         def pre_execution_hook(self, version, model_dir, exec_mode="test"):
             self.lr = version["lr"]

@@ -139,9 +139,9 @@ class QueueConfig:
     blacklist: List[ScriptEntry] = field(default_factory=list)
     timeout: Optional[float] = None
     warnings: List[str] = field(default_factory=list)
-    # a plain script's versions: [train.py] → its entries (version = argument line), with the file for errors
+    # a plain script's versions: [train.py] → its entries (version = argument line), and its header's line
     arguments: Dict[str, List[Entry]] = field(default_factory=dict)
-    ini: Optional[IniFile] = None
+    arguments_at: Dict[str, int] = field(default_factory=dict)
 
 
 def _script_entries(ini: IniFile, section: str, warnings: List[str]) -> List[ScriptEntry]:
@@ -164,12 +164,13 @@ def _script_entries(ini: IniFile, section: str, warnings: List[str]) -> List[Scr
 def read_queue_config(path: str) -> QueueConfig:
     """Parse a models.config-style file. Unknown sections and keys are warnings."""
     ini = read_ini(path)
-    config = QueueConfig(path, ini=ini)
+    config = QueueConfig(path)
     known = {"MLP", "WHITELISTED_MODELS", "BLACKLISTED_MODELS"}
     for section, line in ini.section_lines.items():
         if section.endswith(".PY"):  # a plain script's argument lines, one version each
             name = ini.section_names[section]
             config.arguments[name] = ini.sections[section]
+            config.arguments_at[name] = line
             seen: Dict[str, int] = {}
             for entry in ini.sections[section]:
                 if entry.key in seen:

@@ -316,9 +316,8 @@ class Planner:
         entries = config.arguments.get(name) or []
         where = display(config.path)
         if not entries:
-            plan.problems.append(f"{where}:{config.ini.section_lines.get(name.upper(), 0) if config.ini else 0}: "
-                                 f"[{name}] has no argument lines; add one version a line, e.g. "
-                                 f"small = --lr 0.1")
+            plan.problems.append(f"{where}:{config.arguments_at.get(name, 0)}: [{name}] has no argument lines; "
+                                 f"add one version a line, e.g. small = --lr 0.1")
         versions = []
         for entry in entries:
             try:

@@ -86,13 +86,10 @@ class Command(Model):
 def _read_for_fingerprint(script: str) -> list:
     """Read the command's script and the local modules it imports while the declaring script loads, so
     ``-u`` sees an edit to any of them (loading records the files a script reads)."""
-    from .plain import dependencies, parse_source
+    from .plain import dependencies, read_source, read_tree
 
-    with open(script, "rb") as handle:
-        tree = parse_source(script, handle.read())
-    local, _ = dependencies(script, tree)
+    local, _ = dependencies(script, read_tree(script))
     for file in local:
-        with open(file, "rb") as handle:
-            handle.read()
+        read_source(file)
     return local
 

@@ -73,10 +73,9 @@ def describe_entry(path: str) -> Dict[str, Any]:
         module, model, info = load_script(path, reads)
         info.imports = third_party_imports(before, module)
         if getattr(model, "_mlp_command", False):  # its versions run a plain script: preload what that imports
-            from .plain import dependencies, parse_source
+            from .plain import dependencies, read_tree
 
-            with open(model.script, "rb") as handle:
-                _, installed = dependencies(model.script, parse_source(model.script, handle.read()))
+            _, installed = dependencies(model.script, read_tree(model.script))
             info.imports += [name for name in installed if name not in info.imports]
         return {"sha256": info.sha256, **Described(info, None, info.deps).to_entry()}
     except ScriptError as exc:
@@ -90,12 +89,11 @@ def describe_entry(path: str) -> Dict[str, Any]:
 def _plain_unlisted(path: str) -> Optional[ScriptError]:
     """The error for a plain training script listed without its argument lines (it binds no MODEL and reads
     like a script that trains when run): describing it would run it, so it is not imported."""
-    from .plain import binds_model, looks_plain, parse_source
+    from .plain import binds_model, looks_plain, read_tree
 
     try:
-        with open(path, "rb") as handle:
-            tree = parse_source(path, handle.read())
-    except (OSError, ScriptError):
+        tree = read_tree(path)
+    except ScriptError:
         return None  # loading says what is wrong, as for any script
     if binds_model(tree) or not looks_plain(tree):
         return None

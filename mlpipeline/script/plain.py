@@ -17,7 +17,7 @@ import time
 import types
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
-from ..core.errors import ScriptError
+from ..core.errors import ScriptError, display
 from . import report as _report
 
 if TYPE_CHECKING:  # (ast, shlex and hashlib are imported where they are used: a MODEL's version never needs them)
@@ -71,6 +71,20 @@ def looks_plain(tree: ast.AST) -> bool:
     return False
 
 
+def read_source(path: str) -> bytes:
+    """A script's bytes; ScriptError naming it when it cannot be read."""
+    try:
+        with open(path, "rb") as handle:
+            return handle.read()
+    except OSError as exc:
+        raise ScriptError(f"{display(path)}: cannot read: {exc.strerror}") from None
+
+
+def read_tree(path: str) -> ast.AST:
+    """A script's syntax tree; ScriptError naming the file (unreadable) or the line (does not parse)."""
+    return parse_source(path, read_source(path))
+
+
 def parse_source(path: str, source: bytes) -> ast.AST:
     """The script's syntax tree; ScriptError naming the line when it does not parse."""
     import ast
@@ -78,9 +92,9 @@ def parse_source(path: str, source: bytes) -> ast.AST:
     try:
         return ast.parse(source, path)
     except SyntaxError as exc:
-        raise ScriptError(f"{_display(path)}:{exc.lineno}: SyntaxError: {exc.msg}; fix the script") from None
+        raise ScriptError(f"{display(path)}:{exc.lineno}: SyntaxError: {exc.msg}; fix the script") from None
     except ValueError as exc:
-        raise ScriptError(f"{_display(path)}: not Python source ({exc})") from None
+        raise ScriptError(f"{display(path)}: not Python source ({exc})") from None
 
 
 # --- Argument lines ---------------------------------------------------------------------------------------
@@ -244,11 +258,6 @@ def fingerprint(path: str, tree: ast.AST, deps: List[List[str]]) -> str:
     return digest.hexdigest()
 
 
-def _display(path: str) -> str:
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
-
-
 # --- Running one ------------------------------------------------------------------------------------------
 
 class ScriptExit(Exception):
@@ -281,7 +290,7 @@ class _ParseWatch:
 
         def parse_known_args(parser: Any, args: Any = None, namespace: Any = None) -> Any:
             parsed = watch.original(parser, args, namespace)
-            if watch.namespace is None and args is None:
+            if watch.namespace is None and (args is None or list(args) == sys.argv[1:]):
                 watch.namespace = dict(vars(parsed[0]))
                 _send_params(watch.namespace)
             return parsed
@@ -348,11 +357,7 @@ def run_plain(script: str, argv: List[str], version: str, model_dir: str, exec_m
     from .utils import ExecutionModeKeys
 
     script = os.path.abspath(script)
-    try:
-        with open(script, "rb") as handle:
-            source = handle.read()
-    except OSError as exc:
-        raise ScriptError(f"{_display(script)}: cannot read: {exc.strerror}") from None
+    source = read_source(script)
     code = compile(source, script, "exec")
     test = exec_mode == ExecutionModeKeys.TEST
     os.makedirs(model_dir, exist_ok=True)
@@ -362,7 +367,7 @@ def run_plain(script: str, argv: List[str], version: str, model_dir: str, exec_m
     reporter = _report.current()
     import shlex
 
-    reporter.log(f"version {version}: python {_display(script)} {shlex.join(argv)}".rstrip())
+    reporter.log(f"version {version}: python {display(script)} {shlex.join(argv)}".rstrip())
     saved_argv, saved_path, saved_main = sys.argv, list(sys.path), sys.modules.get("__main__")
     main = types.ModuleType("__main__")
     main.__file__ = script
@@ -380,7 +385,7 @@ def run_plain(script: str, argv: List[str], version: str, model_dir: str, exec_m
         if status not in (None, 0):
             text = f"exited with {status}" if isinstance(status, str) else f"exited with status {status}"
             said = f": {tail.last}" if tail.last and tail.last not in text else "; its output says why"
-            raise ScriptExit(f"{_display(script)} {text}{said}", status) from None
+            raise ScriptExit(f"{display(script)} {text}{said}", status) from None
     finally:
         sys.stderr = tail.stream
         watch.close()
@@ -470,11 +475,7 @@ def describe_plain(path: str) -> Tuple[Any, List[str]]:
     from .loading import ScriptInfo, _hashed
 
     path = os.path.abspath(path)
-    try:
-        with open(path, "rb") as handle:
-            source = handle.read()
-    except OSError as exc:
-        raise ScriptError(f"{_display(path)}: cannot read: {exc.strerror}") from None
+    source = read_source(path)
     tree = parse_source(path, source)
     if binds_model(tree):
         return None, []

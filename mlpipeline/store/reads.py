@@ -195,29 +195,16 @@ class Reads:
 
     def points(self, run_id: int, name: Optional[str] = None, split: Optional[str] = None) -> List[sqlite3.Row]:
         """(split, name, step, value, recorded_at) of a run's points, in the order they were recorded."""
-        sql = "SELECT split, name, step, value, recorded_at FROM metrics WHERE run_id = ?"
-        args: List[Any] = [run_id]
-        if name is not None:
-            sql += " AND name = ?"
-            args.append(name)
-        if split is not None:
-            sql += " AND split = ?"
-            args.append(split)
+        sql, args = _of_metric("SELECT split, name, step, value, recorded_at FROM metrics WHERE run_id = ?",
+                               run_id, name, split)
         return self.conn.execute(sql + " ORDER BY rowid", args).fetchall()
 
     def curve_points(self, run_id: int, name: Optional[str] = None,
                      split: Optional[str] = None) -> List[Tuple[str, str, int, Optional[float]]]:
         """(split, name, step, value) of a run's curve points by name and step; a value that is
         not finite reads None."""
-        sql = ("SELECT split, name, step, CASE WHEN abs(value) < 9e999 THEN value END FROM metrics "
-               "WHERE run_id = ? AND step IS NOT NULL")
-        args: List[Any] = [run_id]
-        if name is not None:
-            sql += " AND name = ?"
-            args.append(name)
-        if split is not None:
-            sql += " AND split = ?"
-            args.append(split)
+        sql, args = _of_metric("SELECT split, name, step, CASE WHEN abs(value) < 9e999 THEN value END FROM metrics "
+                               "WHERE run_id = ? AND step IS NOT NULL", run_id, name, split)
         cursor = self.conn.cursor()
         cursor.row_factory = None
         return cursor.execute(sql + " ORDER BY name, step", args).fetchall()
@@ -285,3 +272,13 @@ def on_connection(conn: sqlite3.Connection) -> Reads:
     reads = Reads()
     reads.conn = conn
     return reads
+
+
+def _of_metric(sql: str, run_id: int, name: Optional[str], split: Optional[str]) -> Tuple[str, List[Any]]:
+    """``sql`` (which selects one run's points) narrowed to a metric's name and split where given."""
+    args: List[Any] = [run_id]
+    for column, value in (("name", name), ("split", split)):
+        if value is not None:
+            sql += f" AND {column} = ?"
+            args.append(value)
+    return sql, args
