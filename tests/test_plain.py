@@ -289,3 +289,41 @@ def test_what_a_plain_script_starts_ends_with_its_version(project) -> None:
                if "=" in item)
     assert env["MLPIPELINE_VERSION"] == "slow" and env[MARK_VERSION] != "slow" and len(env[MARK_VERSION]) == 16
     wait_for(lambda: not pid_alive(int(pid)), timeout=10, what="the helper the timed-out version started")
+
+
+EXITS = """\
+import argparse, os, sys
+import multiprocessing as mp
+from mlpipeline import log_metric
+
+def square(x):
+    return x * x
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--status", type=int, default=0)
+    parser.add_argument("--pool", default="")
+    args = parser.parse_args()
+    if args.pool:   # the workers a pool forks (or spawns) leave through the real os._exit
+        with mp.get_context(args.pool).Pool(2) as pool:
+            log_metric("total", float(sum(pool.map(square, range(10)))), step=0)
+    sys.stdout.flush()
+    os._exit(args.status)   # as some frameworks end a script
+"""
+
+
+@pytest.mark.parametrize("mode", [(), ("-r",)])
+def test_os_exit_ends_the_script_not_the_runner(project, mode) -> None:
+    project.script("ex.py", EXITS)
+    config = ("[WHITELISTED_MODELS]\nex.py\n\n[ex.py]\nok = --status 0\nforked = --pool fork\n"
+              "spawned = --pool spawn\nbad = --status 3\n")
+    project.write("models.config", config)
+    project.write("models_test.config", config)
+    result = project.run(*mode, timeout=180)
+    statuses = {r["version"]: r["status"] for r in project.runs()}
+    assert statuses == {"ok": "succeeded", "forked": "succeeded", "spawned": "succeeded", "bad": "failed"}, \
+        result.stderr
+    assert "models/ex.py exited with status 3" in result.stderr     # (test mode: the runner lived to say it)
+    with project.db() as conn:
+        totals = [r[0] for r in conn.execute("SELECT value FROM metrics WHERE name = 'total'")]
+    assert totals == [285.0, 285.0]

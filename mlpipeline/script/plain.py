@@ -317,6 +317,22 @@ class _StderrTail:
         return getattr(self.stream, name)
 
 
+def _exit_as_return(real_exit: Any) -> Any:
+    """``os._exit`` while a plain script runs: called by the script itself (this process, its main thread) it
+    ends the script as ``sys.exit`` would, so its status is recorded (and a test-mode runner, which runs it
+    in its own process, lives on); a worker the script forked, or another thread, still leaves at once."""
+    import threading
+
+    pid = os.getpid()
+
+    def _exit(status: int) -> None:
+        if os.getpid() == pid and threading.current_thread() is threading.main_thread():
+            raise SystemExit(status)
+        real_exit(status)
+
+    return _exit
+
+
 def _send_params(params: Dict[str, Any]) -> None:
     from ..core.jsonable import jsonable
 
@@ -376,6 +392,8 @@ def run_plain(script: str, argv: List[str], version: str, model_dir: str, exec_m
     sys.path.insert(0, os.path.dirname(script))
     sys.modules["__main__"] = main
     watch = _ParseWatch()
+    real_exit = os._exit
+    os._exit = _exit_as_return(real_exit)  # type: ignore[assignment]
     tail = sys.stderr = _StderrTail(sys.stderr)
     started = time.time()
     try:
@@ -388,6 +406,7 @@ def run_plain(script: str, argv: List[str], version: str, model_dir: str, exec_m
             raise ScriptExit(f"{display(script)} {text}{said}", status) from None
     finally:
         sys.stderr = tail.stream
+        os._exit = real_exit
         watch.close()
         sys.argv = saved_argv
         sys.path[:] = saved_path
