@@ -393,7 +393,7 @@ def run_plain(script: str, argv: List[str], version: str, model_dir: str, exec_m
     sys.modules["__main__"] = main
     watch = _ParseWatch()
     real_exit = os._exit
-    os._exit = _exit_as_return(real_exit)  # type: ignore[assignment]
+    os._exit = _exit_as_return(real_exit)
     tail = sys.stderr = _StderrTail(sys.stderr)
     started = time.time()
     try:
