@@ -327,3 +327,37 @@ def test_os_exit_ends_the_script_not_the_runner(project, mode) -> None:
     with project.db() as conn:
         totals = [r[0] for r in conn.execute("SELECT value FROM metrics WHERE name = 'total'")]
     assert totals == [285.0, 285.0]
+
+
+def _readme_block(first_line: str) -> str:
+    """The README's code block that starts with ``first_line``."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    start = text.index(first_line)
+    return text[start:text.index("```", start)]
+
+
+def test_the_readmes_plain_script_and_its_sweep_run_as_written(project) -> None:
+    project.script("train.py", _readme_block("# models/train.py"))
+    project.script("sweep.py", _readme_block("# models/sweep.py"))
+    config = ("[WHITELISTED_MODELS]\ntrain.py\nsweep.py\n\n[train.py]\nsmall = --lr 0.1 --layers 2\n"
+              "large = --lr 0.01 --layers 8 --epochs 20\n")
+    project.write("models.config", config)
+    project.write("models_test.config", config)
+    test = project.run(timeout=180)
+    assert test.returncode == 0, test.stderr
+    result = project.run("-r", "-u", "-j", "2", timeout=300)
+    assert result.returncode == 0, result.stderr
+    runs = [r for r in project.runs() if r["mode"] == "run"]
+    by_script = {}
+    for run in runs:
+        by_script.setdefault(run["script"], []).append(run)
+    assert {r["version"] for r in by_script["models/train.py"]} == {"small", "large"}
+    sweep = by_script["models/sweep.py"]
+    assert {r["version"] for r in sweep if r["version"].startswith("lr")} == {"lr0.1", "lr0.01", "lr0.001"}
+    points = [r for r in sweep if r["version"].startswith("s-")]
+    assert len(points) == 12 and {r["status"] for r in points} <= {"succeeded", "pruned"}
+    assert any(r["status"] == "pruned" for r in points)
+    again = project.run("-r", "-u", timeout=120)
+    assert again.returncode == 0 and len([r for r in project.runs() if r["mode"] == "run"]) == len(runs)
