@@ -136,3 +136,61 @@ def test_transformers_callback_records_train_and_eval_curves_and_test_mode_is_on
     test = project.run(timeout=300)
     assert test.returncode == 0, test.stderr
     assert "global_step 1" in test.stdout + test.stderr
+
+
+IN_A_MODEL = """\
+import torch
+import lightning as L
+from torch.utils.data import DataLoader as Batches, TensorDataset
+from mlpipeline.helper import Model, DataLoader
+from mlpipeline.utils import Versions
+from mlpipeline.integrations.lightning import MLPipelineLogger
+
+class Tiny(L.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+    def training_step(self, batch, index):
+        loss = torch.nn.functional.mse_loss(self.layer(batch[0]), batch[1])
+        self.log("train_loss", loss)
+        return loss
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+class Data(DataLoader):
+    def get_train_input(self, mode=None, **kw): return None
+    def get_test_input(self, **kw): return None
+    def get_train_sample_count(self): return 1
+    def get_test_sample_count(self): return 1
+
+class Lit(Model):
+    def train_model(self, input_fn, steps):
+        torch.manual_seed(0)
+        data = TensorDataset(torch.randn(16, 2), torch.randn(16, 1))
+        trainer = L.Trainer(logger=MLPipelineLogger(), max_epochs=2, log_every_n_steps=1, accelerator="cpu",
+                            enable_progress_bar=False, enable_model_summary=False, enable_checkpointing=False)
+        trainer.fit(Tiny(), Batches(data, batch_size=4))
+        self.steps = trainer.global_step
+    def evaluate_model(self, input_fn, steps):
+        return {"steps": self.steps}
+
+versions = Versions(Data(), 1, 1)
+versions.add_version("v")
+MODEL = Lit(versions)
+"""
+
+
+def test_the_lightning_logger_inside_a_model(project) -> None:
+    _installed("lightning")
+    project.script("lit_model.py", IN_A_MODEL)
+    project.configure(["lit_model.py"])
+    result = project.run("-r", timeout=300)
+    assert result.returncode == 0, result.stderr
+    run = project.runs()[0]
+    assert _curves(project, run["id"])[("train", "loss")] == 8       # 4 batches x 2 epochs
+    test = project.run(timeout=300)                                  # test mode: fast_dev_run, one step
+    assert test.returncode == 0, test.stderr
+    with project.db() as conn:
+        steps = conn.execute("SELECT value FROM metrics WHERE run_id = ? AND name = 'steps'",
+                             (project.runs()[-1]["id"],)).fetchone()
+    assert steps is not None and steps[0] == 1.0, steps
