@@ -126,6 +126,55 @@ def test_metric_points_are_checked_where_they_enter():
             metric_row(*args)
 
 
+def test_packed_points_are_checked_again_where_they_enter_the_runner():
+    import base64
+    import marshal
+
+    from mlpipeline.core.lifecycle import BadMetric, pack_rows, unpack_rows
+
+    rows = [("loss", 0.5, 1, "train"), ("loss", 0.25, 2, "train"), ("acc", 1, None, "test")]
+    assert unpack_rows(pack_rows(rows)) == [MetricRow("loss", 0.5, 1, "train"), MetricRow("loss", 0.25, 2, "train"),
+                                            MetricRow("acc", 1.0, None, "test")]
+    packed = lambda value: base64.b64encode(marshal.dumps(value)).decode()  # noqa: E731 - what a child could send
+    for text, words in [("not base64!", "cannot be read"), (packed({"a": 1}), "not a list"),
+                        (packed([("loss", 1.0, 2)]), "is not \\(name"), (packed([("loss", 1.0, 2 ** 64, "t")]), "range"),
+                        (packed([("loss", 1.0, 1, "train"), ("", 1.0, 2, "train")]), "non-empty"), (5, "not text")]:
+        with pytest.raises(BadMetric, match=words):
+            unpack_rows(text)
+
+
+def test_the_childs_reporter_sends_every_point_in_order_and_refuses_a_bad_one_in_the_caller():
+    from mlpipeline.core.lifecycle import BadMetric, unpack_rows
+    from mlpipeline.script import report
+    from mlpipeline.script.command import log_metric
+
+    import threading
+
+    read_fd, write_fd = os.pipe()
+    received: list = []
+    reader = threading.Thread(target=lambda: received.append(os.fdopen(read_fd).read()))
+    reader.start()  # the runner's side of the pipe
+    reporter = report.PipeReporter(write_fd)
+    previous = report.install(reporter)
+    try:
+        for i in range(5000):
+            log_metric("loss", float(i), step=i)
+        log_metric("acc", 1, split="test")  # an int: converted on the slow path
+        with pytest.raises(BadMetric, match="outside the range"):
+            log_metric("loss", 1.0, step=2 ** 64)
+        reporter.log("done")
+        reporter.close()
+    finally:
+        report.install(previous)
+    reporter._file.close()
+    reader.join(timeout=30)
+    events = [json.loads(line) for line in received[0].splitlines()]
+    points = [row for e in events if e["type"] == "metrics" for row in unpack_rows(e["packed"])]
+    assert points[:5000] == [MetricRow("loss", float(i), i, "train") for i in range(5000)]
+    assert points[5000:] == [MetricRow("acc", 1.0, None, "test")]
+    assert events[-1]["type"] == "log"  # the points went before the event that followed them
+
+
 def test_a_torch_scalar_returned_by_evaluate_model_is_a_metric():
     torch = pytest.importorskip("torch")
     import numpy as np

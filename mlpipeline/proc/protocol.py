@@ -2,7 +2,8 @@
 takes them: every field checked where it enters (``deliver``, ``check_result``), so one
 version's bad event fails that version alone — never the runner.
 
-Events: ``metrics`` (``rows`` of [name, value, step, split]), ``log`` (``message``, ``level``),
+Events: ``metrics`` (``packed``: the rows ``pack_rows`` packed, or ``rows``:
+[name, value, step, split] lists), ``log`` (``message``, ``level``),
 ``output`` (``record``: a value ``save_output`` stored), ``data`` (``fingerprint``: what its
 data loaders read), and the last one, ``result`` (``result``, ``packages``) or ``error``
 (``error``, ``traceback``, ``kind``, ``packages``)."""
@@ -13,7 +14,7 @@ import logging
 from typing import Any, Dict, Mapping, Optional
 
 from ..core.layout import CACHE_DIR, OUTPUT_EXTENSIONS
-from ..core.lifecycle import STEP_RANGE, Sink, metric_row
+from ..core.lifecycle import STEP_RANGE, Sink, metric_row, unpack_rows
 
 MAX_PARAMS = 1 << 20  # characters of the parameters a version adds to its record
 MAX_EVENT_LINE = 64 << 20  # bytes of one event line (log messages are cut to 1 MiB where they are sent)
@@ -30,6 +31,9 @@ def deliver(event: Dict[str, Any], sink: Sink) -> None:
     and the caller fails that version alone."""
     kind = event.get("type")
     if kind == "metrics":
+        if "packed" in event:  # what a child's reporter sends (pack_rows)
+            sink.metrics(unpack_rows(event["packed"]))
+            return
         rows = event.get("rows")
         if not isinstance(rows, list):
             raise BadEvent("a metrics event without a list of rows")

@@ -23,9 +23,9 @@ _Quiet = _report.Reporter  # the reporter outside a runner: these functions leav
 def log_metric(name: str, value: float, step: Optional[int] = None, split: str = "train") -> None:
     """Record one point of a curve in the running version (a ValueError names what is wrong with it); outside
     a runner nothing happens."""
-    reporter = _report._current
-    if type(reporter) is not _Quiet:
-        reporter.metric(name, value, step, split)
+    point = _report._point
+    if point is not None:
+        point(name, value, step, split)
 
 
 def log_params(params: Optional[Dict[str, Any]] = None, **more: Any) -> None:
@@ -40,7 +40,7 @@ def log_params(params: Optional[Dict[str, Any]] = None, **more: Any) -> None:
 
 
 # version parameters that are the runner's, never a script's arguments
-RUNNER_KEYS = ("name", "dataloader", "batch_size", "epoc_count", "epocs", "model_dir_suffix", "order")
+RUNNER_KEYS = ("name", "dataloader", "batch_size", "epoc_count", "epocs", "model_dir_suffix", "order", "resources")
 
 
 class Command(Model):

@@ -11,10 +11,9 @@ import json
 import logging
 import os
 import sys
-import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
-from ..core.lifecycle import MetricRow, metric_row
+from ..core.lifecycle import STEP_RANGE, MetricRow, metric_row, pack_rows
 
 
 MAX_LOG_EVENT = 1 << 20  # characters of a log message sent to the runner
@@ -63,23 +62,25 @@ class PipeReporter(Reporter):
     """Sends events as JSON lines over a pipe to the runner parent, and echoes
     log lines to stdout so they also appear in the captured output.
 
-    Metrics are sent in batches by a thread of their own (every ``FLUSH_ROWS``
-    points or ``FLUSH_EVERY`` seconds, and before any other event), so a tight
-    ``log_metric`` loop costs a list append and never waits for the runner to
-    read the pipe."""
+    Metrics are sent in batches by a thread of their own (every ``FLUSH_EVERY``
+    seconds, and before any other event), packed with ``marshal`` (plain tuples
+    of str, float, int, None: the runner checks every row again as it unpacks),
+    so a tight ``log_metric`` loop costs a check and a list append and never
+    waits for the runner to read the pipe — until ``MAX_BUFFERED`` points wait
+    for a runner far behind. The buffer is one list for the reporter's life: the
+    main thread only appends, the flusher takes a prefix (``rows[:n]``, then
+    ``del rows[:n]``, each one step under the GIL), so no point takes a lock."""
 
-    FLUSH_ROWS = 2000
     FLUSH_EVERY = 0.1
-    MAX_BUFFERED = 1_000_000  # points waiting for a slow runner before the loop waits too
+    MAX_BUFFERED = 1_000_000  # points waiting for a slow runner before the loop waits too (about 130 MB)
 
     def __init__(self, fd: int):
         import threading
 
         self._file = os.fdopen(fd, "w", encoding="utf-8")
-        self._lock = threading.Lock()          # the buffer (held for an append or a swap only)
         self._write_lock = threading.Lock()    # the pipe: metrics before the event that follows them
-        self._rows: List[MetricRow] = []
-        self._sent_at = time.monotonic()
+        self._rows: List[tuple] = []
+        self.point = self._point_taker()
         self._wake = threading.Event()
         self._closed = False
         self._broken = False
@@ -89,22 +90,56 @@ class PipeReporter(Reporter):
         # A worker the version forks must not share the event pipe (or inherit a held lock): it prints.
         os.register_at_fork(after_in_child=lambda: install(Reporter()))
 
+    def _point_taker(self) -> Callable[..., None]:
+        """``metric`` as a closure (what ``log_metric`` calls): the usual point — a float, a whole step or
+        none, a name and split seen good before — is appended as it is; any other goes through
+        ``metric_row``, which converts it or raises BadMetric in the caller."""
+        rows, append, most = self._rows, self._rows.append, self.MAX_BUFFERED
+        checked: set = set()
+        low, high = STEP_RANGE
+
+        def point(name: str, value: float, step: Optional[int] = None, split: str = "train") -> None:
+            if type(value) is float and (step is None or type(step) is int and low <= step <= high) \
+                    and (name, split) in checked:
+                append((name, value, step, split))
+            else:
+                row = metric_row(name, value, step, split)
+                if len(checked) < 10_000:
+                    checked.add((row[0], row[3]))
+                append(tuple(row))
+            if len(rows) >= most:
+                self._catch_up()
+
+        return point
+
+    def metric(self, name: str, value: float, step: Optional[int] = None, split: str = "train") -> None:
+        self.point(name, value, step, split)
+
+    def add(self, row: MetricRow) -> None:
+        self.point(*row)
+
+    def _catch_up(self) -> None:
+        """A runner far behind: the loop waits here while the buffer goes out."""
+        if not self._broken:
+            with self._write_lock:
+                self._flush_rows()
+
     def _write(self, line: str) -> None:
         self._file.write(line)
         self._file.flush()
 
     def _flush_rows(self) -> None:
         """Send what is buffered (the caller holds ``_write_lock``)."""
-        with self._lock:
-            rows, self._rows = self._rows, []
-            self._sent_at = time.monotonic()
-        if rows:
-            self._write(json.dumps({"type": "metrics", "rows": rows}) + "\n")
+        rows = self._rows
+        count = len(rows)
+        if count:
+            batch = rows[:count]
+            del rows[:count]
+            self._write(json.dumps({"type": "metrics", "packed": pack_rows(batch)}) + "\n")
 
     def _flush_now_and_then(self) -> None:
         while not self._closed:
             self._wake.wait(self.FLUSH_EVERY)
-            self._wake.clear()
             if self._rows:
                 with self._write_lock:
                     try:
@@ -142,18 +177,9 @@ class PipeReporter(Reporter):
     def params(self, params: Dict[str, Any]) -> None:
         self.send("params", params=params)
 
-    def add(self, row: MetricRow) -> None:
-        with self._lock:
-            self._rows.append(row)
-            count = len(self._rows)
-        if count >= self.FLUSH_ROWS:
-            self._wake.set()
-            if count >= self.MAX_BUFFERED and not self._broken:  # a runner far behind: wait for it here
-                with self._write_lock:
-                    self._flush_rows()
-
 
 _current: Reporter = Reporter()
+_point: Optional[Callable[..., None]] = None  # where log_metric's points go: None where nobody takes them
 
 
 def current() -> Reporter:
@@ -162,6 +188,7 @@ def current() -> Reporter:
 
 def install(reporter: Reporter) -> Reporter:
     """Make ``reporter`` current; returns the previous one so callers can restore it."""
-    global _current
+    global _current, _point
     previous, _current = _current, reporter
+    _point = None if type(reporter) is Reporter else getattr(reporter, "point", reporter.metric)
     return previous
