@@ -113,7 +113,7 @@ class InProcessExecutor:
             # (a hook that calls sys.exit() must not end the whole session quietly; Ctrl+C still does)
             failed = failure(exc, timeout=job.timeout)
             return Outcome(failed.status, error=failed.error, traceback=failed.traceback,
-                           script_error=failed.kind == "script", packages=imported_packages())
+                           script_error=failed.kind == "script", packages=imported_packages(), reason=failed.reason)
         finally:
             _report.install(previous)
             if before is None:

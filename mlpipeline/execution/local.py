@@ -14,21 +14,26 @@ import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from ..core.timings import timings
-from ..core.lifecycle import Job, RunStatus, Sink
+from ..core.lifecycle import Job, RunStatus, Sink, VersionSpec
 from ..proc.protocol import deliver
 from ..proc.system import MARK_PROJECT, MARK_RUN, MARK_VERSION, kill_marked, kill_marked_any, project_mark
 from ..core.lifecycle import Ended
 from .childrun import ChildRun, child_env, open_output
 from .forkpool import ForkPool
 from .forkserver import ForkServer
+from .sampler import Sampler, gpu_indices, oom_outcome
+from .gpubook import GpuBook
+from ..core.resources import Wait
 
 log = logging.getLogger(__name__)
 
 
 
 class _Running:
-    def __init__(self, run: ChildRun, log_file: Any, gpu: Optional[str], mark: str):
+    def __init__(self, run: ChildRun, log_file: Any, gpu: Optional[str], mark: str, sink: Any = None,
+                 memory_limit: Optional[int] = None):
         self.run, self.log_file, self.gpu, self.mark = run, log_file, gpu, mark
+        self.sink, self.memory_limit = sink, memory_limit  # where its sampled points go; its --memory-limit
 
     def close_log(self) -> None:
         if self.log_file is not None:
@@ -42,7 +47,7 @@ def _event_handler(sink: Sink) -> Callable[[Dict[str, Any]], None]:
 
 class LocalExecutor:
     """Runs each version in a fresh child process (``mlpipeline.script.child``), up to
-    ``jobs`` at once, each with a GPU of its own when ``gpus`` are given.
+    ``jobs`` at once, each with the GPUs, CPUs and memory it asks for (``GpuBook``).
 
     GPU memory is freed when a child exits and a crash cannot take the runner
     down. Its stdout/stderr are shown live (``echo``) and kept in
@@ -51,10 +56,14 @@ class LocalExecutor:
 
     def __init__(self, jobs: int = 1, gpus: Optional[List[str]] = None, cwd: Optional[str] = None,
                  echo: bool = True, clock: Callable[[], float] = time.monotonic, sweep: bool = False,
-                 pool: Optional[ForkPool] = None):
+                 pool: Optional[ForkPool] = None, gpus_per_version: Optional[float] = None,
+                 cpus_per_version: Optional[float] = None, gpu_foreign_memory: Optional[int] = None,
+                 say: Callable[[str, int], None] = lambda text, level: None, jobs_given: bool = True,
+                 book: Optional[GpuBook] = None, strict: bool = True, sample_interval: float = 2.0):
+        self.book = book or GpuBook(gpus, gpus_per_version, cpus_per_version, gpu_foreign_memory, say, strict=strict)
         self.jobs = max(1, jobs)
-        self.gpus = list(gpus or [])
-        self.free_gpus = list(self.gpus)
+        if not jobs_given and self.book.slots:  # GPUs here: what versions ask for bounds how many run
+            self.jobs = max(len(self.book.slots), os.cpu_count() or 1)
         self.cwd = cwd
         self.echo = echo
         self.clock = clock
@@ -71,10 +80,39 @@ class LocalExecutor:
         self.sweep = sweep
         if sweep:
             kill_marked(MARK_PROJECT, self.project_mark)
+        # What each running version uses (CPU, RSS, GPU), every sample_interval seconds (0: never), as sys/ curves.
+        self.sample_interval = sample_interval
+        self.sampler = Sampler() if sample_interval > 0 else None
+        self._sampled_at = clock()
 
     def capacity(self) -> int:
-        free = self.jobs - len(self._running)
-        return min(free, len(self.free_gpus)) if self.gpus else free
+        return self.jobs - len(self._running)
+
+    def fits(self, spec: VersionSpec) -> Optional[Wait]:
+        """None when ``spec``'s resources are free now; else why it waits (``never``: it never could here)."""
+        return self.book.fits(spec, self._own_pids)
+
+    def heard(self, ticket: int) -> Optional[float]:
+        """When (time.monotonic) the version last printed a line; None: not yet."""
+        running = self._running.get(ticket)
+        return None if running is None else running.run.heard_at
+
+    def last_line(self, ticket: int) -> str:
+        running = self._running.get(ticket)
+        return "" if running is None else running.run.last_line
+
+    def _own_pids(self) -> set:
+        """The processes of the running versions (their whole trees): any other on a GPU is someone else's."""
+        import psutil
+
+        pids = set()
+        for running in self._running.values():
+            pids.add(running.run.proc.pid)
+            try:
+                pids.update(p.pid for p in psutil.Process(running.run.proc.pid).children(recursive=True))
+            except psutil.Error:
+                pass
+        return pids
 
     def running(self) -> int:
         return len(self._running)
@@ -82,8 +120,13 @@ class LocalExecutor:
     def submit(self, job: Job, sink: Sink) -> int:
         if self.capacity() <= 0:
             raise RuntimeError("LocalExecutor.submit beyond capacity")
-        log_file, capture = open_output(job, self.echo)
-        gpu = self.free_gpus.pop(0) if self.gpus else None
+        given = self.book.take(self._next_ticket, job.spec, self._own_pids)
+        try:
+            log_file, capture = open_output(job, self.echo)
+        except BaseException:
+            self.book.release(self._next_ticket)
+            raise
+        gpu = given["where"].get("gpu")
 
         payload = {"spec": job.spec.to_json(), "model_dir": job.model_dir, "exec_mode": job.exec_mode,
                    "memory_limit": job.memory_limit, "run_dir": job.run_dir,
@@ -92,8 +135,7 @@ class LocalExecutor:
         if version_mark in self._versions_run:  # nothing of its earlier run may still be at work in its model dir
             self._sweep_marks([(MARK_VERSION, version_mark)] if self.sweep else [])
         self._versions_run.add(version_mark)  # (a dead runner's were ended by the sweep at the start)
-        if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = gpu
+        env.update(given["env"])
         server = self.pool.server(job.spec.imports, sink.log)
         try:
             run = ChildRun("run", payload, _event_handler(sink), capture, self.cwd, env, server=server,
@@ -101,25 +143,20 @@ class LocalExecutor:
             if server is not None and not server.alive:  # it failed on this version, which was spawned instead
                 self.pool.failed(server, sink.log)
         except BaseException:
-            if gpu is not None:
-                self._free_gpu(gpu)
+            self.book.release(self._next_ticket)
             if log_file is not None:
                 log_file.close()
             raise
         ticket = self._next_ticket
         self._next_ticket += 1
-        self._running[ticket] = _Running(run, log_file, gpu, env[MARK_RUN])
-        sink.started({"pid": run.proc.pid, "gpu": gpu})
+        self._running[ticket] = _Running(run, log_file, gpu, env[MARK_RUN], sink=sink, memory_limit=job.memory_limit)
+        sink.started({"pid": run.proc.pid, **{k: v for k, v in given["where"].items() if v is not None}})
         return ticket
 
     @property
     def _server(self) -> Optional[ForkServer]:
         """The plain fork server (None until the first version, or when versions are spawned)."""
         return self.pool.plain if self.pool.use_fork else None
-
-    def _free_gpu(self, gpu: str) -> None:
-        self.free_gpus.append(gpu)
-        self.free_gpus.sort(key=self.gpus.index)
 
     def poll(self, timeout: float) -> List[Ended]:
         if not self._running:
@@ -153,8 +190,23 @@ class LocalExecutor:
             running.close_log()
             if running.gpu is not None:
                 self._sweep_marks()  # before its GPU goes to the next version
-                self._free_gpu(running.gpu)
-            finished.append((ticket, running.run.outcome()))
+            self.book.release(ticket)
+            seen = self.sampler.forget(ticket) if self.sampler is not None else None
+            finished.append((ticket, oom_outcome(running.run.outcome(), seen, running.memory_limit,
+                                                 running.run.proc.pid, running.run.killed is not None)))
+        if self.sampler is not None and self._running and now - self._sampled_at >= self.sample_interval:
+            self._sampled_at = now
+            try:
+                sampled = self.sampler.sample({ticket: (running.run.proc.pid, gpu_indices(running.gpu))
+                                               for ticket, running in self._running.items()})
+            except Exception as exc:  # noqa: BLE001 - what the runner samples never stops a version
+                log.warning("sampling the running versions failed (%s: %s); no more sys/ curves in this batch",
+                            type(exc).__name__, exc)
+                self.sampler, sampled = None, {}
+            for ticket, rows in sampled.items():
+                sink = self._running[ticket].sink
+                if sink is not None:
+                    sink.metrics(rows)
         if self._unswept and (not self._running or now - self._swept_at >= timings().sweep_every):
             self._sweep_marks()
         self.pool.tidy(self._servers_in_use())  # retired servers whose versions are done leave

@@ -21,7 +21,8 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..core.timings import timings
 from ..core.errors import MLPipelineError, UsageError
-from ..core.lifecycle import Job, Outcome, RunStatus, Sink
+from ..core.lifecycle import Job, Outcome, RunStatus, Sink, VersionSpec
+from ..core.resources import KEY as RESOURCES_KEY, ResourceError, Wait, resources_of
 from ..proc.system import MARK_PROJECT, MARK_RUN
 from . import node
 from ..core.lifecycle import Ended
@@ -197,7 +198,9 @@ class RayExecutor:
                                    "retry_exceptions": False}
         if resources:
             options["resources"] = resources
-        self._run = ray.remote(node.run_version).options(**options)
+        self._options = options
+        self._remote = ray.remote(node.run_version)
+        self._run = self._remote.options(**options)
         self._sweep = ray.remote(node.sweep)
         self.project_mark = project_mark(cwd)
         self.marks = sweep
@@ -284,6 +287,42 @@ class RayExecutor:
 
     # -- running -------------------------------------------------------------------------------------------------
 
+    def _declared(self, spec: VersionSpec) -> Optional[Dict[str, float]]:
+        """What a version that declares ``resources`` asks a node for, as Ray names it (None: the defaults)."""
+        declared = spec.params.get(RESOURCES_KEY)
+        if not declared:
+            return None
+        need = resources_of(declared, self.needs.get("GPU") or 0.0, self.needs.get("CPU") or None)
+        asks = {**self.needs, "GPU": need.gpus, "CPU": need.cpus or self.needs.get("CPU", 1.0)}
+        if need.memory:
+            asks["memory"] = float(need.memory)
+        return asks
+
+    def fits(self, spec: VersionSpec) -> Optional[Wait]:
+        """A version whose declaration cannot be read, or that no node of the cluster could ever hold, never
+        fits; any other waits in Ray's own queue."""
+        try:
+            asks = self._declared(spec)
+        except ResourceError as exc:
+            return Wait(str(exc), never=True)
+        if asks is None:
+            return None
+        nodes = [resources for _, resources in self._nodes() or []]
+        if nodes and _slots(nodes, asks) < 1:
+            wanted = ", ".join(f"{k}={v:g}" for k, v in asks.items() if v)
+            return Wait(f"asks one node for {wanted}; no node of the Ray cluster has that (nodes: "
+                        f"{'; '.join(_shown(have) for have in nodes)})", never=True)
+        return None
+
+    def _task_for(self, spec: VersionSpec) -> Any:
+        asks = self._declared(spec)
+        if asks is None:
+            return self._run
+        options = {**self._options, "num_gpus": asks["GPU"], "num_cpus": asks["CPU"]}
+        if "memory" in asks:
+            options["memory"] = asks["memory"]
+        return self._remote.options(**options)
+
     def submit(self, job: Job, sink: Sink) -> int:
         log_file, capture = open_output(job, self.echo)
 
@@ -292,7 +331,7 @@ class RayExecutor:
         env, _ = child_env(self.project_mark, job, f"{os.getpid()}-{ticket}", self.marks)
         payload = {"spec": job.spec.to_json(), "model_dir": job.model_dir, "exec_mode": job.exec_mode,
                    "memory_limit": job.memory_limit, "run_dir": job.run_dir, "run_id": job.run_id}
-        gen = self._run.remote(payload, env, self.cwd, self.shared_marker)
+        gen = self._task_for(job.spec).remote(payload, env, self.cwd, self.shared_marker)
         self._tasks[ticket] = _Task(gen, sink, capture, log_file, job, env[MARK_RUN])
         return ticket
 

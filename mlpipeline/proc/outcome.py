@@ -9,7 +9,7 @@ from typing import Any, Dict, NamedTuple, Optional, Tuple
 
 from ..core.errors import ScriptError
 from ..core.layout import PACKAGE_DIR
-from ..core.lifecycle import Outcome, RunStatus
+from ..core.lifecycle import OOM, Outcome, RunStatus
 from .system import VersionTimeout, signal_name
 
 # mlpipeline's own frames between the runner and user code: left out of a user's traceback
@@ -30,6 +30,7 @@ class Failure(NamedTuple):
     kind: str          # "script" (it did not load), "version" (its code raised), "timeout"
     error: str         # one line
     traceback: str
+    reason: Optional[str] = None  # OOM: it ran out of memory (host or GPU)
 
 
 def failure(exc: BaseException, who: str = "the version", memory_limit: Optional[int] = None,
@@ -47,10 +48,35 @@ def failure(exc: BaseException, who: str = "the version", memory_limit: Optional
         return Failure(RunStatus.FAILED, "version", f"{who} called sys.exit({exc.code!r}) before finishing",
                        user_traceback(exc))
     if isinstance(exc, MemoryError):
-        what = f"{who} ran out of memory ({type(exc).__name__}"
+        what = f"{who} ran out of memory (host memory: {type(exc).__name__}"
         what += f"; its --memory-limit is {memory_limit // (1 << 20)} MiB)" if memory_limit else ")"
-        return Failure(RunStatus.FAILED, "version", what, user_traceback(exc))
+        return Failure(RunStatus.FAILED, "version", what, user_traceback(exc), OOM)
+    gpu = _device_memory(exc)
+    if gpu is not None:
+        return Failure(RunStatus.FAILED, "version", f"{who} ran out of memory ({gpu})", user_traceback(exc), OOM)
     return Failure(RunStatus.FAILED, "version", f"{type(exc).__name__}: {exc}", user_traceback(exc))
+
+
+DEVICE_OOM_CLASSES = ("OutOfMemoryError", "ResourceExhaustedError")  # torch.cuda's, TensorFlow's
+
+
+def _device_memory(exc: BaseException) -> Optional[str]:
+    """Which memory a framework's out-of-memory error says ran out, with its first line (None: it is
+    no out-of-memory error): PyTorch's ``OutOfMemoryError``, TensorFlow's ``ResourceExhaustedError``,
+    or a message that says "out of memory" (``CUDA error: out of memory``)."""
+    try:
+        text = str(exc)
+    except Exception:  # noqa: BLE001 - an exception whose str() fails says nothing of memory
+        text = ""
+    lower = text.lower()
+    named = any(cls.__name__ in DEVICE_OOM_CLASSES for cls in type(exc).__mro__)
+    if not named and "out of memory" not in lower:
+        return None
+    which = ("GPU memory" if "cuda" in lower or "gpu" in lower or type(exc).__name__ == "OutOfMemoryError"
+             else "device memory" if named else "memory")
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    first = first if len(first) <= 200 else first[:197] + "..."
+    return f"{which}: {type(exc).__name__}" + (f": {first}" if first else "")
 
 
 def exit_outcome(code: int, final: Dict[str, Any], reported: bool,
@@ -68,7 +94,8 @@ def exit_outcome(code: int, final: Dict[str, Any], reported: bool,
     if final.get("type") == "error":
         return Outcome(RunStatus.FAILED, exit_code=exit_code, signal=signum, error=final["error"],
                        packages=packages, traceback=final.get("traceback") or "",
-                       script_error=final.get("kind") == "script")
+                       script_error=final.get("kind") == "script",
+                       reason=OOM if final.get("reason") == OOM else None)  # (what a child sends is checked)
     if signum is not None:
         return Outcome(RunStatus.FAILED, signal=signum, error=f"the version's process was killed by "
                                                               f"{signal_name(signum)}")

@@ -98,7 +98,7 @@ def main(argv) -> int:
     except BaseException as exc:  # noqa: BLE001 - report everything, then exit non-zero
         failed = failure(exc, memory_limit=limit)
         reporter.send("error", error=failed.error, traceback=failed.traceback, kind=failed.kind,
-                      packages=imported_packages())
+                      packages=imported_packages(), reason=failed.reason)
     finally:
         reporter.close()
     return 1

@@ -28,6 +28,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from . import report as _report
 from ..core.errors import VersionValueError
+from ..core.resources import KEY as RESOURCES_KEY, ResourceError, resources_of
 from ..core.jsonable import plain_param
 
 
@@ -265,6 +266,11 @@ class Versions:
         return order
 
     def _store(self, name: Any, version: Version) -> Version:
+        if version.get(RESOURCES_KEY) is not None:
+            try:
+                resources_of(version[RESOURCES_KEY])
+            except ResourceError as exc:
+                raise VersionValueError(f"version {name!r}: {exc}") from None
         if name in self._versions:
             _report.current().log(f"Versions: a second version named {name!r} replaces the first one; give each "
                                   f"version its own name to keep both", logging.WARNING)
@@ -322,6 +328,9 @@ class Versions:
         version.update(kwargs)
         version.update(custom_paramters or {})
         defaults = self._default_values
+        declared, shared = version.get(RESOURCES_KEY), defaults.get(RESOURCES_KEY)
+        if isinstance(declared, dict) and isinstance(shared, dict) and declared is not shared:
+            version[RESOURCES_KEY] = {**shared, **declared}  # a version's own fields over the Versions defaults
         version.dataloader = defaults.dataloader if dataloader is None else dataloader
         version.batch_size = defaults.batch_size if batch_size is None else batch_size
         version.epoc_count = defaults.epoc_count if epoc_count is None else epoc_count
@@ -502,4 +511,8 @@ def version_params(version: Version) -> Dict[str, Any]:
 
 
 def params_digest(params: Dict[str, Any]) -> str:
+    """What ``-u`` compares of a version's parameters: all of them but the resources it asks for (a version
+    given a GPU more or less is not another version)."""
+    if RESOURCES_KEY in params:
+        params = {k: v for k, v in params.items() if k != RESOURCES_KEY}
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()

@@ -239,3 +239,22 @@ def test_without_an_address_the_runner_starts_a_ray_of_its_own(gpu_cluster, proj
     assert run["status"] == "succeeded" and run["node_id"]
     assert run["node_id"] not in gpu_cluster.all_node_ids, "the runner joined a cluster it was not given"
     wait_for(lambda: not gpu_cluster.strangers(), timeout=10, what="the runner's own Ray to end")
+
+
+def test_declared_resources_become_the_tasks_and_what_no_node_holds_fails_alone(gpu_cluster, project):
+    """resources={...} on a version is its Ray task's num_gpus: a 2-GPU version sees both fake GPUs, a
+    half-GPU one sees one, and one asking for 4 GPUs of a 2-GPU cluster fails alone in one line."""
+    project.script("r.py", probe({"pair": {"action": "sleep", "seconds": 0.3, "resources": {"gpus": 2}},
+                                  "half": {"action": "sleep", "seconds": 0.3, "resources": {"gpus": 0.5}},
+                                  "huge": {"resources": {"gpus": 4}}}))
+    project.configure(["r.py"])
+    result = project.run(*ray_args(gpu_cluster), timeout=120)
+    assert result.returncode == 1, result.stderr  # huge failed
+    runs = {r["version"]: r for r in project.runs()}
+    assert runs["pair"]["status"] == runs["half"]["status"] == "succeeded", runs
+    seen = {p["name"]: p for p in probes(project)}
+    assert sorted(seen["pair"]["cuda"].split(",")) == ["0", "1"] and seen["half"]["cuda"] in ("0", "1"), seen
+    error = runs["huge"]["error"]
+    assert runs["huge"]["status"] == "failed" and "\n" not in error and "GPU=4" in error \
+        and "no node of the Ray cluster has that" in error, error
+    assert "huge" not in seen  # it never ran

@@ -1,0 +1,83 @@
+"""This machine's GPUs as NVML sees them (the nvidia-ml-py package, ``import pynvml``): ids, names, UUIDs,
+memory, utilisation and the compute processes on each — read when the local executor places a version.
+
+No pynvml, no driver, or an NVML error: ``read_gpus`` raises ``NoNvml`` and the executor falls back to the
+plain ``--gpus`` behaviour with one warning. Ids are NVML's indices, which are PCI bus order: versions get
+``CUDA_DEVICE_ORDER=PCI_BUS_ID`` so CUDA counts them the same way.
+"""
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, List, Tuple
+
+
+class NoNvml(Exception):
+    """NVML cannot be asked (the message says why, in one line)."""
+
+
+@dataclass
+class Gpu:
+    index: int
+    uuid: str
+    name: str
+    total: int                   # bytes
+    used: int                    # bytes, every process's
+    util: int = 0                # percent
+    processes: List[Tuple[int, int]] = field(default_factory=list)  # (pid, bytes) of its compute processes
+
+
+_lock = threading.Lock()
+_started: List[Any] = []  # the pynvml module once nvmlInit succeeded
+
+
+def _nvml() -> Any:
+    with _lock:
+        if _started:
+            return _started[0]
+        try:
+            import pynvml
+        except ImportError:
+            raise NoNvml("the nvidia-ml-py package is not installed (pip install 'mlpipeline[gpu]')") from None
+        try:
+            pynvml.nvmlInit()
+        except Exception as exc:  # noqa: BLE001 - NVMLError_LibraryNotFound, _DriverNotLoaded, ...
+            raise NoNvml(f"NVML did not start ({_said(exc)})") from None
+        _started.append(pynvml)
+        return pynvml
+
+
+def _said(exc: BaseException) -> str:
+    return str(exc).strip() or type(exc).__name__
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def read_gpus() -> List[Gpu]:
+    """Every GPU NVML counts, in its order; NoNvml when it cannot be asked. A query a GPU does not support
+    (utilisation on some boards) leaves that field at 0 instead of failing the whole reading."""
+    nvml = _nvml()
+    try:
+        found = []
+        for index in range(nvml.nvmlDeviceGetCount()):
+            handle = nvml.nvmlDeviceGetHandleByIndex(index)
+            memory = nvml.nvmlDeviceGetMemoryInfo(handle)
+            gpu = Gpu(index, _text(nvml.nvmlDeviceGetUUID(handle)), _text(nvml.nvmlDeviceGetName(handle)),
+                      int(memory.total), int(memory.used))
+            try:
+                gpu.util = int(nvml.nvmlDeviceGetUtilizationRates(handle).gpu)
+            except Exception:  # noqa: BLE001 - not supported here: no figure
+                pass
+            try:
+                gpu.processes = [(int(p.pid), int(p.usedGpuMemory or 0))
+                                 for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)]
+            except Exception:  # noqa: BLE001 - not supported here: nobody is known to hold it
+                pass
+            found.append(gpu)
+        return found
+    except NoNvml:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever NVML raised, this reading is lost
+        raise NoNvml(f"an NVML query failed ({_said(exc)})") from None
