@@ -9,7 +9,7 @@ setup(
     packages=find_packages(include=["mlpipeline", "mlpipeline.*"]),
     package_data={"mlpipeline.web": ["templates/*.html", "static/*.js", "static/*.css"]},
     python_requires=">=3.9",
-    install_requires=["numpy", "watchdog", "tabulate"],
+    install_requires=["numpy", "watchdog", "tabulate", "psutil"],
     extras_require={
         "tf": [
             "tensorflow-cpu>=2.13; platform_machine == 'x86_64' or platform_machine == 'AMD64'",
@@ -26,8 +26,12 @@ setup(
         # mlpipeline.integrations: the Lightning logger and the Hugging Face callback (tensorboard: a plain
         # script's TensorBoard scalars read into the ledger)
         "integrations": ["lightning>=2.1", "transformers>=4.41", "accelerate>=1.1", "tensorboard"],
+        # NVML for the runner's sys/gpu_* curves (GPU memory by process, utilisation): without it, none are kept
+        "gpu": ["nvidia-ml-py"],
         "web": ["starlette>=0.37", "uvicorn>=0.29", "jinja2>=3.1", "plotly>=5"],
-        "dev": ["pytest>=7", "hypothesis", "ruff", "mypy", "playwright>=1.40"],
+        # [NOTIFY] in mlp.config: messages to Slack, e-mail, webhooks and ~100 more services through apprise
+        "notify": ["apprise>=1.6"],
+        "dev": ["pytest>=7", "hypothesis", "ruff", "mypy", "playwright>=1.40", "aiosmtpd"],
     },
     entry_points={"console_scripts": ["mlpipeline=mlpipeline.cli:main"]},
 )

@@ -12,8 +12,8 @@ import sys
 from . import __version__
 from .commands import (ERROR, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RUN_STATUSES, SHOW_VERSION,
                        WARNING, _say, cmd_cancel, cmd_compare, cmd_import_history, cmd_init, cmd_logs,
-                       cmd_metrics, cmd_outputs, cmd_pause, cmd_predict, cmd_run, cmd_runs, cmd_serve, cmd_show,
-                       cmd_status)
+                       cmd_metrics, cmd_notify, cmd_outputs, cmd_pause, cmd_predict, cmd_run, cmd_runs, cmd_serve,
+                       cmd_show, cmd_status)
 from .core.errors import MLPipelineError
 
 TYPE_CHECKING = False  # typing itself costs --help 2 ms: the names are for the type checker
@@ -47,15 +47,44 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--in-process", dest="isolate", action="store_false",
                        help="run versions in this process (default in test mode; a debugger works)")
     parser.add_argument("-j", "--jobs", type=int, metavar="N",
-                        help="run up to N versions at once (default 1, or the number of --gpus)")
-    parser.add_argument("--gpus", metavar="IDS", help="GPU ids, e.g. 0,1: each running version gets one "
-                                                      "(CUDA_VISIBLE_DEVICES)")
+                        help="run up to N versions at once (default 1; where there are GPUs, as many as their "
+                             "resources let run)")
+    parser.add_argument("--gpus", metavar="IDS", help="the GPUs versions may use, e.g. 0,1 (default: all that NVML "
+                                                      "sees); each version gets the GPUs it asks for in "
+                                                      "CUDA_VISIBLE_DEVICES")
+    parser.add_argument("--gpus-per-version", type=float, metavar="N",
+                        help="GPUs a version gets unless it declares resources={'gpus': ...}: a fraction shares one "
+                             "(default 1 where there are GPUs)")
+    parser.add_argument("--cpus-per-version", type=float, metavar="N",
+                        help="CPUs a version gets unless it declares resources={'cpus': ...} (default: not counted "
+                             "here; 1 on Ray)")
+    parser.add_argument("--gpu-foreign-memory", metavar="SIZE", default="1G",
+                        help="a GPU on which another user's process holds more than this is busy: nothing is "
+                             "placed on it (default 1G)")
+    unattended = parser.add_argument_group("unattended (execution mode)")
+    unattended.add_argument("--retries", type=int, metavar="N",
+                            help="run a version whose run ended as --retry-on says again, up to N times (also [MLP] "
+                                 "retries; default 0, 1 on a cluster backend)")
+    unattended.add_argument("--retry-on", metavar="KINDS",
+                            help="which endings are retried: error, signal, oom, node_lost, stalled, timeout (also "
+                                 "[MLP] retry_on; default node_lost,signal,oom,stalled)")
+    unattended.add_argument("--retry-delay", type=float, default=30.0, metavar="SECONDS",
+                            help="wait before a retry (default 30; doubles each attempt, at most 600)")
+    unattended.add_argument("--stall-timeout", type=float, metavar="SECONDS",
+                            help="end a version that prints no line and logs no metric for SECONDS, as stalled "
+                                 "(also [MLP] stall_timeout)")
+    unattended.add_argument("--stop-on-nan", action="store_true",
+                            help="end a version that logs a NaN or infinite value, failed with reason nan (also "
+                                 "[MLP] stop_on_nan)")
     parser.add_argument("--watch", action="store_true", help="when the queue is empty, wait for edits instead of "
                                                              "exiting (stop with Ctrl+C)")
     parser.add_argument("--timeout", type=float, metavar="SECONDS",
                         help="kill a version that runs longer (also [MLP] timeout in models.config)")
     parser.add_argument("--memory-limit", metavar="SIZE",
                         help="address-space limit per version, e.g. 4G or 512M (child processes only)")
+    parser.add_argument("--sample-interval", type=float, default=2.0, metavar="SECONDS",
+                        help="sample each running version's CPU %%, RSS and GPU memory/utilisation every SECONDS "
+                             "(default 2; 0: off)")
     cluster = parser.add_argument_group("on a Ray cluster (execution mode; pip install 'mlpipeline[ray]')")
     cluster.add_argument("--backend", choices=("local", "ray"),
                          help="where versions run: local child processes (default) or Ray tasks (also [MLP] backend "
@@ -63,13 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     cluster.add_argument("--ray-address", metavar="ADDR",
                          help="join this Ray cluster (auto, or HOST:6379; also [MLP] ray_address); without it a local "
                               "Ray starts on loopback")
-    cluster.add_argument("--gpus-per-version", type=float, metavar="N",
-                         help="GPUs each version asks Ray for (fractions allowed; default 1 when the cluster has GPUs)")
-    cluster.add_argument("--cpus-per-version", type=float, default=1.0, metavar="N",
-                         help="CPUs each version asks Ray for (default 1)")
     cluster.add_argument("--resources", metavar="JSON", help="custom Ray resources per version, e.g. '{\"a100\": 1}'")
-    cluster.add_argument("--retries", type=int, default=1, metavar="N",
-                         help="run a version whose node was lost again, up to N times (default 1)")
     parser.add_argument("-V", "--mlpipeline-version", action="version", version=f"mlpipeline {__version__}")
     common = _Parser(add_help=False)  # -C works before or after a command
     common.add_argument("-C", dest="directory", metavar="DIR", default=argparse.SUPPRESS,
@@ -130,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-upload", metavar="SIZE", help="largest model script that can be uploaded (default 1M)")
     outputs = command("outputs", "list the values versions saved with save_output, and whether each is stale")
     outputs.add_argument("--script", metavar="S", help="only outputs of this script (path or file name)")
+    notify = command("notify", "the notifications [NOTIFY] in mlp.config sends: to which URLs (masked), on which "
+                               "events")
+    notify.add_argument("--test", action="store_true",
+                        help="send one message to every URL now and print what each answered (exit 1 if one failed)")
     for sub in (runs, show, compare, commands.choices["import-history"], status, metrics, outputs):
         sub.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
         sub.add_argument("--wide", action="store_true", help="tables keep every column at full width (by default "
@@ -149,7 +176,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     handler = {"init": cmd_init, "runs": cmd_runs, "show": cmd_show, "compare": cmd_compare, "logs": cmd_logs,
                "import-history": cmd_import_history, "status": cmd_status, "cancel": cmd_cancel,
                "pause": cmd_pause, "resume": cmd_pause, "metrics": cmd_metrics,
-               "predict": cmd_predict, "serve": cmd_serve, "outputs": cmd_outputs}.get(args.command, cmd_run)
+               "predict": cmd_predict, "serve": cmd_serve, "outputs": cmd_outputs,
+               "notify": cmd_notify}.get(args.command, cmd_run)
     try:
         return handler(args)
     except MLPipelineError as exc:

@@ -44,7 +44,7 @@ BATCH_COLUMNS = ("id", "script", "version", "status", "duration", "metrics", "er
 RUNS_COLUMNS = {
     "table": ("id", "script", "version", "mode", "status", "started", "duration", "metrics", "error"),
     "csv": ("id", "uid", "script", "version", "mode", "status", "started", "started_at", "ended_at",
-            "duration", "exit_code", "signal", "metrics", "error"),
+            "duration", "exit_code", "signal", "metrics", "error", "reason", "attempt", "retry_of"),
 }
 RUNS_COLUMNS["json"] = RUNS_COLUMNS["csv"]
 
@@ -76,17 +76,14 @@ def _parse_gpus(text: Optional[str]) -> Optional[List[str]]:
 
 
 def _parse_size(text: Optional[str], option: str = "--memory-limit", least: int = 16 << 20) -> Optional[int]:
+    from .core.resources import parse_size
+
     if text is None:
         return None
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    value = text.strip().upper().removesuffix("B").removesuffix("I")
-    number, unit = (value[:-1], value[-1]) if value and value[-1] in units else (value, "")
-    try:
-        size = int(float(number) * units[unit])
-    except ValueError:
-        size = 0
-    if size < least:
-        raise UsageError(f"{option} {text!r}: give a size of at least {least >> 10}K, e.g. 512M or 4G")
+    size = parse_size(text)
+    if size is None or size < least:
+        floor = f" of at least {least >> 10}K" if least else ""
+        raise UsageError(f"{option} {text!r}: give a size{floor}, e.g. 512M or 4G")
     return size
 
 
@@ -143,15 +140,27 @@ def _cluster_options(args: argparse.Namespace) -> dict:
     """--backend and the Ray options, checked here so a typo costs no cluster start."""
     from .execution.raycluster import parse_resources
 
-    if args.retries < 0:
+    from .core.retry import parse_kinds
+
+    if args.retries is not None and args.retries < 0:
         raise UsageError(f"--retries {args.retries}: give 0 or more")
+    for name in ("retry_delay", "stall_timeout"):
+        value = getattr(args, name)
+        if value is not None and not (0 <= value < float("inf")) or name == "stall_timeout" and value == 0:
+            raise UsageError(f"--{name.replace('_', '-')} {value:g}: give a positive number of seconds")
+    try:
+        retry_on = None if args.retry_on is None else parse_kinds(args.retry_on, "--retry-on")
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
     for name in ("gpus_per_version", "cpus_per_version"):
         value = getattr(args, name)
         if value is not None and not (value >= 0 and value == value and value != float("inf")):
             raise UsageError(f"--{name.replace('_', '-')} {value:g}: give 0 or a positive number")
     return {"backend": args.backend, "ray_address": args.ray_address, "gpus_per_version": args.gpus_per_version,
             "cpus_per_version": args.cpus_per_version, "resources": parse_resources(args.resources),
-            "retries": args.retries}
+            "gpu_foreign_memory": _parse_size(args.gpu_foreign_memory, "--gpu-foreign-memory", least=0),
+            "retries": args.retries, "retry_on": retry_on, "retry_delay": args.retry_delay,
+            "stall_timeout": args.stall_timeout, "stop_on_nan": args.stop_on_nan}
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -166,7 +175,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     options = BatchOptions(directory=args.directory, run=args.run, use_history=args.use_history,
                            no_log=args.no_log, only_version=args.only_version, isolate=args.isolate,
                            jobs=args.jobs, gpus=_parse_gpus(args.gpus), watch=args.watch, timeout=args.timeout,
-                           memory_limit=_parse_size(args.memory_limit),
+                           memory_limit=_parse_size(args.memory_limit), sample_interval=args.sample_interval,
                            command=" ".join(["mlpipeline", *sys.argv[1:]]), **_cluster_options(args))
     stops = None
     if isolated:
@@ -266,12 +275,15 @@ def cmd_runs(args: argparse.Namespace) -> int:
         _say("no runs match" if any((args.script, args.version_name, args.status, args.mode, args.since))
              else "no runs recorded yet; run mlpipeline (test mode) or mlpipeline -r")
         return EXIT_OK
+    if args.format == "table":  # a retry says so where the status is read
+        rows = [{**r, "status": f"{r['status']} (attempt {r['attempt']})"} if (r.get("attempt") or 1) > 1 else r
+                for r in rows]
     print(render(rows, RUNS_COLUMNS[args.format], args.format))
     return EXIT_OK
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    from .read.queries import show_run
+    from .read.queries import show_run, system_line
     from .read.render import render, render_record
 
     _, ledger = _open_ledger(args)
@@ -281,12 +293,15 @@ def cmd_show(args: argparse.Namespace) -> int:
         return EXIT_OK
     metrics = record.pop("metrics")
     traceback = record.pop("traceback", None)
+    system = system_line(record.pop("system_peaks"))
     hidden = {"params_sha256", "script_sha256", "eval_train_text", "eval_test_text", "started_at", "ended_at",
               "heartbeat_at", "source_key"}
     print(render_record({k: v for k, v in record.items() if k not in hidden and v is not None}))
     if metrics:
         print("\nmetrics:")
         print(render(metrics, ("split", "name", "kind", "last", "best", "points", "last_step")))
+    if system:
+        print(f"\nsystem: {system}")
     if traceback:
         print("\n" + traceback.rstrip())
     return EXIT_OK
@@ -478,6 +493,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
         parts.append(f"{count} graph{'' if count == 1 else 's'}: see --format json or the web page")
     print("\n\n".join(parts) if parts else "(predict returned nothing)")
     return EXIT_OK
+
+
+def cmd_notify(args: argparse.Namespace) -> int:
+    from .plan.config import find_project
+    from .run.notify import configured, mask, notify_test
+
+    project = find_project(args.directory)
+    for warning in project.warnings:
+        _say(warning, WARNING)
+    settings = configured(project)
+    if not args.test:
+        print(f"on: {', '.join(sorted(settings.on)) or 'no event'}")
+        if settings.dashboard_url:
+            print(f"links to: {settings.dashboard_url}/runs/<id>")
+        for url in settings.urls:
+            print(f"to: {mask(url)}")
+        return EXIT_OK
+    answers = notify_test(project)
+    for shown, error in answers:
+        print(f"{shown}: {'ok' if error is None else error}")
+    failed = sum(error is not None for _, error in answers)
+    if failed:
+        _say(f"{failed} of {len(answers)} URL(s) did not take the test message", ERROR)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import FrozenSet, List, Optional, Tuple
 
 PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # .../mlpipeline
 PACKAGE_PARENT = os.path.dirname(PACKAGE_DIR)  # what a child puts on sys.path to import mlpipeline
@@ -19,11 +19,22 @@ MODEL_DIRS = "model_ckpts"     # a version's persistent model dir: model_ckpts/<
 RUN_DIRS = "runs"              # a run's folder: runs/<run id>/ (its output.log, rich results, predictions)
 RUN_LOG = "output.log"         # a run's captured stdout and stderr, in its folder
 CACHE_DIR = "cache"            # values versions saved (save_output): cache/<aa>/<sha256>.<ext>
+NOTIFIED_DIR = "notified"      # what was notified once for every process (a dead runner): notified/<what>
 OUTPUT_EXTENSIONS = {"array": "npy", "frame": "npz", "series": "npz", "json": "json"}  # by the kind of value
 
 
 def run_log(run_dir: str) -> str:
     return os.path.join(run_dir, RUN_LOG)
+
+
+@dataclass(frozen=True)
+class NotifySettings:
+    """``[NOTIFY]`` in mlp.config: where notifications go (apprise URLs: they hold secrets, so
+    they are left out of the repr) and on which events (``NotifyEvent`` values)."""
+
+    urls: Tuple[str, ...] = field(repr=False)
+    on: FrozenSet[str] = frozenset()
+    dashboard_url: Optional[str] = None  # messages link to <dashboard_url>/runs/<id>
 
 
 @dataclass
@@ -35,6 +46,7 @@ class Project:
     warnings: List[str] = field(default_factory=list)
     backend: Optional[str] = None        # [MLP] backend: local or ray
     ray_address: Optional[str] = None    # [MLP] ray_address: auto or HOST:PORT
+    notify: Optional[NotifySettings] = None  # [NOTIFY], when mlp.config has one
 
     @property
     def outputs_dir(self) -> str:
@@ -43,6 +55,10 @@ class Project:
     @property
     def ledger_path(self) -> str:
         return os.path.join(self.outputs_dir, DB_NAME)
+
+    @property
+    def notified_dir(self) -> str:
+        return os.path.join(self.outputs_dir, NOTIFIED_DIR)
 
     def run_dir(self, run_id: int) -> str:
         return os.path.join(self.outputs_dir, RUN_DIRS, str(run_id))

@@ -29,6 +29,8 @@ class Timings:
     fork_start: float = 30.0      # the fork server imports mlpipeline's child side within this
     fork_reply: float = 10.0      # and answers a fork within this
     cancel_grace: float = 5.0     # a cancelled Ray task ends its child within this, or is force-killed
+    notify_check: float = 20.0    # mlpipeline serve looks for runners that died this often ([NOTIFY] runner_died)
+    notify_drain: float = 2.0     # an ending runner waits at most this long for notifications still being sent
 
 
 _cache: Dict[Tuple[str, str], Timings] = {}

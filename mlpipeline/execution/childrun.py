@@ -95,6 +95,8 @@ class ChildRun:
         self._final_at: Optional[float] = None  # when the result (or error) arrived
         self.kill_at: Optional[float] = None  # a warm cancel's deadline
         self.returncode: Optional[int] = None
+        self.heard_at: Optional[float] = None  # (monotonic) when it last printed
+        self.last_line = ""
         self._pid_exited = False  # its pidfd said it exited
         if self.pid_fd is None and not self.forked:
             try:  # readable the moment the process exits: no polling for it (Linux 5.3+)
@@ -143,6 +145,10 @@ class ChildRun:
             return
         if fd == self.out_fd:
             self.capture(data)
+            self.heard_at = time.monotonic()  # a line it printed: it is not stalled
+            text = data.rstrip().rsplit(b"\n", 1)[-1].strip()
+            if text:
+                self.last_line = text[-500:].decode("utf-8", "replace")
             return
         if self.refused:
             return  # its events no longer count: it is being ended

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from ..core.errors import ConfigError, UsageError, display
-from ..core.layout import PROJECT_FILE, Project
+from ..core.retry import parse_kinds
+from ..core.layout import PROJECT_FILE, NotifySettings, Project
+from ..core.vocabulary import NotifyEvent
 
 __all__ = ["Project", "QueueConfig", "find_project", "read_queue_config", "resolve_scripts"]
 
@@ -138,6 +141,10 @@ class QueueConfig:
     whitelist: List[ScriptEntry] = field(default_factory=list)
     blacklist: List[ScriptEntry] = field(default_factory=list)
     timeout: Optional[float] = None
+    retries: Optional[int] = None            # [MLP] retries: runs again a version whose run ended as retry_on says
+    retry_on: Optional[FrozenSet[str]] = None
+    stall_timeout: Optional[float] = None    # [MLP] stall_timeout: seconds of silence that end a version
+    stop_on_nan: Optional[bool] = None       # [MLP] stop_on_nan: a NaN or infinite point ends its version
     warnings: List[str] = field(default_factory=list)
     # a plain script's versions: [train.py] → its entries (version = argument line), and its header's line
     arguments: Dict[str, List[Entry]] = field(default_factory=dict)
@@ -185,17 +192,31 @@ def read_queue_config(path: str) -> QueueConfig:
         key = entry.key.lower()
         if key == "use_blacklist":
             config.use_blacklist = parse_bool(ini, entry)
-        elif key == "timeout":
+        elif key in ("timeout", "stall_timeout"):
             try:
-                config.timeout = float(entry.value or "")
-                if not math.isfinite(config.timeout) or config.timeout <= 0:
+                seconds = float(entry.value or "")
+                if not math.isfinite(seconds) or seconds <= 0:
                     raise ValueError
             except ValueError:
-                raise ConfigError(f"{ini.where(entry.line)}: timeout = {entry.value!r} is not a positive "
+                raise ConfigError(f"{ini.where(entry.line)}: {key} = {entry.value!r} is not a positive "
                                   f"number of seconds") from None
+            setattr(config, key, seconds)
+        elif key == "retries":
+            if not (entry.value or "").strip().isdigit():
+                raise ConfigError(f"{ini.where(entry.line)}: retries = {entry.value!r} is not a whole number "
+                                  f"(0 or more)")
+            config.retries = int((entry.value or "").strip())
+        elif key == "retry_on":
+            try:
+                config.retry_on = parse_kinds(entry.value or "", f"{ini.where(entry.line)}: retry_on =")
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+        elif key == "stop_on_nan":
+            config.stop_on_nan = parse_bool(ini, entry)
         else:
             config.warnings.append(f"{ini.where(entry.line)}: unknown key {entry.key!r} in [MLP] is ignored "
-                                   f"(known: use_blacklist, timeout)")
+                                   f"(known: use_blacklist, timeout, retries, retry_on, stall_timeout, "
+                                   f"stop_on_nan)")
     config.whitelist = _script_entries(ini, "WHITELISTED_MODELS", config.warnings)
     config.blacklist = _script_entries(ini, "BLACKLISTED_MODELS", config.warnings)
     return config
@@ -223,8 +244,8 @@ def find_project(directory: Optional[str] = None) -> Project:
     if "MLP" not in ini.sections:
         raise ConfigError(f"{_display(path)}: no [MLP] section; add '[MLP]' and 'models_dir = models'")
     for section, line in ini.section_lines.items():
-        if section != "MLP":
-            warnings.append(f"{ini.where(line)}: unknown section [{section}] is ignored (known: MLP)")
+        if section not in ("MLP", "NOTIFY"):
+            warnings.append(f"{ini.where(line)}: unknown section [{section}] is ignored (known: MLP, NOTIFY)")
     for entry in ini.sections["MLP"]:
         if entry.key.lower() == "models_dir":
             if not entry.value:
@@ -247,7 +268,55 @@ def find_project(directory: Optional[str] = None) -> Project:
     if models_dir is None:
         raise ConfigError(f"{_display(path)}:{ini.section_lines['MLP']}: [MLP] has no models_dir; "
                           f"add 'models_dir = models'")
-    return Project(root, models_dir, warnings, **settings)
+    notify = _notify_settings(ini, warnings) if "NOTIFY" in ini.sections else None
+    return Project(root, models_dir, warnings, **settings, notify=notify)
+
+
+DEFAULT_EVENTS = (NotifyEvent.FAILED, NotifyEvent.OOM, NotifyEvent.STALLED, NotifyEvent.BATCH_DONE,
+                  NotifyEvent.RUNNER_DIED)
+_URL_START = re.compile(r",\s*(?=[A-Za-z][A-Za-z0-9+.-]*://)")
+
+
+def split_urls(text: str) -> List[str]:
+    """Apprise URLs as ``[NOTIFY] urls`` lists them: separated by whitespace, newlines or commas (a
+    comma inside a URL, as in ``mailto://...?to=a@x.org,b@x.org``, stays: only one before a scheme splits)."""
+    return [url.strip(",") for part in text.split() for url in _URL_START.split(part) if url.strip(",")]
+
+
+def _notify_settings(ini: IniFile, warnings: List[str]) -> NotifySettings:
+    """``[NOTIFY]``: urls, on, dashboard_url. Unknown keys and events are warnings (a typo must not stop
+    a batch); a file that others may read is one too, since the URLs hold secrets."""
+    urls: List[str] = []
+    on = set(event.value for event in DEFAULT_EVENTS)
+    dashboard: Optional[str] = None
+    known = {event.value for event in NotifyEvent}
+    for entry in ini.sections["NOTIFY"]:
+        key, value = entry.key.lower(), (entry.value or "").strip()
+        if key == "urls":
+            urls += split_urls(value)
+        elif key == "on":
+            asked = {word.strip().lower() for word in value.replace(",", " ").split()}
+            for word in sorted(asked - known):
+                warnings.append(f"{ini.where(entry.line)}: unknown event {word!r} in [NOTIFY] on is ignored "
+                                f"(known: {', '.join(event.value for event in NotifyEvent)})")
+            on = asked & known
+        elif key == "dashboard_url":
+            if value.startswith(("http://", "https://")):
+                dashboard = value.rstrip("/")
+            elif value:
+                warnings.append(f"{ini.where(entry.line)}: dashboard_url = {value!r} is ignored; give the "
+                                f"dashboard's address, e.g. http://gpu-box:8765")
+        else:
+            warnings.append(f"{ini.where(entry.line)}: unknown key {entry.key!r} in [NOTIFY] is ignored "
+                            f"(known: urls, on, dashboard_url)")
+    try:
+        shared = os.stat(ini.path).st_mode & 0o044
+    except OSError:
+        shared = 0
+    if shared and urls:
+        warnings.append(f"{_display(ini.path)}: its [NOTIFY] urls hold secrets (tokens, passwords) and others may "
+                        f"read the file; chmod 600 {PROJECT_FILE}")
+    return NotifySettings(tuple(urls), frozenset(on), dashboard)
 
 
 @dataclass

@@ -82,6 +82,7 @@ class Plan:
     config_error: Optional[str] = None                      # the config edit that did not parse, if any
     timeout: Optional[float] = None
     searches: List[SearchSlot] = field(default_factory=list)
+    config: Any = None  # the queue config it was read from ([MLP] retries, retry_on, stall_timeout, stop_on_nan)
 
     @property
     def startable(self) -> List[QueueItem]:
@@ -205,7 +206,7 @@ class Planner:
         key = (config, config_error, tuple(left_out), [(s.path, sha, d) for s, sha, d in looked])
         if self._last_plan is not None and _same_inputs(key, self._last_key):
             return self._last_plan
-        plan = Plan(config_error=config_error, timeout=config.timeout)
+        plan = Plan(config_error=config_error, timeout=config.timeout, config=config)
         for path, reason, warn in left_out:
             if warn:
                 self.say_once(reason)

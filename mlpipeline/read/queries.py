@@ -19,7 +19,7 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
 
 from ..core.errors import UsageError
 from ..core.layout import run_log
-from ..core.lifecycle import RunStatus
+from ..core.lifecycle import SYSTEM_SPLIT, RunStatus
 from ..core.text import iso
 from ..store.liveness import Liveness, RowLike
 from ..store.reader import Reader
@@ -136,7 +136,8 @@ def list_runs(ledger: Reader, script: Optional[str] = None, version: Optional[st
         "status": r["status"], "started": iso(r["started_at"]), "started_at": r["started_at"],
         "ended_at": r["ended_at"], "duration": _duration(r, query.now), "metrics": metrics.get(r["id"], {}),
         "exit_code": r["exit_code"], "signal": r["signal"],
-        "error": r["error"].splitlines()[0] if r["error"] else None,
+        "error": r["error"].splitlines()[0] if r["error"] else None, "reason": r.get("reason"),
+        "attempt": r.get("attempt"), "retry_of": r.get("retry_of"),
     } for r in rows]
 
 
@@ -168,6 +169,30 @@ def metric_summary(ledger: Reader, run_id: int) -> List[Dict[str, Any]]:
             final = row["final"]
             summary.append(_summary_row(row["split"], row["name"], "result", final, final, final, 1, None))
     return summary
+
+
+def system_peaks(ledger: Reader, run_id: int) -> Dict[str, float]:
+    """The peak of each curve the runner sampled of the run (``sys/cpu_percent``, ``sys/rss_mb``,
+    ``sys/gpu_memory_mb``, ``sys/gpu_util``): {name: highest value}, empty when it has none."""
+    return {row["name"]: row["max"] for row in ledger.metric_summaries(run_id)
+            if row["split"] == SYSTEM_SPLIT and row["count"] and row["max"] is not None}
+
+
+def system_line(peaks: Dict[str, float]) -> Optional[str]:
+    """``peaks`` in one line: ``cpu 98 % peak, RSS 212 MiB peak, GPU memory 3.1 GiB peak, GPU util 87 % peak``."""
+    shown = [(label, peaks[name], unit) for name, label, unit in SYSTEM_CURVES if name in peaks]
+    if not shown:
+        return None
+    return ", ".join(f"{label} {_mib(value) if unit == 'MiB' else f'{value:.0f} %'} peak"
+                     for label, value, unit in shown)
+
+
+SYSTEM_CURVES = (("cpu_percent", "cpu", "%"), ("rss_mb", "RSS", "MiB"), ("gpu_memory_mb", "GPU memory", "MiB"),
+                 ("gpu_util", "GPU util", "%"))
+
+
+def _mib(value: float) -> str:
+    return f"{value:.0f} MiB" if value < 1024 else f"{value / 1024:.1f} GiB"
 
 
 def _summary_row(split: str, name: str, kind: str, last: Optional[float], low: Optional[float],
@@ -210,6 +235,7 @@ def show_run(ledger: Reader, ref: str) -> Dict[str, Any]:
     data["started"], data["ended"] = iso(data["started_at"]), iso(data["ended_at"])
     data["duration"] = _duration(data, time.time())
     data["metrics"] = metric_summary(ledger, data["id"])
+    data["system_peaks"] = system_peaks(ledger, data["id"])
     run_dir = data["run_dir"]
     data["log_path"] = run_log(run_dir) if run_dir else None
     diff = os.path.join(run_dir, "git.diff") if run_dir else None

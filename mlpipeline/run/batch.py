@@ -7,18 +7,20 @@ exit code.
 """
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, List, Optional
 
 from ..plan.config import Project, find_project
-from ..core.errors import UsageError
+from ..core.errors import MLPipelineError, UsageError
 from ..core.lifecycle import RunStatus
 from .runner import Finished, Options, Runner
 
 if TYPE_CHECKING:
     from ..execution.forkpool import ForkPool
+    from .notify import NotifyObserver
 
 
 DESCRIBE_TIMEOUT = 120.0  # seconds a script may take to load, unless --timeout says otherwise
@@ -41,9 +43,15 @@ class BatchOptions:
     backend: Optional[str] = None        # local or ray (default: [MLP] backend in mlp.config, else local)
     ray_address: Optional[str] = None
     gpus_per_version: Optional[float] = None
-    cpus_per_version: float = 1.0
+    cpus_per_version: Optional[float] = None  # None: 1 on Ray, not counted locally
+    gpu_foreign_memory: Optional[int] = 1 << 30  # a GPU another user's process holds more of is busy
     resources: Optional[Dict[str, float]] = None
-    retries: int = 1
+    retries: Optional[int] = None        # default 0 here, 1 on a cluster backend
+    retry_on: Optional[FrozenSet[str]] = None
+    retry_delay: float = 30.0
+    stall_timeout: Optional[float] = None
+    stop_on_nan: bool = False
+    sample_interval: float = 2.0         # seconds between samples of each running version's CPU, RSS, GPU (0: off)
 
 
 @dataclass
@@ -68,7 +76,8 @@ class BatchResult:
         failed: List[Finished] = []
         ran_later: set = set()
         for f in reversed(self.finished):
-            if f.status not in (RunStatus.SUCCEEDED, RunStatus.PRUNED) and not (f.node_lost and f.key in ran_later):
+            if f.status not in (RunStatus.SUCCEEDED, RunStatus.PRUNED) and \
+                    not ((f.node_lost or f.retried) and f.key in ran_later):
                 failed.append(f)
             if f.key is not None:
                 ran_later.add(f.key)
@@ -84,10 +93,8 @@ def _check(options: BatchOptions, isolate: bool, jobs: int) -> None:
         raise UsageError(f"-j {options.jobs}: give a number of versions to run at once, 1 or more")
     if options.timeout is not None and not (math.isfinite(options.timeout) and options.timeout > 0):
         raise UsageError(f"--timeout {options.timeout:g}: give a positive number of seconds")
-    gpus = options.gpus
-    if gpus and jobs > len(gpus):
-        raise UsageError(f"-j {jobs} with --gpus {','.join(gpus)}: each running version gets a GPU of its own; "
-                         f"use -j {len(gpus)} or list more GPUs")
+    if not (math.isfinite(options.sample_interval) and options.sample_interval >= 0):
+        raise UsageError(f"--sample-interval {options.sample_interval:g}: give 0 (off) or a positive number of seconds")
     if options.memory_limit and not isolate:
         raise UsageError("--memory-limit applies to versions in child processes; use it with -r or --isolate")
     if jobs > 1 and not isolate:
@@ -118,6 +125,24 @@ def _backend(options: BatchOptions, project: Project, test: bool) -> str:
     return backend
 
 
+def _notifications(project: Project, runner: Runner, ledger: Any) -> Optional[NotifyObserver]:
+    """``[NOTIFY]`` in mlp.config (execution mode): the observer that sends what the runs amount to, after
+    telling of runners that died before this one. Without apprise: one warning, and the batch runs."""
+    if project.notify is None or not project.notify.urls:
+        return None
+    from .notify import Notifier, NotifyObserver
+
+    try:
+        notifier = Notifier(project.notify, warn=lambda message: runner.say(message, logging.WARNING))
+    except UsageError as exc:
+        runner.say(f"{exc}; this batch sends no notifications", logging.WARNING)
+        return None
+    observer = NotifyObserver(notifier, project, ledger, counts=lambda: runner.ended.counts)
+    runner.observers.add(observer)
+    observer.dead_runners(ledger)
+    return observer
+
+
 def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
               prepare: Optional[Callable[[Runner], None]] = None, pool: Optional[ForkPool] = None) -> BatchResult:
     """Run the project's queue once (or, with ``watch``, until stopped).
@@ -143,7 +168,7 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
     if test and options.use_history:
         notify("-u applies to execution mode (-r); test mode runs every version", 30)
     host = hostname()
-    lock = watcher = describer = ledger = None
+    lock = watcher = describer = ledger = told = None
     executor: Any = None
     try:
         if not test:  # the lock first: a refused runner writes nothing
@@ -163,7 +188,8 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
             executor = RayExecutor(jobs=options.jobs, cwd=project.root,
                                    address=options.ray_address or project.ray_address,
                                    gpus_per_version=options.gpus_per_version,
-                                   cpus_per_version=options.cpus_per_version, resources=options.resources,
+                                   cpus_per_version=1.0 if options.cpus_per_version is None else options.cpus_per_version,
+                                   resources=options.resources,
                                    outputs_dir=project.outputs_dir, say=notify)
             jobs = executor.jobs
             describer = ray_describer(project.root, ledger.cached_script, ledger.cache_script,
@@ -172,8 +198,14 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
             if pool is not None and (pool.cwd != project.root or not isolate):
                 pool.close()
                 pool = None
-            executor = (LocalExecutor(jobs=jobs, gpus=options.gpus, cwd=project.root, sweep=not test, pool=pool)
+            executor = (LocalExecutor(jobs=jobs, gpus=options.gpus, cwd=project.root, sweep=not test, pool=pool,
+                                      gpus_per_version=options.gpus_per_version,
+                                      cpus_per_version=options.cpus_per_version,
+                                      gpu_foreign_memory=options.gpu_foreign_memory, say=notify,
+                                      jobs_given=options.jobs is not None, strict=not test,
+                                      sample_interval=options.sample_interval)
                         if isolate else InProcessExecutor(cwd=project.root))
+            jobs = getattr(executor, "jobs", jobs)
             describer = Describer(project.root, ledger.cached_script, ledger.cache_script,  # forked as versions are
                                   timeout=options.timeout or DESCRIBE_TIMEOUT, in_process=not isolate,
                                   fork=executor.pool if isolate else None)
@@ -182,7 +214,9 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
         runner_options = Options(test_mode=test, use_history=options.use_history, only_version=options.only_version,
                                  command=options.command, watch=options.watch, timeout=options.timeout,
                                  stop_on_error=test, memory_limit=options.memory_limit, label_output=jobs > 1,
-                                 retries=options.retries,
+                                 retries=options.retries, default_retries=1 if backend == "ray" else 0,
+                                 retry_on=options.retry_on, retry_delay=options.retry_delay,
+                                 stall_timeout=options.stall_timeout, stop_on_nan=options.stop_on_nan,
                                  options_text=shown)
         runner = Runner(project, ledger, executor, describer, runner_options, outputs=outputs, host=host,
                         fork=getattr(executor, "pool", None),
@@ -190,13 +224,20 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
         if prepare is not None:
             prepare(runner)
         outputs.log(f"session started: {options.command} (pid {os.getpid()})")
+        told = None if test else _notifications(project, runner, ledger)
         try:
             ended = runner.run()
-        except KeyboardInterrupt:
-            outputs.log("session interrupted", 30)
+        except BaseException as exc:
+            if told is not None:
+                told.batch_done(stopped="interrupted (Ctrl+C)" if isinstance(exc, KeyboardInterrupt) else
+                                f"the runner stopped: {exc if isinstance(exc, MLPipelineError) else type(exc).__name__}")
+            if isinstance(exc, KeyboardInterrupt):
+                outputs.log("session interrupted", 30)
             raise
         outputs.log("session ended")
         stopped_early = runner.stopping and (runner.kill_requested or runner.queued_left())
+        if told is not None:
+            told.batch_done(stopped="stopped (a signal) with versions left to run" if stopped_early else None)
         return BatchResult(project, test, list(ended.recent), dict(ended.counts), ended.failed_earlier,
                            stopped_early=stopped_early,
                            history_skipped=bool(runner.history_skips), ledger_path=ledger.path,
@@ -215,3 +256,5 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
             ledger.close()
         if lock is not None:
             lock.release()
+        if told is not None:
+            told.notifier.close()  # what is still being sent gets [NOTIFY]'s short drain, then is given up

@@ -138,8 +138,18 @@ class Observers:
     def __init__(self, observers: List[Any], warn: Callable[[str], None]):
         self.observers, self.warn = list(observers), warn
 
-    def _each(self, event: str, *args: Any) -> None:
+    def add(self, observer: Any) -> None:
+        self.observers.append(observer)
+
+    def tell(self, event: str, *args: Any) -> None:
+        """An event only some observers take (``queue_empty``, ``retried``, ``searches``, ``broken``):
+        observers without a method of that name are passed over."""
+        self._each(event, *args, optional=True)
+
+    def _each(self, event: str, *args: Any, optional: bool = False) -> None:
         for observer in list(self.observers):
+            if optional and not hasattr(observer, event):
+                continue
             try:
                 getattr(observer, event)(*args)
             except MLPipelineError:

@@ -12,7 +12,8 @@ from typing import Callable, Dict, List, NamedTuple, Optional, Set, Tuple, Union
 
 from ..core.lifecycle import RunStatus
 from ..core.errors import ScriptError
-from ..core.lifecycle import Mode, QueueState
+from ..core.lifecycle import Mode, QueueState, VersionSpec
+from ..core.resources import Wait
 from ..plan.planner import Plan, Planner, QueueItem, SearchSlot, unchanged_since
 from ..store.ledger import Ledger
 from .search import Searches
@@ -30,7 +31,15 @@ class Broken(NamedTuple):
     error: ScriptError
 
 
-Step = Union[QueueItem, Broken]
+class Refused(NamedTuple):
+    """A version that asks for more than any GPU or part of this machine has: recorded as failed, once."""
+
+    item: QueueItem
+    reason: str
+
+
+Step = Union[QueueItem, Broken, Refused]
+Fits = Callable[[VersionSpec], Optional[Wait]]
 
 
 class BatchQueue:
@@ -49,20 +58,40 @@ class BatchQueue:
         self._succeeded: Dict[str, Dict[str, Tuple[Optional[str], Optional[str], Optional[str]]]] = {}
         self._written: Optional[Tuple[List[Entry], Optional[str]]] = None  # the snapshot as last written
         self._cursor: Tuple[Optional[Plan], int] = (None, 0)  # where next() found the last queued version
+        self.waiting: Dict[Key, Tuple[str, float]] = {}  # versions waiting for resources: (why, since when)
+        self.not_before: Dict[Key, float] = {}  # versions to run again after a back-off: from when
+        self.silences: Dict[Key, str] = {}      # running versions silent past half the stall timeout: how long
+        self.durations: List[float] = []       # seconds each version that ended in this batch ran
 
     # -- what the batch did -----------------------------------------------------------------------
 
     def started(self, item: QueueItem) -> None:
         self.ran[item.key] = (item.spec.fingerprint, item.spec.params_sha256, False)
         self.forced.discard(item.key)
+        self.waiting.pop(item.key, None)
+        self.not_before.pop(item.key, None)
+
+    def took(self, seconds: float) -> None:
+        """A version of this batch ran ``seconds``: what the next small one is expected to take."""
+        self.durations = (self.durations + [seconds])[-50:]
+
+    def may_jump(self, waited: float) -> bool:
+        """May a version that fits start ahead of one that has waited ``waited`` seconds for resources? Until
+        that one has waited longer than a version of this batch takes (the median so far), yes."""
+        if not self.durations:
+            return True
+        ordered = sorted(self.durations)
+        return waited < ordered[len(ordered) // 2]
 
     def finished(self, item: QueueItem, succeeded: bool) -> None:
         self._succeeded.pop(item.rel, None)  # asked again: its -u history changed
         fingerprint, params, _ = self.ran[item.key]
         self.ran[item.key] = (fingerprint, params, succeeded)
 
-    def again(self, key: Key) -> None:
-        """Run ``key`` again in this batch (a rerun request, a version whose node was lost)."""
+    def again(self, key: Key, not_before: Optional[float] = None) -> None:
+        """Run ``key`` again in this batch (a rerun request, a retry: not before ``not_before``)."""
+        if not_before is not None:
+            self.not_before[key] = not_before
         self.ran.pop(key, None)
         self.history_skips.discard(key)
         self.forced.add(key)
@@ -109,7 +138,7 @@ class BatchQueue:
         versions to run again."""
         key = item.key
         if key in running:
-            return QueueState.RUNNING, None
+            return QueueState.RUNNING, self.silences.get(key)
         previous = self.ran.get(key)
         if previous is not None:
             unchanged = previous[:2] == (item.spec.fingerprint, item.spec.params_sha256)
@@ -118,11 +147,18 @@ class BatchQueue:
                 return QueueState.FINISHED, f"{how.value} in this batch"
         if key in history:
             return QueueState.SKIPPED, ALREADY
-        return QueueState.QUEUED, None
+        waiting = self.waiting.get(key)
+        if key in self.not_before:
+            return QueueState.QUEUED, "runs again after a back-off (a retry)"
+        return QueueState.QUEUED, (waiting[0] if waiting else None)
 
-    def next(self, plan: Plan, running: Set[Key]) -> Optional[Step]:
+    def next(self, plan: Plan, running: Set[Key], fits: Optional[Fits] = None, now: float = 0.0) -> Optional[Step]:
         """What to start now: a script to record as broken first, then the next queued version —
-        or a point of a search the queue reaches before it — or None."""
+        or a point of a search the queue reaches before it — or None.
+
+        ``fits`` says whether a version's resources are free now: one that waits keeps its place and says
+        why, and a later one that fits starts ahead of it (backfill) until it has waited longer than a
+        version of this batch takes; then nothing jumps it. One that never could fit is Refused."""
         for rel, sha, error in plan.broken_now:
             if (rel, sha) not in self.broken_seen:
                 self.broken_seen.add((rel, sha))
@@ -133,22 +169,38 @@ class BatchQueue:
         # so each start does not rescan a 1 000-version queue from its head.
         first = self._cursor[1] if self._cursor[0] is plan else 0
         found: Optional[Tuple[int, QueueItem]] = None
+        head: Optional[Tuple[int, float]] = None  # the first version waiting for resources: (index, since)
+        cursor_set = False
+        waited, self.waiting = self.waiting, {}  # those this scan finds waiting still (a config edit drops some)
         for index in range(first, len(items)):
             item = items[index]
             state, reason = self.state(item, history, running)
             if state == QueueState.QUEUED:
-                self._cursor = (plan, index)
-                found = (index, item)
-                break
+                if not cursor_set:  # the first queued version: where the next scan of this plan starts
+                    self._cursor, cursor_set = (plan, index), True
+                if self.not_before.get(item.key, now) > now:  # a retry's back-off: the queue goes on meanwhile
+                    continue
+                verdict = fits(item.spec) if fits is not None else None
+                if verdict is None:
+                    if head is None or self.may_jump(now - head[1]):
+                        found = (index, item)
+                    break
+                if verdict.never:
+                    return Refused(item, verdict.reason)
+                since = waited.get(item.key, ("", now))[1]
+                self.waiting[item.key] = (verdict.reason, since)
+                if head is None:
+                    head = (index, since)
+                continue
             if state == QueueState.SKIPPED and item.key not in self.history_skips:
                 self.history_skips.add(item.key)
                 self.say(f"{item.label}: skipped, {reason}")
-        point = self._next_point(plan.searches, found[0] if found else None)
+        point = self._next_point(plan.searches, head[0] if head else (found[0] if found else None), fits)
         if point is not None:
             return point
         return found[1] if found else None
 
-    def _next_point(self, slots: List[SearchSlot], before: Optional[int]) -> Optional[QueueItem]:
+    def _next_point(self, slots: List[SearchSlot], before: Optional[int], fits: Optional[Fits]) -> Optional[QueueItem]:
         """A search the queue reaches before the next queued version: a point of it to start, or
         None (none wants a slot now, or they are still choosing; their answer plans again)."""
         for slot in slots:

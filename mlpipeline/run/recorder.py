@@ -30,7 +30,7 @@ class Recorder:
         self._count = 0
         self._flushed_at = float("-inf")
 
-    def start(self, spec: VersionSpec, model_dir: Optional[str]) -> Tuple[Any, Optional[str]]:
+    def start(self, spec: VersionSpec, model_dir: Optional[str], **link: Any) -> Tuple[Any, Optional[str]]:
         """Insert the run as running; returns its row and its folder (None in test mode: no
         ``model_dir`` is kept either)."""
         git = repro.git_state(self.project.root)
@@ -39,7 +39,7 @@ class Recorder:
             params=dict(spec.params), script_sha256=spec.script_sha256, fingerprint=spec.fingerprint,
             params_sha256=spec.params_sha256, model_dir=model_dir, command=self.command,
             python_version=repro.python_version(), seed=spec.seed, git_commit=git.commit if git else None,
-            git_dirty=int(git.dirty) if git else None, runner_id=self.runner_id)
+            git_dirty=int(git.dirty) if git else None, runner_id=self.runner_id, **link)
         if model_dir is None:
             return run, None
         run_dir = self.project.run_dir(run["id"])
@@ -58,7 +58,8 @@ class Recorder:
 
     def placed(self, run_id: int, where: Mapping[str, Any]) -> None:
         fields = {"child_pid": where.get("pid"), "gpu": where.get("gpu"), "node": where.get("node"),
-                  "node_id": where.get("node_id")}
+                  "node_id": where.get("node_id"), "gpu_uuids": where.get("gpu_uuids"),
+                  "resources": where.get("resources")}
         fields = {k: v for k, v in fields.items() if v is not None}
         if fields:
             self.ledger.update_run(run_id, **fields)
@@ -119,7 +120,7 @@ class Recorder:
             run_id, outcome.status, exit_code=outcome.exit_code, signal=outcome.signal,
             error=outcome.error or None, traceback=outcome.traceback or None,
             steps=result.get("steps"), eval_train_text=result.get("eval_train_text"),
-            eval_test_text=result.get("eval_test_text"), **known,
+            eval_test_text=result.get("eval_test_text"), reason=outcome.reason, **known,
             packages=json.dumps(outcome.packages, sort_keys=True) if outcome.packages else None)
 
     def abandon(self, run_ids: Sequence[int], why: str) -> None:

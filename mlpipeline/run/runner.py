@@ -14,19 +14,20 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
 import time
-from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Deque, Dict, List, Mapping, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Sequence, Set
 
 from ..core.faults import fault_point
 from ..core.timings import timings
 from ..core.errors import MLPipelineError, ScriptError
 from ..core.layout import Project
-from ..core.lifecycle import Decision, Job, MetricRow, Mode, Outcome, RunStatus
+from ..core.lifecycle import SYSTEM_SPLIT, Decision, Job, MetricRow, Mode, Outcome, RunStatus, VersionSpec
+from ..core.resources import Wait
 from ..core.lifecycle import Executor
 from ..plan.planner import Describer, Plan, Planner, QueueItem
 from ..proc.system import process_start
@@ -36,12 +37,16 @@ from ..store.ledger import Ledger
 from ..store.liveness import Liveness
 from .hostfiles import NullOutputs
 from .observers import HostFiles, Litter, Observers, Run, Terminal
-from .queue import BatchQueue, Broken, Key
+from .ended import Ended, Finished
+from .events import RunEvents
+from .guards import Retries, silence_note, stalled_error
+from .queue import BatchQueue, Broken, Key, Refused
 from .recorder import Recorder
 from .search import Searches
 from .search.pipe import Fork
 
 log = logging.getLogger(__name__)
+WAIT_RECHECK = 2.0  # seconds between looks at the resources a waiting version needs
 # The library never prints: without a handler configured by the application,
 # mlpipeline's loggers stay silent instead of falling back to bare stderr lines.
 logging.getLogger("mlpipeline").addHandler(logging.NullHandler())
@@ -59,79 +64,13 @@ class Options:
     memory_limit: Optional[int] = None  # bytes of address space per version (child processes)
     stop_on_error: bool = False
     label_output: bool = False          # prefix echoed output with the version (several at once)
-    retries: int = 1                    # times a version whose node was lost runs again (a cluster backend)
+    retries: Optional[int] = None       # runs again a version whose run ended as retry_on says (over [MLP] retries)
+    default_retries: int = 0            # without --retries or [MLP] retries: 0 here, 1 on a cluster backend
+    retry_on: Optional[FrozenSet[str]] = None  # over [MLP] retry_on; default node_lost, signal, oom, stalled
+    retry_delay: float = 30.0           # seconds before the first retry; doubles, at most 10 minutes
+    stall_timeout: Optional[float] = None  # seconds of silence that end a version (over [MLP] stall_timeout)
+    stop_on_nan: bool = False           # a NaN or infinite point ends its version (or [MLP] stop_on_nan)
     options_text: Dict[str, Any] = field(default_factory=dict)  # shown by status
-
-
-@dataclass(frozen=True)
-class Finished:
-    """What the batch's summary needs of a run that ended: kept small, since a ``--watch``
-    runner ends runs for weeks (its result and spec go to the ledger, not here)."""
-
-    run_id: int
-    key: Optional[Tuple[str, str]]   # (script, version); None for a script that did not load
-    status: RunStatus
-    node_lost: bool = False
-    traceback: str = ""              # a failure's, for test mode's last word
-
-    @classmethod
-    def of(cls, run_id: int, key: Optional[Tuple[str, str]], outcome: Outcome) -> Finished:
-        failed = outcome.status != RunStatus.SUCCEEDED
-        return cls(run_id, key, outcome.status, outcome.node_lost, outcome.traceback if failed else "")
-
-
-class Ended:
-    """The runs a batch ended: how many of each status, and the last ``KEEP`` of them in full
-    (a ``--watch`` runner may end a million; memory stays bounded)."""
-
-    KEEP = 10_000
-
-    def __init__(self) -> None:
-        self.recent: Deque[Finished] = deque(maxlen=self.KEEP)
-        self.counts: Counter = Counter()
-        self.failed_earlier = 0  # failures no longer among the recent ones
-
-    def add(self, finished: Finished) -> None:
-        if len(self.recent) == self.KEEP:
-            oldest = self.recent[0]
-            if oldest.status not in (RunStatus.SUCCEEDED, RunStatus.PRUNED) and not oldest.node_lost:
-                self.failed_earlier += 1
-        self.recent.append(finished)
-        self.counts[finished.status.value] += 1
-
-    def __len__(self) -> int:
-        return sum(self.counts.values())
-
-
-class RunEvents:
-    """One running version's events, as its executor hands them on (a ``lifecycle.Sink``)."""
-
-    def __init__(self, runner: Runner, run_id: int, label: str):
-        self.runner, self.run_id, self.label = runner, run_id, label
-        self.run: Optional[Run] = None
-
-    def started(self, where: Mapping[str, Any]) -> None:
-        self.runner.recorder.placed(self.run_id, where)
-        if where.get("gpu") is not None:
-            self.runner.say(f"{self.label}: on GPU {where['gpu']}", echo=False)
-
-    def log(self, message: str, level: int = logging.INFO) -> None:
-        self.runner.say(message, level, echo=False)
-
-    def data(self, fingerprint: str) -> None:
-        self.runner.recorder.data(self.run_id, fingerprint)
-
-    def params(self, params: Mapping[str, Any]) -> None:
-        self.runner.recorder.params(self.run_id, params)
-
-    def output(self, row: Mapping[str, Any]) -> None:
-        if self.run is not None:
-            self.runner.recorder.output(self.run_id, self.run.item.spec, row)
-            self.runner.say(f"{self.label}: output {row['name']!r} stored ({row['summary']}; {row['path']})",
-                            echo=False)
-
-    def metrics(self, rows: Sequence[MetricRow]) -> None:
-        self.runner.points(self.run_id, self.run, rows)
 
 
 def _why_stopped(exc: BaseException, when: str, ctrl_c: str) -> str:
@@ -172,7 +111,9 @@ class Runner:
         self.observers = Observers([Terminal(self.say, self.notify, project, options.test_mode),
                                     HostFiles(self.outputs), Litter(project, self.say)],
                                    lambda message: self.say(message, logging.WARNING))
-        self.retried: Dict[Key, int] = {}                  # runs again after their node was lost
+        self.retries = Retries(options, ledger)
+        self._config: Any = None                           # the queue config as last read ([MLP] policies)
+        self._silences: Dict[Key, str] = {}                # running versions silent past half the stall timeout
         self.ended = Ended()
         self.active: Dict[int, Run] = {}                   # ticket -> the run it carries
         self.runner_id: Optional[int] = None
@@ -185,6 +126,8 @@ class Runner:
         self._pending: List[str] = []  # scripts the last plan was still describing
         self._idle_said = False
         self._replan = True
+        self._fits_at = float("-inf")  # when the queue last asked whether versions' resources are free
+        self._parked: Optional[QueueItem] = None  # a search's point that waits for resources
         self._checked_first = False
         self._last_requests = float("-inf")
         self._beats: Any = None
@@ -218,6 +161,7 @@ class Runner:
         dead = [r["id"] for r in self.ledger.open_runners() if not liveness.runner_alive(r)]
         if dead:
             self.ledger.end_runners(dead)
+        self.retries.dead_runners = set(dead)
         if stale:
             self.say(f"marked run(s) {', '.join(str(row['id']) for row in stale)} interrupted: their runner is gone",
                      logging.WARNING)
@@ -301,8 +245,9 @@ class Runner:
         self._flush(now, force=bool(finished))
         for ticket, outcome in finished:
             self._finish(ticket, outcome, now)
-        if self.searches.changed():
-            self._replan = True
+        if self.searches.changed() or ((self.queue.waiting or self.queue.not_before)
+                                       and now - self._fits_at >= WAIT_RECHECK):
+            self._replan = True  # (a version waiting for resources: look again, another user's job may be done)
         self._take_decisions()
         self._notice_changes(now)
         if finished and (self.paused or self.stopping):  # nothing is scheduled: still show what ended
@@ -319,13 +264,15 @@ class Runner:
         self.waiting = True
         if self.stopping:
             return False
-        if self._replan or self._pending or self.paused or self.searches.waiting():
+        if self._replan or self._pending or self.paused or self.searches.waiting() or self.queue.waiting \
+                or self._parked is not None or self.queue.not_before:
             return True
         if self.options.watch:
             if not self._idle_said:  # one line, so a waiting runner does not look hung
                 self._idle_said = True
                 self.say(f"queue empty: waiting for edits to {os.path.basename(self.planner.config_path)} or "
                          f"{os.path.relpath(self.project.models_dir, self.project.root)}/ (Ctrl+C to stop)")
+                self.observers.tell("queue_empty")
             return True
         if self._config_just_changed():  # a save may still be under way: read it once more when it settles
             self._replan = True
@@ -375,6 +322,8 @@ class Runner:
         return f"unknown request {kind!r}"
 
     def _end_overdue(self, now: float) -> None:
+        limit = self.options.stall_timeout or getattr(self._config, "stall_timeout", None)
+        silences: Dict[Key, str] = {}
         for ticket, run in self.active.items():
             if self.kill_requested:
                 self.executor.cancel(ticket, RunStatus.INTERRUPTED, "the runner was told to stop twice (Ctrl+C or "
@@ -382,6 +331,23 @@ class Runner:
             elif not run.ending and run.timeout and now - run.started > run.timeout:
                 self.apply(Decision(RunStatus.TIMEOUT, run.item.key, f"timed out after {run.timeout:g} s (the "
                                     f"version's timeout); its processes were killed", cold=True))
+            elif limit and not run.ending:
+                heard = getattr(self.executor, "heard", lambda ticket: None)(ticket)  # its last output line
+                silent = time.monotonic() - max(run.notes.get("heard", 0.0), heard or 0.0)
+                note = silence_note(silent, limit)
+                if note is not None:
+                    silences[run.item.key] = note
+                if silent >= limit:
+                    run.notes["reason"] = RunStatus.STALLED.value
+                    last_line = getattr(self.executor, "last_line", lambda ticket: "")(ticket)
+                    self.apply(Decision(RunStatus.STALLED, run.item.key, stalled_error(
+                        silent, limit, last_line, run.notes.get("last_metric", "")), cold=False))
+        if silences != self.queue.silences:
+            self.queue.silences = silences
+            self._snapshot(self._plan_now())
+
+    def _stop_on_nan(self) -> bool:
+        return self.options.stop_on_nan or bool(getattr(self._config, "stop_on_nan", False))
 
     def _notice_changes(self, now: float) -> None:
         described = bool(self.describer.poll())
@@ -420,8 +386,20 @@ class Runner:
         """A running version's new points: to the ledger (in batches), its stopper, the observers."""
         if self.recorder.points(run_id, rows):
             self._flush(self.clock())
-        if run is None:
+        if run is None or rows and rows[0].split == SYSTEM_SPLIT:  # the executor's samples: curves, never a decision
             return
+        run.notes["heard"] = time.monotonic()
+        last = rows[-1] if rows else None
+        if last is not None:
+            run.notes["last_metric"] = f"{last.split}/{last.name} = {last.value!r}" + \
+                ("" if last.step is None else f" (step {last.step})")
+        if self._stop_on_nan() and not run.ending:
+            bad = next((r for r in rows if r.value is not None and not math.isfinite(r.value)), None)
+            if bad is not None:
+                run.notes["reason"] = "nan"
+                where = "" if bad.step is None else f" at step {bad.step}"
+                self.apply(Decision(RunStatus.FAILED, run.item.key, f"metric {bad.split}/{bad.name} was "
+                                    f"{bad.value!r}{where} (--stop-on-nan)", cold=False))
         decision = self.searches.metrics(run.item.key, rows)
         if decision is not None:
             self._decisions.append(decision)
@@ -439,6 +417,7 @@ class Runner:
 
     def _plan_now(self) -> Plan:
         plan = self.planner.plan()
+        self._config = plan.config
         self._pending = plan.pending
         self.missing = list(dict.fromkeys(plan.missing))  # as the queue now stands
         fault_point("planned")
@@ -458,6 +437,10 @@ class Runner:
     def _snapshot(self, plan: Plan) -> None:
         self.queue.snapshot(self.runner_id, plan, self._running())
 
+    def _fits(self, spec: VersionSpec) -> Optional[Wait]:
+        fits = getattr(self.executor, "fits", None)  # (an executor that places by itself: Ray, in-process)
+        return None if fits is None else fits(spec)
+
     def _schedule(self) -> None:
         while self._replan and self.executor.capacity() > 0 and not self.stopping:
             plan = self._plan_now()
@@ -465,7 +448,21 @@ class Runner:
                 self._snapshot(plan)
                 self._replan = False
                 return
-            step = self.queue.next(plan, self._running())
+            self._fits_at = self.clock()
+            parked = self._parked
+            if parked is not None:  # a search's point that waits for resources goes first
+                if self._fits(parked.spec) is not None:
+                    self._replan = False
+                    self._snapshot(plan)
+                    return
+                self._parked = None
+                self._start(parked, plan)
+                self._snapshot(plan)
+                continue
+            step = self.queue.next(plan, self._running(), self._fits, self._fits_at)
+            if isinstance(step, QueueItem) and self._fits(step.spec) is not None:  # a search's point
+                self._parked = step
+                continue
             if step is None:
                 self._replan = bool(plan.pending)
                 self._snapshot(plan)
@@ -473,6 +470,13 @@ class Runner:
                     return
             elif isinstance(step, Broken):
                 self._record_broken(step.rel, step.sha256, step.error)
+                self._snapshot(plan)
+            elif isinstance(step, Refused):
+                self.queue.started(step.item)
+                self.queue.finished(step.item, False)
+                self._record_broken(step.item.rel, step.item.spec.script_sha256, ScriptError(
+                    f"{step.item.label}: {step.reason}; lower its resources (or --gpus-per-version), or run it where "
+                    f"there is more"), version=step.item.spec.version)
                 self._snapshot(plan)
             else:
                 self._start(step, plan)
@@ -492,6 +496,7 @@ class Runner:
         if error.details:
             self.say(error.details, logging.ERROR, echo=False)
         self.ended.add(Finished.of(run_id, None, outcome))
+        self.observers.tell("broken", run_id, rel, version, outcome)
         if self.options.stop_on_error:
             self.stopping = True
 
@@ -501,7 +506,8 @@ class Runner:
         self._idle_said = False
         test = self.options.test_mode
         model_dir = tempfile.mkdtemp(prefix="mlp-test-") if test else self.model_dir(item)
-        row, run_dir = self.recorder.start(spec, None if test else model_dir)
+        link = {} if test else self.retries.link(item.key, self._config)
+        row, run_dir = self.recorder.start(spec, None if test else model_dir, **link)
         run_id = row["id"]
         events = RunEvents(self, run_id, item.label)
         timeout = self.options.timeout or plan.timeout
@@ -509,6 +515,8 @@ class Runner:
                   f"[{spec.rel} {spec.version}] " if self.options.label_output else "", timeout,
                   self.options.memory_limit, row["uid"], run_id)
         run = Run(item, run_id, 0, self.clock(), timeout, model_dir)
+        run.notes["attempt"] = link.get("attempt", 1)
+        run.notes["heard"] = time.monotonic()
         events.run = run
         self.observers.started(run)
         fault_point("started")
@@ -528,6 +536,8 @@ class Runner:
         if run is None:
             return
         self._cleanup(run)
+        if run.notes.get("reason") and outcome.reason is None and outcome.status != RunStatus.SUCCEEDED:
+            outcome.reason = run.notes["reason"]  # the runner ended it: nan, stalled
         try:
             self.recorder.flush(now)
             self.recorder.finish(run.run_id, outcome)
@@ -539,28 +549,31 @@ class Runner:
             self.ledger.set_status(run.run_id, RunStatus.FAILED, error=outcome.error)
         self.observers.finished(run, outcome, now - run.started)
         self.queue.finished(run.item, outcome.status == RunStatus.SUCCEEDED)
-        self.ended.add(Finished.of(run.run_id, run.item.key, outcome))
+        self.queue.took(now - run.started)
         self._replan = True
-        again = False
-        if outcome.node_lost and not self.stopping:
-            again = self._retry(run)
+        again = self._retry(run, outcome, now)
+        self.ended.add(Finished.of(run.run_id, run.item.key, outcome, retried=again))
         self.searches.finished(run.item.key, run.run_id, outcome.status, again=again)
+        self.observers.tell("searches", self.searches)
         if outcome.status != RunStatus.SUCCEEDED and self.options.stop_on_error:
             self.stopping = True
 
-    def _retry(self, run: Run) -> bool:
-        """A version whose machine was lost did not fail on its own: run it again, as a new run,
-        up to ``retries`` times. Whether it runs again."""
-        key = run.item.key
-        done = self.retried.get(key, 0)
-        if done >= self.options.retries:
-            self.say(f"{run.label}: not run again: its node was lost {done + 1} times "
-                     f"(--retries {self.options.retries})", logging.WARNING)
+    def _retry(self, run: Run, outcome: Outcome, now: float) -> bool:
+        """Whether the version of a run that just ended runs again (the retry policy), after its back-off."""
+        if self.stopping or self.options.test_mode:
             return False
-        self.retried[key] = done + 1
-        self.queue.again(key)
-        self.say(f"{run.label}: its node was lost; running it again as a new run "
-                 f"(retry {done + 1} of {self.options.retries})", logging.WARNING)
+        decided = self.retries.after(run.item.key, run.run_id, run.notes.get("attempt", 1), outcome, self._config)
+        if decided is None:
+            word = self.retries.last_word(run.notes.get("attempt", 1), outcome, self._config)
+            if word is not None:
+                self.say(f"{run.label}: {word}", logging.INFO if outcome.status == RunStatus.SUCCEEDED
+                         else logging.WARNING)
+            return False
+        delay, said = decided
+        self.queue.again(run.item.key, now + delay if delay else None)
+        self.say(f"{run.label}: {said}", logging.WARNING)
+        attempt = run.notes.get("attempt", 1)
+        self.observers.tell("retried", run, attempt + 1, self.retries.policy(self._config).retries + 1)
         return True
 
     def _cleanup(self, run: Run) -> None:

@@ -12,7 +12,7 @@ import os
 import sqlite3
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..core.lifecycle import Mode, RunStatus
+from ..core.lifecycle import SYSTEM_SPLIT, Mode, RunStatus
 
 Key = Tuple[str, str]  # (split, name)
 CHUNK = 500  # ids per IN (...) list
@@ -127,6 +127,13 @@ class Reads:
         return {r["version"]: (r["fingerprint"], r["params_sha256"], r["script_sha256"]) for r in rows
                 if r["status"] == RunStatus.SUCCEEDED.value}
 
+    def last_attempt(self, script: str, version: str) -> Optional[sqlite3.Row]:
+        """The last execution-mode run of a version (id, status, attempt, signal, reason): where a retry chain a
+        dead runner left goes on."""
+        return self.conn.execute("SELECT id, status, attempt, signal, reason, runner_id FROM runs WHERE script = ? "
+                                 "AND version = ? AND mode = ? ORDER BY id DESC LIMIT 1",
+                                 (script, version, Mode.RUN.value)).fetchone()
+
     def search_runs(self, script: str, search: str, fingerprint: str) -> List[sqlite3.Row]:
         """The finished execution-mode runs of ``search``'s points (versions named ``<search>-<hash>``)
         with the script's code as it is now (``fingerprint``), oldest first: a search's history."""
@@ -210,10 +217,11 @@ class Reads:
         return cursor.execute(sql + " ORDER BY name, step", args).fetchall()
 
     def last_point(self, run_id: int) -> Optional[sqlite3.Row]:
-        """The curve point recorded last (from the summaries: a run's curves are never scanned)."""
+        """The curve point the version recorded last (from the summaries: a run's curves are never scanned;
+        not one the runner sampled, in the ``sys`` split)."""
         return self.conn.execute("SELECT split, name, last_step AS step, last AS value FROM metric_summary "
-                                 "WHERE run_id = ? AND count > 0 ORDER BY updated_at DESC, last_step DESC LIMIT 1",
-                                 (run_id,)).fetchone()
+                                 "WHERE run_id = ? AND count > 0 AND split != ? "
+                                 "ORDER BY updated_at DESC, last_step DESC LIMIT 1", (run_id, SYSTEM_SPLIT)).fetchone()
 
     # -- runners, the queue, requests ---------------------------------------------------------------------------
 

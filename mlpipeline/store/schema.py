@@ -197,6 +197,16 @@ MIGRATIONS: Sequence[Tuple[str, str]] = (
         DROP INDEX IF EXISTS metric_summary_final;
         CREATE INDEX metric_summary_result ON metric_summary (name, split, final) WHERE has_final = 1;
     """),
+    # Why a run ended as it did, in one word a retry policy can match (``oom``, ``nan``, ...), what the version
+    # declared it needs (JSON: gpus, gpu_memory, cpus, memory), the UUIDs of the GPUs it was given, and which
+    # attempt of its version it was (1, 2, ...) and the run it retried.
+    ("0011_reason_resources_gpu_uuids", """
+        ALTER TABLE runs ADD COLUMN reason TEXT;
+        ALTER TABLE runs ADD COLUMN resources TEXT;
+        ALTER TABLE runs ADD COLUMN gpu_uuids TEXT;
+        ALTER TABLE runs ADD COLUMN attempt INTEGER;
+        ALTER TABLE runs ADD COLUMN retry_of INTEGER;
+    """),
 )
 
 # The columns readers may use, by table, as the newest schema has them. A reader of a ledger no runner
@@ -206,7 +216,8 @@ NEWEST: Dict[str, Tuple[str, ...]] = {
              "pid", "child_pid", "model_dir", "run_dir", "started_at", "ended_at", "heartbeat_at", "exit_code",
              "signal", "error", "traceback", "steps", "eval_train_text", "eval_test_text", "command", "git_commit",
              "git_dirty", "python_version", "packages", "seed", "source", "source_key", "gpu", "cancel_requested",
-             "runner_id", "fingerprint", "pid_start", "node", "node_id", "data_fingerprint"),
+             "runner_id", "fingerprint", "pid_start", "node", "node_id", "data_fingerprint", "reason", "resources",
+             "gpu_uuids", "attempt", "retry_of"),
     "runners": ("id", "pid", "host", "mode", "options", "started_at", "heartbeat_at", "ended_at", "config_error",
                 "queue_at", "pid_start", "paused_at"),
     "queue": ("runner_id", "position", "script", "version", "state", "reason"),

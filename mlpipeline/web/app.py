@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import os
 from typing import Any, AsyncIterator, Dict, List, MutableMapping, Optional
 from urllib.parse import parse_qsl, urlencode
@@ -17,11 +18,16 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from .. import __version__
+from ..core.errors import MLPipelineError
+from ..core.timings import timings
+from ..core.vocabulary import NotifyEvent
+from ..run.notify import DeathWatch, Notifier
 from .guard import SECURITY_HEADERS, cookie_name, host_name, origin_allowed, token_matches
 from .routes import api_routes, page_routes
 from .state import Dashboard
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+log = logging.getLogger(__name__)
 
 
 class Guard:
@@ -118,12 +124,18 @@ def create_app(dash: Dashboard, events_interval: Optional[float] = None) -> Any:
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(events.run())
+        watch = _death_watch(dash)
+        watching = asyncio.create_task(_watch_runners(dash, watch)) if watch is not None else None
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for running in (task, watching):
+                if running is not None:
+                    running.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await running
+            if watch is not None:
+                watch.notifier.close()
             dash.close()
 
     routes: List[Any] = [Route("/static/plotly.min.js", _plotly),
@@ -132,6 +144,42 @@ def create_app(dash: Dashboard, events_interval: Optional[float] = None) -> Any:
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_allowed})
     app.state.dash, app.state.events, app.state.templates = dash, events, templates
     return Guard(app, dash)
+
+
+def _death_watch(dash: Dashboard) -> Optional[DeathWatch]:
+    """``[NOTIFY]`` with ``runner_died``: the dashboard tells of a runner that died (it derives liveness
+    anyway). Without apprise, one warning; the dashboard serves on."""
+    settings = dash.project.notify
+    if settings is None or not settings.urls or NotifyEvent.RUNNER_DIED.value not in settings.on:
+        return None
+    try:
+        notifier = Notifier(settings)
+    except MLPipelineError as exc:
+        log.warning("%s; the dashboard sends no runner_died notifications", exc)
+        return None
+    return DeathWatch(notifier, dash.project, f"mlpipeline serve (pid {os.getpid()})")
+
+
+async def _watch_runners(dash: Dashboard, watch: DeathWatch) -> None:
+    """Every ``notify_check`` seconds, off the event loop: runners whose row says they run but whose
+    process is gone are told of, once each."""
+    import anyio.to_thread
+
+    def check() -> None:
+        with dash.reader() as reader:
+            if reader is not None:
+                watch.check(reader)
+
+    failing = ""
+    while True:
+        try:
+            await anyio.to_thread.run_sync(check)
+            failing = ""
+        except Exception as exc:  # noqa: BLE001 - a locked or half-written ledger: look again next time
+            if str(exc) != failing:
+                failing = str(exc)
+                log.warning("dashboard: looking for runners that died failed: %s", exc)
+        await asyncio.sleep(timings().notify_check)
 
 
 def _tojson(value: Any) -> str:

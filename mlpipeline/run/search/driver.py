@@ -18,7 +18,7 @@ import time
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Set, Tuple
 
 from ...core.timings import timings
-from ...core.lifecycle import Decision, MetricKey, MetricRow, Mode, QueueState, RunStatus
+from ...core.lifecycle import SYSTEM_SPLIT, Decision, MetricKey, MetricRow, Mode, QueueState, RunStatus
 from ...plan.planner import QueueItem
 from ...proc.system import MARK_PROJECT, project_mark
 from ...script.space import is_point_name, point_of
@@ -292,6 +292,7 @@ class Searches:
             return None
         state, item = known
         version = key[1]
+        rows = [r for r in rows if r.split != SYSTEM_SPLIT]  # what the runner samples (CPU, RSS, GPU) decides nothing
         if state.asha is not None:
             reason = state.asha.observe(version, rows)
             return Decision(RunStatus.PRUNED, key, reason) if reason is not None else None
@@ -352,6 +353,12 @@ class Searches:
         """Each search that proposes no more: ``script name: why``."""
         return [f"{state.rel} {state.name}: {state.ended or f'its budget of {state.budget} points is spent'}"
                 for state in self.states.values() if state.done()]
+
+    def done_in_batch(self) -> List[Tuple[Tuple[str, str], str]]:
+        """Each search that ran a point in this batch and proposes no more: ((script, name), why)."""
+        states = {state.key: state for state, _ in self.of.values()}
+        return [(key, state.ended or f"its budget of {state.budget} points is spent")
+                for key, state in states.items() if state.done()]
 
     def waiting(self) -> bool:
         return any(state.asked is not None for state in self.states.values())
