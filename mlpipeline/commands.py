@@ -11,7 +11,7 @@ from .core.vocabulary import QueueState, RunStatus
 
 TYPE_CHECKING = False  # typing itself costs --help 2 ms: the names are for the type checker
 if TYPE_CHECKING:
-    from typing import List, Optional
+    from typing import Any, Dict, List, Optional
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 SHOW_VERSION = "\0show"  # `mlpipeline --version` with no NAME
@@ -221,14 +221,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         rows = list_runs(reader, ids=[f.run_id for f in finished], limit=None)
     finally:
         reader.close()
-    _out(render(reversed(rows), BATCH_COLUMNS))
+    _out(render(reversed(_with_attempt(rows)), BATCH_COLUMNS))
     if result.total > len(finished):
         _say(f"(the last {len(finished)} of the {result.total} runs this batch ended; mlpipeline runs lists them all)")
     counts = dict(result.counts)
     counts.setdefault(RunStatus.SUCCEEDED.value, 0)
     counts.setdefault(RunStatus.FAILED.value, 0)
     order = [s.value for s in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.PRUNED, RunStatus.TIMEOUT,
-                               RunStatus.CANCELLED, RunStatus.INTERRUPTED)]
+                               RunStatus.STALLED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)]
     _say(", ".join(f"{counts[s]} {s}" for s in order if s in counts)
          + ("" if test else f"; ledger: {display(result.ledger_path)}")
          + ("; stopped before the queue was done" if result.stopped_early else ""))
@@ -275,11 +275,14 @@ def cmd_runs(args: argparse.Namespace) -> int:
         _say("no runs match" if any((args.script, args.version_name, args.status, args.mode, args.since))
              else "no runs recorded yet; run mlpipeline (test mode) or mlpipeline -r")
         return EXIT_OK
-    if args.format == "table":  # a retry says so where the status is read
-        rows = [{**r, "status": f"{r['status']} (attempt {r['attempt']})"} if (r.get("attempt") or 1) > 1 else r
-                for r in rows]
-    print(render(rows, RUNS_COLUMNS[args.format], args.format))
+    print(render(_with_attempt(rows) if args.format == "table" else rows, RUNS_COLUMNS[args.format], args.format))
     return EXIT_OK
+
+
+def _with_attempt(rows: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """A retry says so where the status is read: ``succeeded (attempt 2)``."""
+    return [{**r, "status": f"{r['status']} (attempt {r['attempt']})"} if (r.get("attempt") or 1) > 1 else r
+            for r in rows]
 
 
 def cmd_show(args: argparse.Namespace) -> int:

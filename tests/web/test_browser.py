@@ -383,6 +383,8 @@ def test_cancelling_a_running_version_ends_its_process(page: Any, live_server: A
     expect(page.locator("#follow")).to_be_checked()
     expect(page.locator("#predict-unavailable")).to_contain_text("this one is running")
     expect(page.locator("#charts .js-plotly-plot")).to_have_count(2)
+    # what the runner samples (CPU %, RSS) is drawn beside the training curves, not among them
+    expect(page.locator("#system-charts .js-plotly-plot")).to_have_count(2, timeout=15_000)
     # the first step's points, drawn as markers (a lone point on a line would not show)
     for chart in page.locator("#charts .js-plotly-plot").all():
         expect(chart.locator(".scatterlayer .trace .points path")).not_to_have_count(0)

@@ -111,7 +111,28 @@ if (page === "run") {
     if (!response.ok) return;
     const body = await response.json();
     const box = document.getElementById("charts");
-    if (!body.curves || !body.curves.length) {
+    const systemBox = document.getElementById("system-charts");
+    const all = body.curves || [];
+    body.curves = all.filter((c) => c.split !== "sys");  // the runner's samples go beside them, not among them
+    const sampled = all.filter((c) => c.split === "sys");
+    if (sampled.length && systemBox) {
+      document.getElementById("system").hidden = false;
+      for (const curve of sampled) {
+        let div = charts["sys/" + curve.name];
+        if (!div) {
+          div = charts["sys/" + curve.name] = document.createElement("div");
+          div.className = "chart";
+          div.dataset.metric = "sys/" + curve.name;
+          systemBox.appendChild(div);
+        }
+        const layout = {title: {text: "sys/" + curve.name}, height: 240, margin: {t: 40, r: 10, b: 40, l: 50},
+                        xaxis: {title: {text: "seconds"}}};
+        const trace = {x: curve.steps, y: curve.values, name: "sys", type: "scatter",
+                       mode: curve.steps.length < 3 ? "lines+markers" : "lines"};
+        whenPlotly((Plotly) => Plotly.react(div, [trace], layout, {responsive: true, displaylogo: false}));
+      }
+    }
+    if (!body.curves.length) {
       box.textContent = "";
       const p = document.createElement("p");
       p.className = "empty";
@@ -119,7 +140,7 @@ if (page === "run") {
       box.appendChild(p);
       return;
     }
-    if (!Object.keys(charts).length) box.textContent = "";
+    if (!Object.keys(charts).some((name) => !name.startsWith("sys/"))) box.textContent = "";
     const byName = {};
     for (const curve of body.curves) (byName[curve.name] = byName[curve.name] || []).push(curve);
     for (const [name, curves] of Object.entries(byName)) {
