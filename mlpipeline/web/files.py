@@ -123,6 +123,18 @@ def save_script(project: Project, name: str, data: bytes, replace: bool, timeout
     if os.path.exists(target) and not replace:
         raise UsageError(f"{name} already exists in {os.path.relpath(project.models_dir, project.root)}/; rename "
                          f"the upload or ask to replace it")
+    import ast
+
+    from ..script.plain import binds_model, looks_plain
+
+    tree = ast.parse(data.decode("utf-8"))  # (checked by the caller: it compiles)
+    if not binds_model(tree) and looks_plain(tree):  # a plain training script: its versions are argument lines
+        with open(target + ".upload", "wb") as handle:  # never run here, nor probed: it would train
+            handle.write(data)
+        os.replace(target + ".upload", target)
+        return {"saved": os.path.relpath(target, project.root), "script": name, "versions": [], "plain": True,
+                "hint": f"a plain script: list it in models.config with a [{name}] section of argument lines, "
+                        f"e.g. small = --lr 0.1"}
     folder = tempfile.mkdtemp(prefix=".mlpipeline-upload-", dir=project.models_dir)
     try:
         staged = os.path.join(folder, name)

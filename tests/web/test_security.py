@@ -762,6 +762,24 @@ def test_an_uploaded_script_runs_only_in_the_probe_child(site):
         (site.proj.models / "importer.py").unlink()
 
 
+def test_a_plain_training_script_is_saved_without_running_and_says_where_its_versions_go(site):
+    """An argparse script has no MODEL: its versions are argument lines in models.config. It is saved as it
+    is — never imported, not even by the probe, since importing it would train."""
+    ran = site.scratch / "pids-plain"
+    body = (b"import argparse, os\n"
+            b"open(%r, 'a').write(str(os.getpid()) + ' ')\n" % str(ran).encode()
+            + b"parser = argparse.ArgumentParser()\nparser.add_argument('--lr', type=float)\nparser.parse_args()\n")
+    reply = _upload(site, "train_plain.py", body)
+    try:
+        assert reply.status == 200, reply.body
+        answer = reply.json()
+        assert answer["plain"] is True and answer["versions"] == [] and "[train_plain.py]" in answer["hint"]
+        assert (site.proj.models / "train_plain.py").read_bytes() == body and not ran.exists()
+        assert _upload(site, "train_plain.py", body).status == 409  # it exists now: replacing is asked for
+    finally:
+        (site.proj.models / "train_plain.py").unlink(missing_ok=True)
+
+
 def test_a_predict_input_name_cannot_place_the_input_elsewhere(site):
     """The input's name comes from the client: only its base name is used,
     inside the prediction's own folder."""
