@@ -13,6 +13,10 @@ PACKAGE_PARENT = os.path.dirname(PACKAGE_DIR)  # what a child puts on sys.path t
 PROJECT_FILE = "mlp.config"
 RUN_CONFIG = "models.config"
 TEST_CONFIG = "models_test.config"
+# The original's 1.1a3.post8 ... post12 spelled the same files (and [MLP] experiments_dir, the
+# [WHITELISTED_/BLACKLISTED_EXPERIMENTS] sections) with "experiments"; a project keeps its spelling.
+EXPERIMENTS = "experiments"
+EXPERIMENT_CONFIGS = {False: "experiments.config", True: "experiments_test.config"}
 OUTPUTS_DIR = "outputs"        # under models_dir
 DB_NAME = "mlpipeline.db"      # the ledger, in outputs/
 MODEL_DIRS = "model_ckpts"     # a version's persistent model dir: model_ckpts/<script stem><suffix>
@@ -47,6 +51,7 @@ class Project:
     backend: Optional[str] = None        # [MLP] backend: local or ray
     ray_address: Optional[str] = None    # [MLP] ray_address: auto or HOST:PORT
     notify: Optional[NotifySettings] = None  # [NOTIFY], when mlp.config has one
+    spelling: str = "models"             # "experiments": a 1.1a3.post8-post12 project's configs
 
     @property
     def outputs_dir(self) -> str:
@@ -68,6 +73,8 @@ class Project:
         return os.path.join(self.outputs_dir, MODEL_DIRS, os.path.splitext(os.path.basename(script))[0] + suffix)
 
     def config_path(self, test_mode: bool) -> str:
+        if self.spelling == EXPERIMENTS:
+            return os.path.join(self.root, EXPERIMENT_CONFIGS[test_mode])
         return os.path.join(self.root, TEST_CONFIG if test_mode else RUN_CONFIG)
 
     def rel(self, path: str) -> str:

@@ -14,7 +14,8 @@ from typing import Dict, FrozenSet, List, Optional, Tuple
 
 from ..core.errors import ConfigError, UsageError, display
 from ..core.retry import parse_kinds
-from ..core.layout import PROJECT_FILE, NotifySettings, Project
+from ..core.layout import (EXPERIMENT_CONFIGS, EXPERIMENTS, PROJECT_FILE, RUN_CONFIG, TEST_CONFIG, NotifySettings,
+                           Project)
 from ..core.vocabulary import NotifyEvent
 
 __all__ = ["Project", "QueueConfig", "find_project", "read_queue_config", "resolve_scripts"]
@@ -168,11 +169,23 @@ def _script_entries(ini: IniFile, section: str, warnings: List[str]) -> List[Scr
     return entries
 
 
+POST8 = "the original's 1.1a3.post8 ... post12"  # the generation that spelled models "experiments"
+
+
+def list_sections(path: str) -> Tuple[str, str]:
+    """The whitelist and blacklist sections of a queue config: experiments.config and
+    experiments_test.config (1.1a3.post8 ... post12) keep their ``*_EXPERIMENTS`` spelling."""
+    if os.path.basename(path) in EXPERIMENT_CONFIGS.values():
+        return "WHITELISTED_EXPERIMENTS", "BLACKLISTED_EXPERIMENTS"
+    return "WHITELISTED_MODELS", "BLACKLISTED_MODELS"
+
+
 def read_queue_config(path: str) -> QueueConfig:
     """Parse a models.config-style file. Unknown sections and keys are warnings."""
     ini = read_ini(path)
     config = QueueConfig(path)
-    known = {"MLP", "WHITELISTED_MODELS", "BLACKLISTED_MODELS"}
+    white, black = list_sections(path)
+    known = {"MLP", white, black}
     for section, line in ini.section_lines.items():
         if section.endswith(".PY"):  # a plain script's argument lines, one version each
             name = ini.section_names[section]
@@ -184,6 +197,11 @@ def read_queue_config(path: str) -> QueueConfig:
                     raise ConfigError(f"{ini.where(entry.line)}: version {entry.key!r} of {name} is given again "
                                       f"(first at line {seen[entry.key]}); give each argument line its own name")
                 seen[entry.key] = entry.line
+        elif section not in known and section.endswith(("LISTED_MODELS", "LISTED_EXPERIMENTS")):
+            config.warnings.append(f"{ini.where(line)}: [{ini.section_names[section]}] is ignored: "
+                                   f"{os.path.basename(path)} lists scripts under [{white}] and [{black}] "
+                                   f"(the *_EXPERIMENTS sections belong in experiments.config, of {POST8}); "
+                                   f"rename the section")
         elif section not in known:
             config.warnings.append(f"{ini.where(line)}: unknown section [{section}] is ignored "
                                    f"(known: {', '.join(sorted(known))}, and [script.py] for a plain script's "
@@ -217,8 +235,8 @@ def read_queue_config(path: str) -> QueueConfig:
             config.warnings.append(f"{ini.where(entry.line)}: unknown key {entry.key!r} in [MLP] is ignored "
                                    f"(known: use_blacklist, timeout, retries, retry_on, stall_timeout, "
                                    f"stop_on_nan)")
-    config.whitelist = _script_entries(ini, "WHITELISTED_MODELS", config.warnings)
-    config.blacklist = _script_entries(ini, "BLACKLISTED_MODELS", config.warnings)
+    config.whitelist = _script_entries(ini, white, config.warnings)
+    config.blacklist = _script_entries(ini, black, config.warnings)
     return config
 
 
@@ -240,6 +258,7 @@ def find_project(directory: Optional[str] = None) -> Project:
     ini = read_ini(path)
     warnings: List[str] = []
     models_dir: Optional[str] = None
+    dirs: Dict[str, Entry] = {}  # models_dir, experiments_dir (1.1a3.post8 ... post12) as written
     settings: Dict[str, Optional[str]] = {"backend": None, "ray_address": None}
     if "MLP" not in ini.sections:
         raise ConfigError(f"{_display(path)}: no [MLP] section; add '[MLP]' and 'models_dir = models'")
@@ -247,14 +266,8 @@ def find_project(directory: Optional[str] = None) -> Project:
         if section not in ("MLP", "NOTIFY"):
             warnings.append(f"{ini.where(line)}: unknown section [{section}] is ignored (known: MLP, NOTIFY)")
     for entry in ini.sections["MLP"]:
-        if entry.key.lower() == "models_dir":
-            if not entry.value:
-                raise ConfigError(f"{ini.where(entry.line)}: models_dir is empty; give the folder of your "
-                                  f"model scripts, e.g. models_dir = models")
-            models_dir = os.path.normpath(os.path.join(root, os.path.expanduser(entry.value)))
-            if not os.path.isdir(models_dir):
-                raise ConfigError(f"{ini.where(entry.line)}: models_dir {entry.value!r} is not a folder "
-                                  f"({models_dir}); create it or fix the path")
+        if entry.key.lower() in ("models_dir", "experiments_dir"):
+            dirs[entry.key.lower()] = entry
         elif entry.key.lower() == "backend":
             if (entry.value or "").strip().lower() not in BACKENDS:
                 raise ConfigError(f"{ini.where(entry.line)}: backend = {entry.value!r}; use one of "
@@ -264,12 +277,44 @@ def find_project(directory: Optional[str] = None) -> Project:
             settings["ray_address"] = (entry.value or "").strip() or None
         else:
             warnings.append(f"{ini.where(entry.line)}: unknown key {entry.key!r} in [MLP] is ignored "
-                            f"(known: models_dir, backend, ray_address)")
+                            f"(known: models_dir, experiments_dir, backend, ray_address)")
+    spelling = _spelling(root, dirs)
+    key = "experiments_dir" if spelling == EXPERIMENTS else "models_dir"
+    if spelling == EXPERIMENTS and "models_dir" in dirs:
+        warnings.append(f"{ini.where(dirs['models_dir'].line)}: models_dir is ignored: this project's "
+                        f"experiments.config is of {POST8}, which reads experiments_dir "
+                        f"(default: experiments)")
+    if key in dirs:
+        entry = dirs[key]
+        if not entry.value:
+            raise ConfigError(f"{ini.where(entry.line)}: {key} is empty; give the folder of your "
+                              f"scripts, e.g. {key} = {key[:-4]}")
+        models_dir = os.path.normpath(os.path.join(root, os.path.expanduser(entry.value)))
+        if not os.path.isdir(models_dir):
+            raise ConfigError(f"{ini.where(entry.line)}: {key} {entry.value!r} is not a folder "
+                              f"({models_dir}); create it or fix the path")
+    elif spelling == EXPERIMENTS:
+        models_dir = os.path.join(root, EXPERIMENTS)  # the original's default experiments_dir
+        if not os.path.isdir(models_dir):
+            raise ConfigError(f"{_display(path)}:{ini.section_lines['MLP']}: [MLP] has no experiments_dir and "
+                              f"there is no experiments/ folder ({POST8} generation, whose configs this project "
+                              f"has); add 'experiments_dir = <the folder of your experiment scripts>'")
     if models_dir is None:
         raise ConfigError(f"{_display(path)}:{ini.section_lines['MLP']}: [MLP] has no models_dir; "
                           f"add 'models_dir = models'")
     notify = _notify_settings(ini, warnings) if "NOTIFY" in ini.sections else None
-    return Project(root, models_dir, warnings, **settings, notify=notify)
+    return Project(root, models_dir, warnings, **settings, notify=notify, spelling=spelling)
+
+
+def _spelling(root: str, dirs: Dict[str, Entry]) -> str:
+    """"experiments" for a project of 1.1a3.post8 ... post12: mlp.config names experiments_dir, or
+    only experiments.config / experiments_test.config are there (the original read experiments_dir,
+    default experiments, and ignored models_dir). Else "models"."""
+    if "experiments_dir" in dirs:
+        return EXPERIMENTS
+    theirs = any(os.path.isfile(os.path.join(root, name)) for name in EXPERIMENT_CONFIGS.values())
+    ours = any(os.path.isfile(os.path.join(root, name)) for name in (RUN_CONFIG, TEST_CONFIG))
+    return EXPERIMENTS if theirs and not ours else "models"
 
 
 DEFAULT_EVENTS = (NotifyEvent.FAILED, NotifyEvent.OOM, NotifyEvent.STALLED, NotifyEvent.BATCH_DONE,

@@ -18,7 +18,7 @@ import stat
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from .config import QueueConfig, read_queue_config
+from .config import QueueConfig, list_sections, read_queue_config
 from ..core.errors import UsageError, display, write_failed
 
 WHITE, BLACK = "WHITELISTED_MODELS", "BLACKLISTED_MODELS"
@@ -166,7 +166,8 @@ def _edit(path: str, change: Callable[[List[str], str, QueueConfig], str]) -> st
         fcntl.flock(lock, fcntl.LOCK_EX)
         exists = os.path.exists(path)
         config = read_queue_config(path) if exists else QueueConfig(path)  # a broken file is not edited
-        data = NEW_FILE.encode()
+        white, black = list_sections(path)
+        data = NEW_FILE.replace("WHITELISTED_MODELS", white).replace("BLACKLISTED_MODELS", black).encode()
         if exists:
             with open(path, "rb") as handle:
                 data = handle.read()
@@ -212,12 +213,12 @@ def _replace(path: str, data: bytes) -> None:
 def whitelist(path: str, script: str, versions: Optional[Sequence[str]] = None) -> str:
     """Whitelist ``script`` (only ``versions`` of it, if given) at the end of the
     run order, or change its versions where it is; it leaves the blacklist."""
-    return _move(path, script, versions, WHITE)
+    return _move(path, script, versions, list_sections(path)[0])
 
 
 def blacklist(path: str, script: str) -> str:
     """Blacklist all of ``script``; it leaves the whitelist."""
-    return _move(path, script, None, BLACK)
+    return _move(path, script, None, list_sections(path)[1])
 
 
 def _move(path: str, script: str, versions: Optional[Sequence[str]], section: str) -> str:
@@ -225,16 +226,17 @@ def _move(path: str, script: str, versions: Optional[Sequence[str]], section: st
     if versions is not None and not versions:
         raise UsageError(f"{display(path)}: no versions given for {name}; pass None to run all of its versions")
     wanted = list(dict.fromkeys(_plain(path, v, f"a version name of {name}", ", # ;") for v in versions or ())) or None
-    other, verb, away = (BLACK, "whitelisted", "blacklist") if section == WHITE else (WHITE, "blacklisted", "whitelist")
+    white, black = list_sections(path)  # experiments.config keeps its *_EXPERIMENTS spelling
+    other, verb, away = (black, "whitelisted", "blacklist") if section == white else (white, "blacklisted", "whitelist")
 
     def change(lines: List[str], nl: str, config: QueueConfig) -> str:
-        was = next((e for e in (config.whitelist if section == WHITE else config.blacklist) if e.name == name), None)
+        was = next((e for e in (config.whitelist if section == white else config.blacklist) if e.name == name), None)
         moved = f"; removed it from the {away}" if _remove(lines, other, name) else ""
         if was is not None and was.versions == wanted:
             return f"{display(path)}: {name} is already {verb}{moved or '; nothing changed'}"
         after = _put(lines, nl, section, name, wanted)
         what = f"{name} = {', '.join(wanted)}" if wanted else name + (" (all its versions)" if was else "")
-        where = "" if after is None or section == BLACK else f" ({f'after {after}' if after else 'first in the queue'})"
+        where = "" if after is None or section == black else f" ({f'after {after}' if after else 'first in the queue'})"
         return f"{display(path)}: {verb} {what}{where}{moved}"
 
     return _edit(path, change)
@@ -245,7 +247,8 @@ def unlist(path: str, script: str) -> str:
     name = _script(path, script)
 
     def change(lines: List[str], nl: str, config: QueueConfig) -> str:
-        lists = [what for section, what in ((WHITE, "whitelist"), (BLACK, "blacklist")) if _remove(lines, section, name)]
+        sections = zip(list_sections(path), ("whitelist", "blacklist"))
+        lists = [what for section, what in sections if _remove(lines, section, name)]
         if not lists:
             return f"{display(path)}: {name} is in neither list; nothing changed"
         return f"{display(path)}: removed {name} from the {' and the '.join(lists)}"
@@ -264,7 +267,7 @@ def reorder(path: str, scripts: Sequence[str]) -> str:
     def change(lines: List[str], nl: str, config: QueueConfig) -> str:
         first: Dict[str, _Entry] = {}
         blocks: List[Tuple[_Entry, int]] = []  # each entry, and where the comments directly above it start
-        for entry in _listed(lines, WHITE):
+        for entry in _listed(lines, list_sections(path)[0]):
             first.setdefault(entry.name, entry)
             start = entry.start
             while start > (blocks[-1][0].stop if blocks else 0) and lines[start - 1].strip() and _is_note(lines[start - 1]):

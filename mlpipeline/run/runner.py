@@ -32,7 +32,7 @@ from ..core.lifecycle import Executor
 from ..plan.planner import Describer, Plan, Planner, QueueItem
 from ..proc.system import process_start
 from ..script.modes import ExecutionModeKeys
-from ..script.versions import version_parameters
+from ..script.versions import dir_suffix
 from ..store.ledger import Ledger
 from ..store.liveness import Liveness
 from .hostfiles import NullOutputs
@@ -485,7 +485,7 @@ class Runner:
     # -- running ------------------------------------------------------------
 
     def model_dir(self, item: QueueItem) -> str:
-        suffix = item.spec.params.get(version_parameters.MODEL_DIR_SUFFIX) or f"-{item.spec.version}"
+        suffix = dir_suffix(item.spec.params, item.spec.version)
         return self.project.model_dir(item.spec.script, suffix)
 
     def _record_broken(self, rel: str, sha: str, error: ScriptError, version: Optional[str] = None) -> None:

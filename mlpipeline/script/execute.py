@@ -182,7 +182,11 @@ def _check_call(function: Any, *args: Any) -> None:
 
 def call_pre_execution_hook(model: Any, version: Version, model_dir: str, exec_mode: str) -> None:
     """``pre_execution_hook(version, model_dir, exec_mode)``; overrides written
-    without ``exec_mode`` (as the original called them) get two arguments."""
+    without ``exec_mode`` (as the original called them) get two arguments. An ``ExperimentABC``
+    (1.1a3.post9 ... post12) has its ``setup_model`` called first, as the original did."""
+    before = getattr(model, "_mlp_before_hooks", None)
+    if before is not None:
+        before(version, model_dir)
     hook = model.pre_execution_hook
     try:
         _check_call(hook, version, model_dir, exec_mode)

@@ -19,7 +19,7 @@ import threading
 import types
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
 
-from .versions import MANDATORY, Version, params_digest, version_params, version_parameters
+from .versions import MANDATORY, Version, dir_suffix, params_digest, version_params, version_parameters
 from ..core.layout import PACKAGE_DIR
 from ..core.errors import MLPipelineError, ScriptError
 
@@ -172,12 +172,14 @@ def _check_version(name: str, version: Version, command: bool = False) -> None:
         raise ScriptError(f"{label}: a version name cannot hold control characters (a newline, a tab); they "
                           f"would split log lines and file names; rename it")
     suffix = version.get(version_parameters.MODEL_DIR_SUFFIX)
+    if version.get(version_parameters.EXPERIMENT_DIR_SUFFIX) is not None:
+        suffix = version[version_parameters.EXPERIMENT_DIR_SUFFIX]  # (experiment_dir_suffix: the same rules)
     if suffix is not None and (not isinstance(suffix, str) or not _safe_dir_part(suffix) or ".." in suffix
                                or any(ord(c) < 32 for c in suffix)):
         raise ScriptError(f"{label}: model_dir_suffix {suffix!r} must be text without '/', '..' or control "
                           f"characters (it is appended to the script's name under outputs/model_ckpts/)")
     stem = os.path.splitext(os.path.basename(name))[0]
-    dir_name = stem + (suffix if suffix is not None else f"-{vname}")
+    dir_name = stem + dir_suffix(version, vname)
     if len(dir_name.encode("utf-8", "surrogateescape")) > NAME_MAX:
         raise ScriptError(f"{label}: its model dir name {dir_name[:40]!r}... is {len(dir_name.encode())} bytes, "
                           f"longer than the file system allows ({NAME_MAX}); use a shorter version name or "
@@ -200,6 +202,8 @@ def _check_version(name: str, version: Version, command: bool = False) -> None:
 def get_model(module: types.ModuleType, path: str, only: Optional[str] = None) -> Any:
     """The module's MODEL, checked: right type, non-empty Versions, mandatory parameters."""
     name = display(path)
+    if not hasattr(module, "MODEL") and hasattr(module, "EXPERIMENT"):  # 1.1a3.post8 ... post12's name
+        module.MODEL = module.EXPERIMENT  # type: ignore[attr-defined]
     if not hasattr(module, "MODEL"):
         raise ScriptError(f"{name}: defines no MODEL; end the script with MODEL = YourModel(versions), or run it "
                           f"as a plain script: add a [{os.path.basename(path)}] section of argument lines "

@@ -32,19 +32,21 @@ DEFAULT_VERSION = "default"  # a listed plain script's name alone in its section
 # --- Which scripts are plain ------------------------------------------------------------------------------
 
 def binds_model(tree: ast.AST) -> bool:
-    """Whether a script's code can bind ``MODEL`` (assigns, imports or defines it, or imports ``*``): a model
-    script, whatever its config says."""
+    """Whether a script's code can bind ``MODEL`` (or ``EXPERIMENT``, its 1.1a3.post8 ... post12 name:
+    assigns, imports or defines it, or imports ``*``): a model script, whatever its config says."""
     import ast
 
+    names = ("MODEL", "EXPERIMENT")
+
     for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and node.id == "MODEL" and isinstance(node.ctx, ast.Store):
+        if isinstance(node, ast.Name) and node.id in names and isinstance(node.ctx, ast.Store):
             return True
         if isinstance(node, (ast.Import, ast.ImportFrom)) and any(
-                alias.name == "*" or (alias.asname or alias.name) == "MODEL" for alias in node.names):
+                alias.name == "*" or (alias.asname or alias.name) in names for alias in node.names):
             return True
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == "MODEL":
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in names:
             return True
-        if isinstance(node, ast.Global) and "MODEL" in node.names:
+        if isinstance(node, ast.Global) and any(n in node.names for n in names):
             return True
     return False
 

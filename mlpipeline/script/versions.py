@@ -46,6 +46,7 @@ class version_parameters:  # noqa: N801 - the original's name, kept importable
     EPOCH_COUNT = EPOC_COUNT
     LEARNING_RATE = "learning_rate"
     MODEL_DIR_SUFFIX = "model_dir_suffix"
+    EXPERIMENT_DIR_SUFFIX = "experiment_dir_suffix"  # 1.1a3.post8 ... post12's spelling: dir <script>-<suffix>
     ORDER = "order"
     # released-API keys (set on every addV version)
     HOOKS = "hooks"
@@ -58,6 +59,15 @@ MANDATORY = (version_parameters.DATALOADER, version_parameters.BATCH_SIZE,
              version_parameters.EPOC_COUNT)
 
 _MISSING = object()
+
+
+def dir_suffix(params: Any, version: str) -> str:
+    """What follows the script's stem in a version's model dir: ``model_dir_suffix`` as given,
+    ``-`` and ``experiment_dir_suffix`` (as 1.1a3.post8 ... post12 joined it), else ``-<version>``."""
+    experiment = params.get(version_parameters.EXPERIMENT_DIR_SUFFIX)
+    if experiment is not None:
+        return f"-{experiment}"
+    return params.get(version_parameters.MODEL_DIR_SUFFIX) or f"-{version}"
 
 
 class AttrDict(dict):
