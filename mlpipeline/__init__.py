@@ -9,6 +9,8 @@ __version__ = "3.0.0.dev0"
 # What any training script imports (``from mlpipeline import log_metric``), loaded on first use: ``--help``
 # stays import-light.
 _API = {"log_metric", "log_params", "test_mode", "Command"}
+# What 2.0a1 ... 2.0a7.post1 scripts import from here (``from mlpipeline import Versions, iterator``).
+_API_2X = {"Versions": "versions2x", "MetricContainer": "metrics", "iterator": "iterate", "log": "utils"}
 
 
 def __getattr__(name: str):
@@ -16,8 +18,12 @@ def __getattr__(name: str):
         from .script import command
 
         return getattr(command, name)
+    if name in _API_2X:
+        import importlib
+
+        return getattr(importlib.import_module(f".script.{_API_2X[name]}", __name__), name)
     raise AttributeError(f"module 'mlpipeline' has no attribute {name!r}")
 
 
 def __dir__():
-    return sorted(set(globals()) | _API)
+    return sorted(set(globals()) | _API | set(_API_2X))

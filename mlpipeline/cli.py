@@ -14,6 +14,7 @@ from .commands import (ERROR, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE
                        WARNING, _say, cmd_cancel, cmd_compare, cmd_import_history, cmd_init, cmd_logs,
                        cmd_metrics, cmd_notify, cmd_outputs, cmd_pause, cmd_predict, cmd_run, cmd_runs, cmd_serve,
                        cmd_show, cmd_status)
+from .compat import cli2x
 from .core.errors import MLPipelineError
 
 TYPE_CHECKING = False  # typing itself costs --help 2 ms: the names are for the type checker
@@ -93,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help="join this Ray cluster (auto, or HOST:6379; also [MLP] ray_address); without it a local "
                               "Ray starts on loopback")
     cluster.add_argument("--resources", metavar="JSON", help="custom Ray resources per version, e.g. '{\"a100\": 1}'")
+    cli2x.add_options(parser)
     parser.add_argument("-V", "--mlpipeline-version", action="version", version=f"mlpipeline {__version__}")
     common = _Parser(add_help=False)  # -C works before or after a command
     common.add_argument("-C", dest="directory", metavar="DIR", default=argparse.SUPPRESS,
@@ -157,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                                "events")
     notify.add_argument("--test", action="store_true",
                         help="send one message to every URL now and print what each answered (exit 1 if one failed)")
+    cli2x.add_commands(command)
     for sub in (runs, show, compare, commands.choices["import-history"], status, metrics, outputs):
         sub.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
         sub.add_argument("--wide", action="store_true", help="tables keep every column at full width (by default "
@@ -177,7 +180,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                "import-history": cmd_import_history, "status": cmd_status, "cancel": cmd_cancel,
                "pause": cmd_pause, "resume": cmd_pause, "metrics": cmd_metrics,
                "predict": cmd_predict, "serve": cmd_serve, "outputs": cmd_outputs,
-               "notify": cmd_notify}.get(args.command, cmd_run)
+               "notify": cmd_notify, "run": cli2x.cmd_2x, "test": cli2x.cmd_2x, "export": cli2x.cmd_2x,
+               "single": cli2x.cmd_2x}.get(args.command, cmd_run)
     try:
         return handler(args)
     except MLPipelineError as exc:

@@ -17,7 +17,8 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("processes", ("mlpipeline.proc",)),
     ("the script API: what runs inside a version's process",
      ("mlpipeline.script", "mlpipeline.data", "mlpipeline.helper", "mlpipeline.utils", "mlpipeline.keras",
-      "mlpipeline.sweeps", "mlpipeline.global_values", "mlpipeline.integrations", "mlpipeline.base")),
+      "mlpipeline.sweeps", "mlpipeline.global_values", "mlpipeline.integrations", "mlpipeline.base",
+      "mlpipeline.entities")),
     ("storage: every SQL statement against the ledger", ("mlpipeline.store",)),
     ("planning: configs, describing scripts, the queue as planned", ("mlpipeline.plan",)),
     ("the read model: runs, status, outputs", ("mlpipeline.read", "mlpipeline.outputs")),
@@ -26,7 +27,8 @@ LAYERS: List[Tuple[str, Tuple[str, ...]]] = [
     ("shells: the command line, the dashboard, imports from the original",
      ("mlpipeline.cli", "mlpipeline.commands", "mlpipeline.web", "mlpipeline.compat", "mlpipeline.__main__")),
 ]
-ORIGINAL_NAMES = {"helper", "utils", "global_values", "keras", "sweeps", "outputs", "data", "base"}  # the script API's paths
+# the script API's paths
+ORIGINAL_NAMES = {"helper", "utils", "global_values", "keras", "sweeps", "outputs", "data", "base", "entities"}
 MAX_LINES = 600
 SQL = re.compile(r"^\s*(SELECT .* FROM|INSERT (OR \w+ )?INTO|UPDATE \w+ SET|DELETE FROM|PRAGMA \w|"
                  r"CREATE (TEMP |UNIQUE )?(TABLE|INDEX|VIEW)|DROP (TABLE|INDEX|VIEW)|ALTER TABLE|BEGIN IMMEDIATE)")

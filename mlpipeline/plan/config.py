@@ -169,7 +169,7 @@ def _script_entries(ini: IniFile, section: str, warnings: List[str]) -> List[Scr
     return entries
 
 
-POST8 = "the original's 1.1a3.post8 ... post12"  # the generation that spelled models "experiments"
+POST8 = "the original's 1.1a3.post8 ... 2.0a7.post1"  # the generations that spelled models "experiments"
 
 
 def list_sections(path: str) -> Tuple[str, str]:
@@ -263,7 +263,11 @@ def find_project(directory: Optional[str] = None) -> Project:
     if "MLP" not in ini.sections:
         raise ConfigError(f"{_display(path)}: no [MLP] section; add '[MLP]' and 'models_dir = models'")
     for section, line in ini.section_lines.items():
-        if section not in ("MLP", "NOTIFY"):
+        if section == "MLFLOW":
+            warnings.append(f"{ini.where(line)}: [MLFLOW] (the original's 2.0a1 ... 2.0a7.post1) is not supported "
+                            f"yet and is ignored: runs are recorded in the ledger (mlpipeline runs, mlpipeline "
+                            f"serve), not in MLflow")
+        elif section not in ("MLP", "NOTIFY"):
             warnings.append(f"{ini.where(line)}: unknown section [{section}] is ignored (known: MLP, NOTIFY)")
     for entry in ini.sections["MLP"]:
         if entry.key.lower() in ("models_dir", "experiments_dir"):

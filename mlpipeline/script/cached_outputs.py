@@ -23,6 +23,7 @@ from ..core.layout import CACHE_DIR
 from .output_formats import EXTENSIONS, OutputError, encode
 from ..core.errors import display, write_failed
 from .loading import file_sha256
+from .versions import ordered
 
 __all__ = ["CorruptOutput", "OutputError", "StaleOutput", "save"]
 
@@ -157,7 +158,7 @@ def state_main(argv: List[str]) -> int:
         data = sys.modules.get("mlpipeline.data")
         versions = {}
         shared: Dict[str, Any] = {}
-        for version in model.versions.get_versions():
+        for version in ordered(model.versions):
             loader = version.get(version_parameters.DATALOADER)  # as execute.run_version computes it
             made = recipe(path, version, data.version_fingerprint(loader, path, data.registry_size()) if data else None,
                           module)

@@ -185,8 +185,8 @@ def call_pre_execution_hook(model: Any, version: Version, model_dir: str, exec_m
     without ``exec_mode`` (as the original called them) get two arguments. An ``ExperimentABC``
     (1.1a3.post9 ... post12) has its ``setup_model`` called first, as the original did."""
     before = getattr(model, "_mlp_before_hooks", None)
-    if before is not None:
-        before(version, model_dir)
+    if before is not None and before(version, model_dir, exec_mode):
+        return
     hook = model.pre_execution_hook
     try:
         _check_call(hook, version, model_dir, exec_mode)
@@ -205,8 +205,8 @@ def count_steps(model: Any, version: Version, exec_mode: str) -> Tuple[int, int]
     current version (rounded up), less ``get_trained_step_count()`` unless
     ``reset_steps``; never negative.
     """
-    if exec_mode == ExecutionModeKeys.TEST:
-        return 1, 0
+    if exec_mode == ExecutionModeKeys.TEST or not getattr(model, "_mlp_steps", True):
+        return 1, 0  # (a 2.x Experiment counts no steps: its train_loop runs its own loops)
     current = model.get_current_version() if hasattr(model, "get_current_version") else None
     if not isinstance(current, dict):
         current = version
@@ -317,7 +317,7 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
     copy_related_files(model, model_dir)
     if train_mode:
         _keep_script(script_path, model_dir, source)
-    if train_mode:
+    if train_mode and getattr(model, "_mlp_steps", True):
         test_eval_steps = loader.get_test_sample_count()
         train_eval_steps = loader.get_train_sample_count()
     else:
@@ -345,6 +345,9 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
     test_value = model.evaluate_model(loader.get_test_input(), steps=test_eval_steps)
     test_text = _log_eval(test_value, "TEST_")
     log("Model evaluation complete")
+    after = getattr(model, "_mlp_after_hooks", None)  # 2.x's post_execution_hook
+    if after is not None:
+        after(exec_mode)
     reporter.log(f"version {name}: eval on train set: {train_text}")
     reporter.log(f"version {name}: eval on test set: {test_text}")
     eval_train, _ = eval_metrics(train_value)

@@ -6,6 +6,12 @@
 - 1.1a3.post9 … post12 (``mlpipeline.base.ExperimentABC``/``DataLoaderABC``): ``setup_model(version,
   experiment_dir)`` before ``pre_execution_hook``, the loops take the version as a third argument, no
   ``get_current_version`` to write, ``export_model(version)``, ``log(..., agent=None)``.
+- 2.0a1 … 2.0a7.post1 (the same ``mlpipeline.base.ExperimentABC``): the hooks lose their arguments —
+  ``setup_model()``, ``pre_execution_hook(mode)``, ``train_loop(input_fn)``, ``evaluate_loop(input_fn)``,
+  ``post_execution_hook(mode)``, ``export_model()`` — and read ``self.current_version``,
+  ``self.experiment_dir`` and ``self.dataloader``; no steps (``mlpipeline.iterator`` cuts loops in test
+  mode); a version's dataloader may be a ``DataLoaderCallableWrapper``, built when first used.
+  Which form a hook has is read from its signature, so one class serves both generations.
 """
 from __future__ import annotations
 
@@ -13,11 +19,16 @@ import inspect
 from typing import Any, Optional
 
 from .helper import DataLoader, Model
+from .modes import ExecutionModeKeys, ExperimentModeKeys
+from .plain import test_mode
 from .utils import console_colors
 from .versions import version_parameters
 from .utils import log as _log
 
-__all__ = ["Experiment", "ExperimentABC", "DataLoaderABC"]
+__all__ = ["Experiment", "ExperimentABC", "DataLoaderABC", "DataLoaderCallableWrapper"]
+
+# The mode a 2.x pre_execution_hook/post_execution_hook receives (ExperimentModeKeys) for the runner's own.
+_MODE_2X = {ExecutionModeKeys.TRAIN: ExperimentModeKeys.RUN, ExecutionModeKeys.TEST: ExperimentModeKeys.TEST}
 
 
 def _accepts(function: Any, count: int) -> bool:
@@ -29,6 +40,11 @@ def _accepts(function: Any, count: int) -> bool:
     except ValueError:  # no signature to read: assume it can
         return True
     return True
+
+
+def _takes_input_alone(loop: Any) -> bool:
+    """Whether a loop is written in 2.x's form, ``loop(input_fn)``, rather than post12's with steps and version."""
+    return _accepts(loop, 1) and not _accepts(loop, 2)
 
 
 def _respell(versions: Any) -> None:
@@ -86,19 +102,44 @@ class Experiment(Model):
 
 
 class ExperimentABC(Experiment):
-    """Base class of a 1.1a3.post9 … post12 script's ``EXPERIMENT``."""
+    """Base class of a 1.1a3.post9 … post12 or 2.0a1 … 2.0a7.post1 script's ``EXPERIMENT``."""
 
     _mlp_version: Any = None
+    experiment_dir: Optional[str] = None
+    dataloader: Any = None
+    # False for a 2.x experiment (train_loop(input_fn)): it has no steps, so none are counted for it.
+    _mlp_steps = True
 
-    def _mlp_before_hooks(self, version: Any, experiment_dir: str) -> None:
-        """Called by the runner before ``pre_execution_hook``: the original called
-        ``setup_model(version, experiment_dir)`` there (one written ``setup_model(self, version)``
-        gets the version alone)."""
-        self._mlp_version = version
-        if _accepts(self.setup_model, 2):
-            self.setup_model(version, experiment_dir)
+    def _mlp_before_hooks(self, version: Any, experiment_dir: str, exec_mode: str = ExecutionModeKeys.TEST) -> bool:
+        """Called by the runner in place of ``pre_execution_hook``: ``setup_model`` then
+        ``pre_execution_hook``, each called in the form it is written in — post12's
+        ``(version, experiment_dir[, exec_mode])`` (a ``setup_model(self, version)`` gets the version alone,
+        as post12's own example wrote it) or 2.x's ``setup_model()`` and ``pre_execution_hook(mode)``.
+        Returns True: both are called."""
+        self._mlp_version = self.current_version = version
+        self.experiment_dir = experiment_dir
+        loader = version.get("dataloader") if isinstance(version, dict) else None
+        self.dataloader = loader() if isinstance(loader, DataLoaderCallableWrapper) else loader
+        self._mlp_steps = not _takes_input_alone(self.train_loop)
+        for count in (2, 1, 0):
+            if _accepts(self.setup_model, count):
+                self.setup_model(*(version, experiment_dir)[:count])
+                break
+        hook: Any = self.pre_execution_hook  # written in either generation's form
+        if _accepts(hook, 3):
+            hook(version, experiment_dir, exec_mode)
+        elif _accepts(hook, 2):
+            hook(version, experiment_dir)
         else:
-            self.setup_model(version)
+            hook(mode=_MODE_2X.get(exec_mode, exec_mode))
+        return True
+
+    def _mlp_after_hooks(self, exec_mode: str) -> None:
+        """Called by the runner after the evaluation: 2.x's ``post_execution_hook(mode)``."""
+        self.post_execution_hook(mode=_MODE_2X.get(exec_mode, exec_mode))
+
+    def post_execution_hook(self, mode: str = ExperimentModeKeys.TEST) -> None:
+        """Called after a version's evaluation (2.x; the default does nothing)."""
 
     def setup_model(self, version: Any, experiment_dir: Optional[str] = None) -> None:
         """Build ``self.model`` for ``version`` (the default does nothing)."""
@@ -110,13 +151,28 @@ class ExperimentABC(Experiment):
         return self._mlp_version
 
     def train_model(self, input_fn: Any, steps: int) -> Any:
-        return self.train_loop(input_fn, steps, self._mlp_version)
+        loop: Any = self.train_loop  # written in either generation's form
+        return loop(input_fn, steps, self._mlp_version) if self._mlp_steps else loop(input_fn)
 
     def evaluate_model(self, input_fn: Any, steps: int) -> Any:
-        return self.evaluate_loop(input_fn, steps, self._mlp_version)
+        loop: Any = self.evaluate_loop
+        return loop(input_fn) if _takes_input_alone(loop) else loop(input_fn, steps, self._mlp_version)
 
-    def export_model(self, version: Any) -> None:
+    def export_model(self, *version: Any) -> None:
+        """Save the trained model for use elsewhere (post12: ``export_model(version)``, 2.x:
+        ``export_model()``); not run by this project (see the README)."""
         raise NotImplementedError(f"{type(self).__name__}.export_model is not implemented")
+
+    def copy_related_files(self, dst_dir: str) -> None:
+        """As ``Model.copy_related_files``; a 2.x experiment copies nothing in test mode, as 2.x did."""
+        if not self._mlp_steps and test_mode():
+            _log(f"Not copying in TEST mode: {dst_dir}")
+            return
+        super().copy_related_files(dst_dir)
+
+    def _export_model(self, *version: Any) -> None:
+        """2.x's internal spelling of ``export_model``, kept for scripts that override it."""
+        self.export_model(*version)
 
     def log(self, message: Any, log_to_file: bool = False, agent: Any = None, **kwargs: Any) -> None:
         """Log a line from the experiment; ``agent`` names who speaks (``agent: message``)."""
@@ -130,3 +186,30 @@ class DataLoaderABC(DataLoader):
     def log(self, message: Any, log_to_file: bool = False, agent: Any = None, **kwargs: Any) -> None:
         text = f"{agent}: {message}" if agent is not None else message
         _log(f"{console_colors.CYAN_FG}DataLoader- {console_colors.RESET}{text}", log_to_file=log_to_file, **kwargs)
+
+
+class DataLoaderCallableWrapper:
+    """A 2.x version's dataloader, built on first use: ``DataLoaderCallableWrapper(cls, *args, **kwargs)()``
+    returns the one ``cls(*args, **kwargs)``. The runner uses it as the dataloader itself (its attributes
+    are the built one's), so a version's process builds only its own."""
+
+    _mlp_dataloader = True  # Versions(...) takes it for a dataloader without building it
+
+    def __init__(self, dataloader_class: Any, *args: Any, **kwargs: Any):
+        self.dataloader_class = dataloader_class
+        self.args = args
+        self.kwargs = kwargs
+        self._dataloader: Any = None
+
+    def __call__(self) -> Any:
+        if self._dataloader is None:
+            self._dataloader = self.dataloader_class(*self.args, **self.kwargs)
+        return self._dataloader
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("dataloader_class", "args", "kwargs", "_dataloader"):
+            raise AttributeError(name)
+        return getattr(self(), name)
+
+    def __repr__(self) -> str:
+        return f"DataLoaderCallableWrapper({getattr(self.dataloader_class, '__name__', self.dataloader_class)})"

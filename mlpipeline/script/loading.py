@@ -19,7 +19,7 @@ import threading
 import types
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
 
-from .versions import MANDATORY, Version, dir_suffix, params_digest, version_params, version_parameters
+from .versions import MANDATORY, Version, dir_suffix, ordered, params_digest, version_params, version_parameters
 from ..core.layout import PACKAGE_DIR
 from ..core.errors import MLPipelineError, ScriptError
 
@@ -146,12 +146,35 @@ def load_module(path: str) -> types.ModuleType:
     except Exception as exc:  # noqa: BLE001 - any error in user code becomes one message
         line, details = _user_frames(exc.__traceback__, path)
         kind = type(exc).__name__
-        hint = "; install the package or fix the import" if isinstance(exc, ImportError) else ""
+        hint = _import_hint(exc) if isinstance(exc, ImportError) else ""
         at = f":{line}" if line else ""
         raise ScriptError(f"{name}{at}: {kind} while importing the script: {exc}{hint}",
                           details=f"Traceback (most recent call last):\n{details}{kind}: {exc}\n",
                           transient=isinstance(exc, (ImportError, OSError))) from None
     return module
+
+
+# Names of the original's later releases that this project does not provide (yet), and what to do instead.
+_NOT_PROVIDED = {
+    "mlpipeline.pytorch": ("2.0a1 ... 2.0a7.post1", "derive from mlpipeline.base.ExperimentABC/DataLoaderABC and "
+                                                     "write the torch loop in train_loop"),
+    "mlpipeline.api": ("2.0a1 ... 2.0a7.post1", "run the project with mlpipeline run / mlpipeline test"),
+    "ExperimentWrapper": ("1.1a3.post9 ... 2.0a7.post1", "run the project with mlpipeline run / mlpipeline test"),
+    "Datasets": ("2.0a1 ... 2.0a7.post1", "load the data in the DataLoader (mlpipeline.data has loaders)"),
+    "PipelineConfig": ("2.0a1 ... 2.0a7.post1", "set the project up in mlp.config"),
+}
+
+
+def _import_hint(exc: ImportError) -> str:
+    """What to do about an ImportError: a name of a release of the original that is not provided says which
+    release it comes from; anything else is a package to install or an import to fix."""
+    module = exc.name or ""
+    missing = str(exc).split("'")[1] if str(exc).startswith("cannot import name '") else ""
+    for key in (module, missing, *(m for m in _NOT_PROVIDED if module.startswith(m + "."))):
+        if key in _NOT_PROVIDED and module.startswith("mlpipeline"):
+            generation, instead = _NOT_PROVIDED[key]
+            return f"; {key} is of the original's {generation} and is not provided here yet: {instead}"
+    return "; install the package or fix the import"
 
 
 def _safe_dir_part(text: str) -> bool:
@@ -186,6 +209,9 @@ def _check_version(name: str, version: Version, command: bool = False) -> None:
                           f"model_dir_suffix")
     if command:  # a Command's versions are arguments: no dataloader, batch size or epochs needed
         return
+    if version_parameters.EPOCH_COUNT_2X in version and version_parameters.EPOC_COUNT not in version:
+        _check_2x_version(label, version)  # a 2.0a1 ... 2.0a7.post1 version: its loops count no steps
+        return
     for key in MANDATORY:
         if version.get(key) is None:
             raise ScriptError(f"{label} has no {key}; set it in Versions(...) or add_version(..., {key}=...)")
@@ -197,6 +223,17 @@ def _check_version(name: str, version: Version, command: bool = False) -> None:
         value = version[key]
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < minimum:
             raise ScriptError(f"{label}: {key} = {value!r} must be a number >= {minimum}")
+
+
+def _check_2x_version(label: str, version: Version) -> None:
+    """A 2.x version needs a dataloader (a ``DataLoaderCallableWrapper`` is not built to be checked); its
+    batch size and epoch count are the script's own business, as they were there."""
+    loader = version.get(version_parameters.DATALOADER)
+    if getattr(type(loader), "_mlp_dataloader", False):
+        return
+    if not hasattr(loader, "get_train_input"):
+        raise ScriptError(f"{label}: dataloader is a {type(loader).__name__}, not a DataLoaderABC; pass an instance "
+                          f"of your DataLoaderABC subclass or DataLoaderCallableWrapper(YourDataLoader)")
 
 
 def get_model(module: types.ModuleType, path: str, only: Optional[str] = None) -> Any:
@@ -222,7 +259,7 @@ def get_model(module: types.ModuleType, path: str, only: Optional[str] = None) -
         if version is not None:
             _check_version(name, version, command)
             return model
-    listed = versions.get_versions()
+    listed = ordered(versions)
     searches = _searches(versions)
     if only is None:
         from .space import is_point_name
@@ -257,7 +294,7 @@ def describe(model: Any, path: str, sha256: str, deps: Optional[List[List[str]]]
              fingerprint: str = "") -> ScriptInfo:
     """The plain-data description of a loaded, checked MODEL."""
     specs = []
-    for version in model.versions.get_versions():
+    for version in ordered(model.versions):
         params = version_params(version)
         specs.append(VersionInfo(version[version_parameters.NAME], params, params_digest(params)))
     searches = [{**search.describe(), "template": version_params(search_template(model.versions, search.name))}

@@ -28,7 +28,9 @@ class MetricError(MLPipelineError, TypeError, ValueError):
 class Metric:
     """Running and per-epoch averages of one metric."""
 
-    def __init__(self, track_average_epoc_count: int = 1):
+    def __init__(self, track_average_epoc_count: int = 1, *, track_average_epoch_count: Optional[int] = None):
+        if track_average_epoch_count is not None:  # 2.0a1 ... 2.0a7.post1 spell it "epoch"
+            track_average_epoc_count = track_average_epoch_count
         self.count = 0
         self.value: float = 0  # an int until a float is added, as the original's
         self.epoc_count = 0
@@ -94,12 +96,26 @@ class Metric:
         except statistics.StatisticsError:
             return 0
 
+    # 2.0a1 ... 2.0a7.post1's spelling of the same state and methods.
+    epoch_count = property(lambda self: self.epoc_count, lambda self, v: setattr(self, "epoc_count", v))
+    epoch_value = property(lambda self: self.epoc_value, lambda self, v: setattr(self, "epoc_value", v))
+    track_average_epoch_count = property(lambda self: self.track_average_epoc_count,
+                                         lambda self, v: setattr(self, "track_average_epoc_count", v))
+
+    def reset_epoch(self) -> None:
+        """``reset_epoc`` under 2.x's spelling."""
+        self.reset_epoc()
+
+    def avg_epoch(self) -> float:
+        """``avg_epoc`` under 2.x's spelling."""
+        return self.avg_epoc()
+
     def __repr__(self) -> str:
         return f"Metric(avg={self.avg():.4f}, count={self.count}, avg_epoc={self.avg_epoc():.4f})"
 
 
 # Names the original never copied from the class into the container's items.
-_NOT_ITEMS = ("update", "pop", "reset", "log_metrics", "reset_epoc", "_get_matrics_subset", "log_rows")
+_NOT_ITEMS = ("update", "pop", "reset", "log_metrics", "reset_epoc", "_get_matrics_subset", "log_rows", "reset_epoch")
 
 
 class MetricContainer(dict):
@@ -113,6 +129,7 @@ class MetricContainer(dict):
 
     def __init__(self, metrics: Optional[list] = None, track_average_epoc_count: int = 1, **kwargs: Any):
         super().__init__()
+        track_average_epoc_count = kwargs.pop("track_average_epoch_count", track_average_epoc_count)  # 2.x spelling
         if metrics is None:
             return
         if not isinstance(metrics, list):
@@ -125,8 +142,9 @@ class MetricContainer(dict):
                     raise MetricError(f"MetricContainer: group {group!r} must be a dict with a 'metrics' list")
                 for name in group["metrics"]:
                     metric = Metric(track_average_epoc_count=track_average_epoc_count)
-                    if "track_average_epoc_count" in group:
-                        metric.track_average_epoc_count = group["track_average_epoc_count"]
+                    for key in ("track_average_epoc_count", "track_average_epoch_count"):  # 1.x, 2.x
+                        if key in group:
+                            metric.track_average_epoc_count = group[key]
                     found[name] = metric
         else:
             for name in metrics:
@@ -185,6 +203,10 @@ class MetricContainer(dict):
         for metric in self._get_matrics_subset(metrics):
             metric.reset_epoc()
 
+    def reset_epoch(self, metrics: Optional[Iterable] = None) -> None:
+        """``reset_epoc`` under 2.x's spelling."""
+        self.reset_epoc(metrics)
+
     def log_rows(self, metrics: Optional[Iterable] = None, log_to_file: bool = True, complete_epoc: bool = False,
                  items_per_row: int = 3, charachters_per_row: int = 50,
                  name_prefix: str = "") -> Tuple[str, List[Tuple[str, float]]]:
@@ -217,7 +239,7 @@ class MetricContainer(dict):
 
     def log_metrics(self, metrics: Optional[Iterable] = None, log_to_file: bool = True,
                     complete_epoc: bool = False, items_per_row: int = 3, charachters_per_row: int = 50,
-                    name_prefix: str = "", step: Optional[int] = None) -> str:
+                    name_prefix: str = "", step: Optional[int] = None, complete_epoch: bool = False) -> str:
         """Log ``name: value`` rows and return them joined, exactly as the original.
 
         Values are ``avg_epoc()`` when ``complete_epoc`` else ``avg()``; a row
@@ -226,7 +248,7 @@ class MetricContainer(dict):
         ``log_to_file`` each value is also recorded as a metric of the running
         version, at ``step`` (our addition).
         """
-        returned, values = self.log_rows(metrics, log_to_file, complete_epoc, items_per_row,
+        returned, values = self.log_rows(metrics, log_to_file, complete_epoc or complete_epoch, items_per_row,
                                          charachters_per_row, name_prefix)
         if log_to_file and type(_report.current()) is not _report.Reporter:  # a version is running
             reporter = _report.current()

@@ -16,3 +16,12 @@ class ExecutionModeKeys:
 
     TRAIN = "Train"
     TEST = "Test"
+
+
+class ExperimentModeKeys:
+    """The 2.0a1 … 2.0a7.post1 command a version runs under (``mlpipeline run``/``test``/``export``): what
+    a 2.x ``pre_execution_hook(mode)`` and ``post_execution_hook(mode)`` receive."""
+
+    RUN = "Run"
+    TEST = "Test"
+    EXPORT = "Export"

@@ -11,7 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any, Mapping
 
-from .versions import version_params, version_parameters
+from .versions import ordered, version_params, version_parameters
 
 
 def version_for(model: Any, name: str, params: Mapping[str, Any]) -> Any:
@@ -25,7 +25,7 @@ def version_for(model: Any, name: str, params: Mapping[str, Any]) -> Any:
     if own is None and name.rsplit("-", 1)[0] in searches:  # a search's point: built from the search's template
         base = versions.search_version(name, {})
     else:
-        base = own if own is not None else versions.get_versions()[0]
+        base = own if own is not None else ordered(versions)[0]
     version = copy.copy(base)
     plain = version_params(base)
     for key, value in params.items():

@@ -46,6 +46,7 @@ class version_parameters:  # noqa: N801 - the original's name, kept importable
     EPOCH_COUNT = EPOC_COUNT
     LEARNING_RATE = "learning_rate"
     MODEL_DIR_SUFFIX = "model_dir_suffix"
+    EPOCH_COUNT_2X = "epoch_count"  # 2.0a1 ... 2.0a7.post1's key (EPOCH_COUNT stays the 1.x one)
     EXPERIMENT_DIR_SUFFIX = "experiment_dir_suffix"  # 1.1a3.post8 ... post12's spelling: dir <script>-<suffix>
     ORDER = "order"
     # released-API keys (set on every addV version)
@@ -188,6 +189,8 @@ class EasyVersion(Version, AttrDict):
 
 
 def _looks_like_dataloader(obj: Any) -> bool:
+    if getattr(type(obj), "_mlp_dataloader", False):  # a 2.x DataLoaderCallableWrapper: not built to ask
+        return True
     return hasattr(obj, "get_train_input") and hasattr(obj, "get_train_sample_count")
 
 
@@ -510,6 +513,14 @@ class Versions:
 
     def __contains__(self, name: object) -> bool:
         return name in self._versions
+
+
+def ordered(versions: Any) -> List[Version]:
+    """A script's versions in run order, whatever its ``get_versions`` returns to the script (2.x's gives
+    ``(name, version)`` pairs)."""
+    if isinstance(versions, Versions):
+        return Versions.get_versions(versions)
+    return versions.get_versions()
 
 
 def version_params(version: Version) -> Dict[str, Any]:
