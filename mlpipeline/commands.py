@@ -156,6 +156,10 @@ def _cluster_options(args: argparse.Namespace) -> dict:
         value = getattr(args, name)
         if value is not None and not (value >= 0 and value == value and value != float("inf")):
             raise UsageError(f"--{name.replace('_', '-')} {value:g}: give 0 or a positive number")
+    share = args.gpus_per_version
+    if share is not None and share > 1 and share != int(share):
+        raise UsageError(f"--gpus-per-version {share:g}: give a fraction below 1 (0.5 shares a GPU) or a whole "
+                         f"number of GPUs")
     return {"backend": args.backend, "ray_address": args.ray_address, "gpus_per_version": args.gpus_per_version,
             "cpus_per_version": args.cpus_per_version, "resources": parse_resources(args.resources),
             "gpu_foreign_memory": _parse_size(args.gpu_foreign_memory, "--gpu-foreign-memory", least=0),
@@ -224,12 +228,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     _out(render(reversed(_with_attempt(rows)), BATCH_COLUMNS))
     if result.total > len(finished):
         _say(f"(the last {len(finished)} of the {result.total} runs this batch ended; mlpipeline runs lists them all)")
-    counts = dict(result.counts)
+    counts = {status: n - result.retried.get(status, 0) for status, n in result.counts.items()}
     counts.setdefault(RunStatus.SUCCEEDED.value, 0)
     counts.setdefault(RunStatus.FAILED.value, 0)
     order = [s.value for s in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.PRUNED, RunStatus.TIMEOUT,
                                RunStatus.STALLED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)]
-    _say(", ".join(f"{counts[s]} {s}" for s in order if s in counts)
+    retried = sum(result.retried.values())
+    _say(", ".join(f"{counts[s]} {s}" for s in order if s in counts) + (f", {retried} retried" if retried else "")
          + ("" if test else f"; ledger: {display(result.ledger_path)}")
          + ("; stopped before the queue was done" if result.stopped_early else ""))
     for reason in result.missing:

@@ -183,3 +183,30 @@ def test_a_version_that_never_fits_is_refused_once_and_the_rest_go_on():
     queue.started(step.item)
     queue.finished(step.item, False)
     assert queue.next(plan, set(), fits).spec.version == "ok"
+
+
+def test_nvml_failing_mid_run_hands_the_gpus_out_as_plain_ids_again():
+    """What NVML said last (a busy GPU, its memory) does not outlive it: the GPUs go out as --gpus would."""
+    machine = Machine(16 * GIB)
+    machine.gpus[0].processes = [(1, 5 * GIB)]
+    said = []
+    gpus = book(machine, say=lambda text, level: said.append(text))
+    assert "busy" in gpus.fits(spec("a"), set).reason
+    machine.fail = "NVML driver gone"
+    gpus.now[0] += 5
+    assert gpus.fits(spec("a"), set) is None and len(said) == 1
+    assert gpus.take(1, spec("a"), set)["where"]["gpu"] == "0"
+
+
+def test_nan_and_infinite_declarations_are_refused_in_one_line():
+    for bad in ({"gpus": float("nan")}, {"cpus": float("nan")}, {"gpus": float("inf")}, {"memory": "1e400"},
+                {"gpus": 1, "gpu_memory": float("inf")}):
+        with pytest.raises(ResourceError, match="resources "):
+            resources_of(bad)
+
+
+def test_a_gpus_per_version_that_is_neither_a_fraction_nor_whole_is_a_usage_error(project):
+    project.configure([])
+    result = project.run("-r", "--gpus-per-version", "1.5")
+    assert result.returncode == 2 and "--gpus-per-version 1.5: give a fraction below 1" in result.stderr
+    assert project.runs() == []

@@ -94,6 +94,7 @@ def test_which_endings_are_retried_and_the_back_off_doubles():
     assert [policy.again(Outcome(RunStatus.FAILED), attempt) for attempt in (1, 2, 3, 4)] == [30.0, 60.0, 120.0, None]
     assert RetryPolicy(9, DEFAULT_ON, 400).again(Outcome(RunStatus.FAILED, signal=9), 2) == 600.0  # capped
     assert policy.again(Outcome(RunStatus.FAILED, reason="oom"), 1) is None  # oom is not among its kinds
+    assert kind_of(Outcome(RunStatus.FAILED, signal=15, reason="nan")) == "error"  # the NaN guard's own SIGTERM
     assert RetryPolicy(1).again(Outcome(RunStatus.INTERRUPTED, node_lost=True), 1) == 0.0  # another node, now
     assert RetryPolicy(0).again(Outcome(RunStatus.FAILED, signal=9), 1) is None
     assert parse_kinds("error, OOM", "--retry-on") == {"error", "oom"}
@@ -131,6 +132,7 @@ def test_a_transient_failure_succeeds_on_its_retry_and_the_batch_exits_0(project
     assert "it ended failed (error); running it again as a new run, attempt 2 of 2" in result.stderr
     assert "succeeded on attempt 2 of 2" in result.stderr
     assert "succeeded (attempt 2)" in result.stdout + result.stderr  # the batch's summary table
+    assert "1 succeeded, 0 failed, 1 retried" in result.stderr, result.stderr
     listed = project.run("runs").stdout
     assert "succeeded (attempt 2)" in listed, listed
 
@@ -224,3 +226,26 @@ def test_status_shows_a_running_versions_silence_past_half_the_stall_timeout(pro
             runner.kill()
             runner.communicate()
     assert [r["status"] for r in runs_of(project, "silent")] == ["stalled"]
+
+
+def test_a_chain_goes_on_only_after_a_runner_that_died():
+    """A run the user stopped (Ctrl+C: its runner ended) starts the next batch's chain afresh; one a dead
+    runner left goes on counting, if retries are in force."""
+    from types import SimpleNamespace
+
+    from mlpipeline.run.guards import Retries
+
+    rows = {"stopped": {"id": 7, "status": "interrupted", "attempt": 1, "signal": None, "reason": None,
+                        "runner_id": 3},
+            "crashed": {"id": 8, "status": "interrupted", "attempt": 2, "signal": None, "reason": None,
+                        "runner_id": 4},
+            "failed": {"id": 9, "status": "failed", "attempt": 1, "signal": 9, "reason": None, "runner_id": 4}}
+    ledger = SimpleNamespace(last_attempt=lambda script, version: rows[version])
+    options = SimpleNamespace(retries=1, retry_on=None, retry_delay=0.0, default_retries=0)
+    retries = Retries(options, ledger)
+    retries.dead_runners = {4}
+    assert retries.link(("s.py", "stopped"), None) == {"attempt": 1}
+    assert retries.link(("s.py", "crashed"), None) == {"attempt": 3, "retry_of": 8}
+    assert retries.link(("s.py", "failed"), None) == {"attempt": 2, "retry_of": 9}  # its retry never started
+    options.retries = 0
+    assert retries.link(("s.py", "crashed"), None) == {"attempt": 1}  # no retries in force: a fresh start

@@ -4,6 +4,7 @@ line, and read by every backend (the local GPU placement, Ray's ``num_gpus``/``n
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping, Optional
 
@@ -29,7 +30,7 @@ def parse_size(value: Any) -> Optional[int]:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return int(value) if value >= 0 else None
+        return int(value) if value >= 0 and math.isfinite(value) else None
     if not isinstance(value, str):
         return None
     text = value.strip().upper().removesuffix("B").removesuffix("I")
@@ -38,7 +39,7 @@ def parse_size(value: Any) -> Optional[int]:
         size = float(number) * _UNITS[unit]
     except ValueError:
         return None
-    return int(size) if size >= 0 else None
+    return int(size) if size >= 0 and math.isfinite(size) else None
 
 
 def shown_size(size: float) -> str:
@@ -91,12 +92,13 @@ def resources_of(declared: Any, gpus: Optional[float] = None, cpus: Optional[flo
     if unknown:
         raise ResourceError(f"resources has no field {unknown[0]!r} (fields: gpus, gpu_memory, cpus, memory); {_EXAMPLE}")
     want_gpus = declared.get("gpus", gpus if gpus is not None else 0)
-    if isinstance(want_gpus, bool) or not isinstance(want_gpus, (int, float)) or want_gpus < 0 \
-            or (want_gpus > 1 and want_gpus != int(want_gpus)):
+    if isinstance(want_gpus, bool) or not isinstance(want_gpus, (int, float)) or not math.isfinite(want_gpus) \
+            or want_gpus < 0 or (want_gpus > 1 and want_gpus != int(want_gpus)):
         raise ResourceError(f"resources gpus={want_gpus!r}: give 0, a fraction below 1 (0.5 shares a GPU) or a "
                             f"whole number of GPUs")
     want_cpus = declared.get("cpus", cpus if cpus is not None else 0)
-    if isinstance(want_cpus, bool) or not isinstance(want_cpus, (int, float)) or want_cpus < 0:
+    if isinstance(want_cpus, bool) or not isinstance(want_cpus, (int, float)) or not math.isfinite(want_cpus) \
+            or want_cpus < 0:
         raise ResourceError(f"resources cpus={want_cpus!r}: give a number of CPUs, e.g. 2")
     sizes = {}
     for field in ("gpu_memory", "memory"):

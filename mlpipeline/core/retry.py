@@ -36,6 +36,8 @@ def kind_of(outcome: Outcome) -> Optional[str]:
         return RetryKind.TIMEOUT.value
     if outcome.status != RunStatus.FAILED or outcome.script_error:
         return None
+    if outcome.reason == "nan":  # the runner's own NaN guard ended it: the version diverged, it was not killed
+        return RetryKind.ERROR.value
     return (RetryKind.SIGNAL if outcome.signal is not None else RetryKind.ERROR).value
 
 

@@ -78,6 +78,9 @@ class GpuBook:
             found = self.read()
         except NoNvml as exc:
             self.nvml = False
+            for slot in getattr(self, "slots", []):  # what it said last no longer holds: plain --gpus from here on
+                slot.total = slot.foreign = slot.ours_used = 0
+                slot.foreign_who = ""
             if warn or getattr(self, "slots", None):
                 self.say(f"GPUs: {exc}; handing out --gpus without knowing their memory or other users' "
                          f"processes", 30)

@@ -67,6 +67,7 @@ class BatchResult:
     missing: List[str] = field(default_factory=list)  # listed scripts that do not exist (why, per script)
     ledger_path: str = ""
     config_name: str = ""
+    retried: Dict[str, int] = field(default_factory=dict)    # status -> of the counts, attempts that ran again
 
     @property
     def failed(self) -> List[Finished]:
@@ -239,7 +240,7 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
         if told is not None:
             told.batch_done(stopped="stopped (a signal) with versions left to run" if stopped_early else None)
         return BatchResult(project, test, list(ended.recent), dict(ended.counts), ended.failed_earlier,
-                           stopped_early=stopped_early,
+                           stopped_early=stopped_early, retried=dict(ended.retried),
                            history_skipped=bool(runner.history_skips), ledger_path=ledger.path,
                            config_name=os.path.basename(project.config_path(test)), missing=runner.missing,
                            searches_ended=runner.searches.ended())

@@ -38,15 +38,19 @@ class Ended:
     def __init__(self) -> None:
         self.recent: Deque[Finished] = deque(maxlen=self.KEEP)
         self.counts: Counter = Counter()
+        self.retried: Counter = Counter()  # status -> attempts of that status whose version ran again
         self.failed_earlier = 0  # failures no longer among the recent ones
 
     def add(self, finished: Finished) -> None:
         if len(self.recent) == self.KEEP:
             oldest = self.recent[0]
-            if oldest.status not in (RunStatus.SUCCEEDED, RunStatus.PRUNED) and not oldest.node_lost:
+            if oldest.status not in (RunStatus.SUCCEEDED, RunStatus.PRUNED) and not oldest.node_lost \
+                    and not oldest.retried:
                 self.failed_earlier += 1
         self.recent.append(finished)
         self.counts[finished.status.value] += 1
+        if finished.retried:  # an attempt whose version ran again: the summary counts it as retried
+            self.retried[finished.status.value] += 1
 
     def __len__(self) -> int:
         return sum(self.counts.values())

@@ -40,8 +40,10 @@ class Retries:
             return {"attempt": 1}
         attempt = last["attempt"] or 1
         ended = Outcome(RunStatus(last["status"]), signal=last["signal"], reason=last["reason"])
-        if last["status"] == RunStatus.INTERRUPTED.value or last["runner_id"] in self.dead_runners and \
-                self.policy(config).again(ended, attempt) is not None:
+        policy = self.policy(config)
+        if last["runner_id"] in self.dead_runners and (
+                policy.retries > 0 if last["status"] == RunStatus.INTERRUPTED.value
+                else policy.again(ended, attempt) is not None):
             return {"attempt": attempt + 1, "retry_of": last["id"]}
         return {"attempt": 1}
 
