@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import List
 
 ORIGINAL = "mlpipeline==1.1a3.post7"
 REQUIREMENTS = [ORIGINAL, "easydict>=1.8"]
@@ -34,9 +35,10 @@ def venv_dir() -> Path:
     return Path(__file__).resolve().parents[2] / ".compat-venv" / name
 
 
-def original_venv() -> Path:
-    """The venv's folder, made (and the original installed into it) if needed."""
-    root = venv_dir()
+def cached_venv(root: Path, steps: List[List[str]], version: str,
+                check: str = "import mlpipeline; print(mlpipeline.__version__)") -> Path:
+    """A venv at ``root`` made once (under a lock, a half-made one rebuilt): each of ``steps`` is a
+    ``pip install`` argument list, and ``check`` must print ``version`` in it."""
     stamp = root / ".ready"
     if stamp.exists():
         return root
@@ -49,17 +51,23 @@ def original_venv() -> Path:
         base = getattr(sys, "_base_executable", None) or sys.executable
         subprocess.run([base, "-m", "venv", str(root)], check=True, timeout=300)
         python = str(root / "bin" / "python")
-        result = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                                 *REQUIREMENTS], capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            raise RuntimeError(f"installing {ORIGINAL} into {root} failed (needs the package index):\n"
-                               f"{result.stderr[-3000:]}")
-        check = subprocess.run([python, "-c", "import mlpipeline, mlpipeline.utils, mlpipeline.helper; "
-                                "print(mlpipeline.__version__)"], capture_output=True, text=True, cwd=str(root))
-        if check.returncode != 0 or check.stdout.strip() != "1.1.a.3.post.7":
-            raise RuntimeError(f"{root}: the installed original does not import: {check.stderr[-2000:]}")
-        stamp.write_text(ORIGINAL + "\n")
+        for step in steps:
+            result = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check", "-q", *step],
+                                    capture_output=True, text=True, timeout=900)
+            if result.returncode != 0:
+                raise RuntimeError(f"installing {' '.join(step)} into {root} failed (needs the package index):\n"
+                                   f"{result.stderr[-3000:]}")
+        checked = subprocess.run([python, "-c", check], capture_output=True, text=True, cwd=str(root))
+        if checked.returncode != 0 or checked.stdout.strip() != version:
+            raise RuntimeError(f"{root}: the installed original does not import: {checked.stderr[-2000:]}")
+        stamp.write_text(version + "\n")
     return root
+
+
+def original_venv() -> Path:
+    """The venv's folder, made (and the original installed into it) if needed."""
+    return cached_venv(venv_dir(), [REQUIREMENTS], "1.1.a.3.post.7",
+                       "import mlpipeline, mlpipeline.utils, mlpipeline.helper; print(mlpipeline.__version__)")
 
 
 SHARED = Path(__file__).resolve().parent / "shared"  # _observe.py, imported by every fixture script

@@ -8,7 +8,6 @@ release commit ec13c98 (unchanged since c59931e, 2.0a7) is in projects/v2_exampl
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import re
 import shutil
@@ -19,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from original import clean_env, venv_dir
+from original import cached_venv, clean_env, venv_dir
 
 HERE = Path(__file__).parent
 RELEASE = "2.0.a.7.post.1"
@@ -29,29 +28,8 @@ ORACLE_PACKAGES = ["easydict>=1.8", "mlflow-skinny<2", "click<8.1", "six", "setu
 def release_venv() -> Path:
     """A venv holding mlpipeline==2.0a7.post1, made once and cached."""
     root = venv_dir().parent / f"mlpipeline-2.0a7.post1-py{sys.version_info[0]}{sys.version_info[1]}"
-    stamp = root / ".ready"
-    if stamp.exists():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f".{root.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.exists():
-            return root
-        shutil.rmtree(root, ignore_errors=True)
-        base = getattr(sys, "_base_executable", None) or sys.executable
-        subprocess.run([base, "-m", "venv", str(root)], check=True, timeout=300)
-        pip = [str(root / "bin" / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-        for step in (ORACLE_PACKAGES, ["--no-build-isolation", "--no-deps", "mlpipeline==2.0a7.post1"]):
-            result = subprocess.run(pip + step, capture_output=True, text=True, timeout=900)
-            if result.returncode != 0:
-                raise RuntimeError(f"installing {' '.join(step)} into {root} failed (needs the package index):\n"
-                                   f"{result.stderr[-3000:]}")
-        check = subprocess.run([str(root / "bin" / "python"), "-c", "import mlpipeline; print(mlpipeline.__version__)"],
-                               capture_output=True, text=True, cwd=str(root))
-        if check.stdout.strip() != RELEASE:
-            raise RuntimeError(f"{root}: the installed original does not import: {check.stderr[-2000:]}")
-        stamp.write_text(RELEASE + "\n")
-    return root
+    return cached_venv(root, [ORACLE_PACKAGES, ["--no-build-isolation", "--no-deps", "mlpipeline==2.0a7.post1"]],
+                       RELEASE)
 
 
 def observe(python: Path, tmp: Path, label: str) -> dict:

@@ -9,7 +9,6 @@ release) is in projects/post8_example, exactly as committed there.
 from __future__ import annotations
 
 import ast
-import fcntl
 import json
 import re
 import shutil
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from original import clean_env, venv_dir
+from original import cached_venv, clean_env, venv_dir
 
 from mlpipeline.core.errors import ConfigError
 from mlpipeline.plan import config_edit
@@ -33,30 +32,7 @@ RELEASES = {"post8": "1.1.a.3.post.8", "post12": "1.1.a.3.post.12"}
 def release_venv(release: str) -> Path:
     """A venv holding mlpipeline==1.1a3.<release> (and easydict), made once and cached."""
     root = venv_dir().parent / f"mlpipeline-1.1a3.{release}-py{sys.version_info[0]}{sys.version_info[1]}"
-    stamp = root / ".ready"
-    if stamp.exists():
-        return root
-    root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f".{root.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if stamp.exists():
-            return root
-        shutil.rmtree(root, ignore_errors=True)
-        base = getattr(sys, "_base_executable", None) or sys.executable
-        subprocess.run([base, "-m", "venv", str(root)], check=True, timeout=300)
-        python = str(root / "bin" / "python")
-        result = subprocess.run([python, "-m", "pip", "install", "--disable-pip-version-check", "-q",
-                                 f"mlpipeline==1.1a3.{release}", "easydict>=1.8"],
-                                capture_output=True, text=True, timeout=600)
-        if result.returncode != 0:
-            raise RuntimeError(f"installing mlpipeline==1.1a3.{release} into {root} failed (needs the package "
-                               f"index):\n{result.stderr[-3000:]}")
-        check = subprocess.run([python, "-c", "import mlpipeline; print(mlpipeline.__version__)"],
-                               capture_output=True, text=True, cwd=str(root))
-        if check.stdout.strip() != RELEASES[release]:
-            raise RuntimeError(f"{root}: the installed original does not import: {check.stderr[-2000:]}")
-        stamp.write_text(release + "\n")
-    return root
+    return cached_venv(root, [[f"mlpipeline==1.1a3.{release}", "easydict>=1.8"]], RELEASES[release])
 
 
 def observe(python: Path, script: Path, tmp: Path, label: str, *args: str) -> dict:
