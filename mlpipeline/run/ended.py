@@ -11,7 +11,7 @@ from ..core.lifecycle import Outcome, RunStatus
 __all__ = ["Ended", "Finished"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Finished:
     """What the batch's summary needs of a run that ended: kept small, since a ``--watch``
     runner ends runs for weeks (its result and spec go to the ledger, not here)."""

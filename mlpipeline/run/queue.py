@@ -21,6 +21,7 @@ from .search import Searches
 Key = Tuple[str, str]  # (script as runs record it, version)
 Entry = Tuple[str, Optional[str], str, Optional[str]]  # a snapshot row: (script, version, state, reason)
 ALREADY = "already succeeded with this code, data and these parameters (-u)"
+_IN_BATCH = {True: f"{RunStatus.SUCCEEDED.value} in this batch", False: f"{RunStatus.FAILED.value} in this batch"}
 
 
 class Broken(NamedTuple):
@@ -143,8 +144,7 @@ class BatchQueue:
         if previous is not None:
             unchanged = previous[:2] == (item.spec.fingerprint, item.spec.params_sha256)
             if unchanged or (previous[2] and not self.use_history):
-                how = RunStatus.SUCCEEDED if previous[2] else RunStatus.FAILED
-                return QueueState.FINISHED, f"{how.value} in this batch"
+                return QueueState.FINISHED, _IN_BATCH[previous[2]]  # one string for all: a snapshot keeps them
         if key in history:
             return QueueState.SKIPPED, ALREADY
         waiting = self.waiting.get(key)
