@@ -95,8 +95,9 @@ class GpuBook:
             if gpu is None:
                 continue
             slot.uuid, slot.total = gpu.uuid, gpu.total
-            foreign = [(used, pid) for pid, used in gpu.processes if pid not in ours]
-            slot.ours_used = sum(used for pid, used in gpu.processes if pid in ours)
+            listed = gpu.processes or []
+            foreign = [(used, pid) for pid, used in listed if pid not in ours]
+            slot.ours_used = sum(used for pid, used in listed if pid in ours)
             slot.foreign = sum(used for used, _ in foreign)
             if not gpu.processes:  # NVML could not list them: what no version of ours declared is someone's
                 slot.foreign = max(0, gpu.used - sum(mem for _, mem in slot.held.values()))

@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, List, Tuple
+from typing import Any, List, Optional, Tuple
 
 
 class NoNvml(Exception):
-    """NVML cannot be asked (the message says why, in one line)."""
+    """NVML cannot be asked (the message says why, in one line). ``missing``: no nvidia-ml-py at all (a machine
+    without GPUs, most likely: nothing to warn about where nobody asked for GPUs)."""
+
+    def __init__(self, message: str, missing: bool = False):
+        super().__init__(message)
+        self.missing = missing
+
+
+NOT_AVAILABLE = (1 << 64) - 1  # NVML's usedGpuMemory when the driver cannot say (NVML_VALUE_NOT_AVAILABLE)
 
 
 @dataclass
@@ -23,8 +31,8 @@ class Gpu:
     name: str
     total: int                   # bytes
     used: int                    # bytes, every process's
-    util: int = 0                # percent
-    processes: List[Tuple[int, int]] = field(default_factory=list)  # (pid, bytes) of its compute processes
+    util: Optional[int] = None   # percent (None: the board does not say)
+    processes: Optional[List[Tuple[int, int]]] = field(default_factory=list)  # (pid, bytes); None: not listed
 
 
 _lock = threading.Lock()
@@ -38,7 +46,8 @@ def _nvml() -> Any:
         try:
             import pynvml
         except ImportError:
-            raise NoNvml("the nvidia-ml-py package is not installed (pip install 'mlpipeline[gpu]')") from None
+            raise NoNvml("the nvidia-ml-py package is not installed (pip install 'mlpipeline[gpu]')",
+                         missing=True) from None
         try:
             pynvml.nvmlInit()
         except Exception as exc:  # noqa: BLE001 - NVMLError_LibraryNotFound, _DriverNotLoaded, ...
@@ -57,7 +66,7 @@ def _text(value: Any) -> str:
 
 def read_gpus() -> List[Gpu]:
     """Every GPU NVML counts, in its order; NoNvml when it cannot be asked. A query a GPU does not support
-    (utilisation on some boards) leaves that field at 0 instead of failing the whole reading."""
+    (utilisation on some boards, the process list) leaves that field None instead of failing the reading."""
     nvml = _nvml()
     try:
         found = []
@@ -71,10 +80,11 @@ def read_gpus() -> List[Gpu]:
             except Exception:  # noqa: BLE001 - not supported here: no figure
                 pass
             try:
-                gpu.processes = [(int(p.pid), int(p.usedGpuMemory or 0))
-                                 for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)]
+                gpu.processes = [(int(p.pid), int(used) if isinstance(used, int) and 0 <= used < NOT_AVAILABLE else 0)
+                                 for p in nvml.nvmlDeviceGetComputeRunningProcesses(handle)
+                                 for used in [getattr(p, "usedGpuMemory", None)]]
             except Exception:  # noqa: BLE001 - not supported here: nobody is known to hold it
-                pass
+                gpu.processes = None
             found.append(gpu)
         return found
     except NoNvml:

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import time
 from dataclasses import dataclass, replace
-from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence, Set, Tuple, TypeVar
+from typing import Any, Dict, Hashable, List, Mapping, Optional, Sequence, Tuple, TypeVar
 
 from ..core.lifecycle import OOM, SYSTEM_SPLIT, MetricRow, Outcome, RunStatus
 
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 MIB = float(1 << 20)
 NEAR_LIMIT = 0.9  # a SIGKILL with the last sampled RSS at this share of --memory-limit: out of memory
-NOT_AVAILABLE = (1 << 64) - 1  # NVML's usedGpuMemory when the driver cannot say (NVML_VALUE_NOT_AVAILABLE)
 
 Watched = Tuple[int, Sequence[int]]  # a version's child pid and the NVML indices of the GPUs it was given
 Key = TypeVar("Key", bound=Hashable)  # what names a version (the executor's ticket)
@@ -63,6 +62,7 @@ class Sampler:
             self._psutil = psutil
         now = time.time() if now is None else now
         trees = self._trees([pid for pid, _ in versions.values()])
+        self.gpu.read()
         gpu_memory = self.gpu.memory_by_pid()
         cpu: Dict[Tuple[int, float], float] = {}
         points: Dict[Key, List[MetricRow]] = {}
@@ -169,71 +169,40 @@ class Sampler:
 
 
 class Nvml:
-    """GPU memory by pid and utilisation by index through NVML, started at the first use. Without
-    ``pynvml`` there are no GPU values; an NVML error turns off what failed (memory, utilisation, or
-    both when NVML does not start) with one warning for the runner's life."""
+    """GPU memory by pid and utilisation by index, from one reading of ``execution.gpus`` a sample. Without
+    nvidia-ml-py there are no GPU values; an NVML error ends them for the runner's life, with one warning."""
 
     def __init__(self) -> None:
-        self._nvml: Any = None
-        self._handles: List[Any] = []
-        self.off: Set[str] = set()  # "memory", "utilisation": turned off by an error (or no NVML)
-        self._warned = False
+        self.off = False
+        self._gpus: Optional[List[Any]] = None
 
-    def _started(self) -> bool:
-        if self._nvml is not None:
-            return True
+    def read(self) -> None:
+        """Take this sample's reading."""
+        from .gpus import NoNvml, read_gpus
+
+        self._gpus = None
         if self.off:
-            return False
+            return
         try:
-            import pynvml
-        except ImportError:
-            self.off = {"memory", "utilisation"}
-            return False
-        try:
-            pynvml.nvmlInit()
-            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-        except Exception as exc:  # noqa: BLE001 - no driver, a library mismatch: no GPU values
-            self._failed("memory", exc)
-            self._failed("utilisation", exc)
-            return False
-        self._nvml = pynvml
-        return True
-
-    def _failed(self, what: str, exc: BaseException) -> None:
-        self.off.add(what)
-        if not self._warned:
-            self._warned = True
-            log.warning("GPU sampling: NVML failed (%s: %s); runs record no sys/gpu_* curves from now on",
-                        type(exc).__name__, exc)
+            self._gpus = read_gpus()
+        except NoNvml as exc:
+            self.off = True
+            if not exc.missing:
+                log.warning("GPU sampling: NVML failed: %s; runs record no sys/gpu_* curves from now on", exc)
 
     def memory_by_pid(self) -> Optional[Dict[int, int]]:
         """Bytes of GPU memory each process uses, summed over every GPU (None: not known here)."""
-        if "memory" in self.off or not self._started():
+        if self._gpus is None or all(gpu.processes is None for gpu in self._gpus):
             return None
         used: Dict[int, int] = {}
-        try:
-            for handle in self._handles:
-                for process in self._nvml.nvmlDeviceGetComputeRunningProcesses(handle):
-                    amount = getattr(process, "usedGpuMemory", None)
-                    if isinstance(amount, int) and 0 <= amount < NOT_AVAILABLE:
-                        used[process.pid] = used.get(process.pid, 0) + amount
-        except Exception as exc:  # noqa: BLE001 - any NVML error: no GPU memory values
-            self._failed("memory", exc)
-            return None
+        for gpu in self._gpus:
+            for pid, amount in gpu.processes or []:
+                used[pid] = used.get(pid, 0) + amount
         return used
 
     def utilisation(self, indices: Sequence[int]) -> Optional[float]:
         """The mean utilisation (%) of the GPUs at these NVML indices (None: not known here)."""
-        if "utilisation" in self.off or not self._started():
-            return None
-        rates = []
-        try:
-            for index in indices:
-                if 0 <= index < len(self._handles):
-                    rates.append(float(self._nvml.nvmlDeviceGetUtilizationRates(self._handles[index]).gpu))
-        except Exception as exc:  # noqa: BLE001 - "not supported" (a MIG slice), a lost GPU: no utilisation
-            self._failed("utilisation", exc)
-            return None
+        rates = [gpu.util for gpu in self._gpus or [] if gpu.index in indices and gpu.util is not None]
         return sum(rates) / len(rates) if rates else None
 
 
