@@ -228,13 +228,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     _out(render(reversed(_with_attempt(rows)), BATCH_COLUMNS))
     if result.total > len(finished):
         _say(f"(the last {len(finished)} of the {result.total} runs this batch ended; mlpipeline runs lists them all)")
-    counts = {status: n - result.retried.get(status, 0) for status, n in result.counts.items()}
+    from collections import Counter
+
+    retried = Counter(f.status.value for f in result.retried)  # attempts whose version ran again
+    counts = {status: n - retried[status] for status, n in result.counts.items()}
     counts.setdefault(RunStatus.SUCCEEDED.value, 0)
     counts.setdefault(RunStatus.FAILED.value, 0)
     order = [s.value for s in (RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.PRUNED, RunStatus.TIMEOUT,
                                RunStatus.STALLED, RunStatus.CANCELLED, RunStatus.INTERRUPTED)]
-    retried = sum(result.retried.values())
-    _say(", ".join(f"{counts[s]} {s}" for s in order if s in counts) + (f", {retried} retried" if retried else "")
+    again = sum(retried.values())
+    _say(", ".join(f"{counts[s]} {s}" for s in order if s in counts) + (f", {again} retried" if again else "")
          + ("" if test else f"; ledger: {display(result.ledger_path)}")
          + ("; stopped before the queue was done" if result.stopped_early else ""))
     for reason in result.missing:

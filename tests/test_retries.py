@@ -249,3 +249,24 @@ def test_a_chain_goes_on_only_after_a_runner_that_died():
     assert retries.link(("s.py", "failed"), None) == {"attempt": 2, "retry_of": 9}  # its retry never started
     options.retries = 0
     assert retries.link(("s.py", "crashed"), None) == {"attempt": 1}  # no retries in force: a fresh start
+
+
+def test_a_retry_that_never_ran_is_no_retry_in_the_summary(project):
+    """Stopped (Ctrl+C) while a retry waits out its back-off: that attempt is the version's last word, so the
+    summary counts it failed, not retried."""
+    import signal
+
+    script(project, "stop.py", [("broken", "fail")])
+    project.configure(["stop.py"])
+    runner = project.start("-r", "--retries", "1", "--retry-on", "error", "--retry-delay", "60")
+    try:
+        wait_for(lambda: [r["status"] for r in runs_of(project, "broken")] == ["failed"], timeout=60, proc=runner,
+                 what="the first attempt to fail")
+        time.sleep(0.5)
+        runner.send_signal(signal.SIGINT)
+        out, err = runner.communicate(timeout=30)
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.communicate()
+    assert "0 succeeded, 1 failed" in err and "retried" not in err.splitlines()[-1], err

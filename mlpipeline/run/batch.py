@@ -67,22 +67,27 @@ class BatchResult:
     missing: List[str] = field(default_factory=list)  # listed scripts that do not exist (why, per script)
     ledger_path: str = ""
     config_name: str = ""
-    retried: Dict[str, int] = field(default_factory=dict)    # status -> of the counts, attempts that ran again
 
     @property
     def failed(self) -> List[Finished]:
-        """Runs that did not succeed, less those whose node was lost and whose
-        version ran again later in the batch (the retry speaks for the version)
-        and those a search's stopper ended (pruned: asked for)."""
-        failed: List[Finished] = []
-        ran_later: set = set()
+        """Runs that did not succeed, less those whose version ran again later in the batch after a lost
+        node or a retry (the later attempt speaks for the version) and those a search's stopper ended
+        (pruned: asked for)."""
+        again = {f.run_id for f in self.retried}
+        return [f for f in self.finished if f.status not in (RunStatus.SUCCEEDED, RunStatus.PRUNED)
+                and f.run_id not in again]
+
+    @property
+    def retried(self) -> List[Finished]:
+        """Runs whose version ran again later in the batch (a lost node, a retry): not the batch's failures."""
+        later: set = set()
+        found: List[Finished] = []
         for f in reversed(self.finished):
-            if f.status not in (RunStatus.SUCCEEDED, RunStatus.PRUNED) and \
-                    not ((f.node_lost or f.retried) and f.key in ran_later):
-                failed.append(f)
+            if (f.node_lost or f.retried) and f.key in later:
+                found.append(f)
             if f.key is not None:
-                ran_later.add(f.key)
-        return failed[::-1]
+                later.add(f.key)
+        return found[::-1]
 
     @property
     def total(self) -> int:
@@ -240,7 +245,7 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
         if told is not None:
             told.batch_done(stopped="stopped (a signal) with versions left to run" if stopped_early else None)
         return BatchResult(project, test, list(ended.recent), dict(ended.counts), ended.failed_earlier,
-                           stopped_early=stopped_early, retried=dict(ended.retried),
+                           stopped_early=stopped_early,
                            history_skipped=bool(runner.history_skips), ledger_path=ledger.path,
                            config_name=os.path.basename(project.config_path(test)), missing=runner.missing,
                            searches_ended=runner.searches.ended())

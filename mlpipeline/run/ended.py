@@ -38,7 +38,6 @@ class Ended:
     def __init__(self) -> None:
         self.recent: Deque[Finished] = deque(maxlen=self.KEEP)
         self.counts: Counter = Counter()
-        self.retried: Counter = Counter()  # status -> attempts of that status whose version ran again
         self.failed_earlier = 0  # failures no longer among the recent ones
 
     def add(self, finished: Finished) -> None:
@@ -49,8 +48,6 @@ class Ended:
                 self.failed_earlier += 1
         self.recent.append(finished)
         self.counts[finished.status.value] += 1
-        if finished.retried:  # an attempt whose version ran again: the summary counts it as retried
-            self.retried[finished.status.value] += 1
 
     def __len__(self) -> int:
         return sum(self.counts.values())
