@@ -2,12 +2,13 @@
 #   make sample  installs mlpipeline (with TensorFlow) and runs the Keras sample in execution mode
 #   make test    installs mlpipeline with its test tools and runs the whole test suite
 #   make browser installs Debian's chromium (apt) for the browser tests in tests/web
+#   make slurm   installs Debian's slurmctld, slurmd and munge (apt) for the one-node Slurm of tests/slurm
 PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: sample test install browser bench clean
+.PHONY: sample test install browser slurm bench clean
 
 $(PY):
 	@echo "==> creating the virtual environment $(VENV)/"
@@ -31,7 +32,7 @@ sample: install
 	@echo "    mlpipeline serve                   # the same in a browser: runs, curves, compare, the live queue"
 	@echo "    mlpipeline init myproject && cd myproject && mlpipeline && mlpipeline -r -u   # your own project"
 
-test: install browser
+test: install browser slurm
 	@echo "==> lint (ruff), types (mypy), then the whole test suite (pytest)"
 	$(PY) -m ruff check mlpipeline tests bench
 	$(PY) -m mypy
@@ -45,6 +46,14 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
 	  else echo "make browser: apt-get needs root and there is no sudo; as root run: apt-get install chromium" >&2; exit 1; fi; \
 	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
+# The Slurm tests start a one-node Slurm of their own (tests/slurm/cluster.py) from Debian's packages, as root.
+slurm:
+	@test -x /usr/sbin/slurmctld && test -x /usr/sbin/slurmd && test -x /usr/bin/sbatch && test -x /usr/sbin/munged || { \
+	  echo "==> installing Debian's slurmctld, slurmd and munge for the Slurm tests (tests/slurm)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif command -v sudo >/dev/null; then SUDO=sudo; \
+	  else echo "make slurm: apt-get needs root and there is no sudo; as root run: apt-get install slurmctld slurmd slurm-client munge" >&2; exit 1; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq slurmctld slurmd slurm-client munge; }
 
 bench: install
 	$(PY) -m bench

@@ -87,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="sample each running version's CPU %%, RSS and GPU memory/utilisation every SECONDS "
                              "(default 2; 0: off)")
     cluster = parser.add_argument_group("on a Ray cluster (execution mode; pip install 'mlpipeline[ray]')")
-    cluster.add_argument("--backend", choices=("local", "ray"),
-                         help="where versions run: local child processes (default) or Ray tasks (also [MLP] backend "
-                              "in mlp.config)")
+    cluster.add_argument("--backend", choices=("local", "ray", "slurm"),
+                         help="where versions run: local child processes (default), Ray tasks, or one Slurm job each "
+                              "(the [SLURM] section of mlp.config says which partition, account, time...; also "
+                              "[MLP] backend in mlp.config)")
     cluster.add_argument("--ray-address", metavar="ADDR",
                          help="join this Ray cluster (auto, or HOST:6379; also [MLP] ray_address); without it a local "
                               "Ray starts on loopback")

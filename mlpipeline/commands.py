@@ -170,7 +170,7 @@ def _cluster_options(args: argparse.Namespace) -> dict:
 def cmd_run(args: argparse.Namespace) -> int:
     isolated = args.isolate if args.isolate is not None else args.run
     pool = None
-    if isolated and args.backend != "ray":
+    if isolated and args.backend not in ("ray", "slurm"):
         from .execution.forkpool import early_pool
 
         pool = early_pool(args.directory)  # its fork server imports while the runner's modules do
@@ -395,9 +395,11 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"run(s) {', '.join(map(str, state['interrupted']))} interrupted: their runner is gone")
     if state["running"]:
         print("\nrunning:")
-        shown = ("id", "script", "version", "node", "gpu", "elapsed", "last_metric")
-        print(render(state["running"], shown if any(r["node"] for r in state["running"]) else
-                     tuple(c for c in shown if c != "node")))
+        shown = ("id", "script", "version", "state", "node", "slurm_job_id", "gpu", "elapsed", "last_metric")
+        wanted = {"node": any(r["node"] for r in state["running"]),
+                  "slurm_job_id": any(r.get("slurm_job_id") for r in state["running"]),
+                  "state": any(r["state"] != QueueState.RUNNING.value for r in state["running"])}
+        print(render(state["running"], tuple(c for c in shown if wanted.get(c, True))))
     queued = [{**q, "position": i} for i, q in
               enumerate((q for q in state["queue"] if q["state"] in (QueueState.QUEUED, QueueState.RUNNING)), start=1)]
     skipped = [q for q in state["queue"] if q["state"] == "skipped"]

@@ -41,6 +41,20 @@ class NotifySettings:
     dashboard_url: Optional[str] = None  # messages link to <dashboard_url>/runs/<id>
 
 
+@dataclass(frozen=True)
+class SlurmSettings:
+    """``[SLURM]`` in mlp.config: what every version's job asks Slurm for, besides what the
+    version declares (``resources``). ``time`` as sbatch reads it (minutes, or D-HH:MM:SS)."""
+
+    partition: Optional[str] = None
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    time: Optional[str] = None
+    constraint: Optional[str] = None
+    extra: Tuple[str, ...] = ()          # more sbatch options, as written (split as a shell would)
+    poll: float = 2.0                    # seconds between two looks at Slurm (one squeue each)
+
+
 @dataclass
 class Project:
     """A project folder: where its configs, scripts and outputs are."""
@@ -48,9 +62,11 @@ class Project:
     root: str
     models_dir: str
     warnings: List[str] = field(default_factory=list)
-    backend: Optional[str] = None        # [MLP] backend: local or ray
+    backend: Optional[str] = None        # [MLP] backend: local, ray or slurm
     ray_address: Optional[str] = None    # [MLP] ray_address: auto or HOST:PORT
     notify: Optional[NotifySettings] = None  # [NOTIFY], when mlp.config has one
+    slurm: SlurmSettings = field(default_factory=SlurmSettings)  # [SLURM]
+    mlflow_uri: Optional[str] = None     # [MLFLOW] tracking_uri (a path made a file: URI from the root)
     spelling: str = "models"             # "experiments": a 1.1a3.post8-post12 project's configs
 
     @property

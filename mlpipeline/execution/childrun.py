@@ -263,7 +263,7 @@ class ChildRun:
         return exit_outcome(self.returncode, self.final, self._final_at is not None, self.killed)
 
 
-class _Echo:
+class Echo:
     """Copies a child's output to the terminal, each line prefixed when asked.
 
     A closed stdout (``mlpipeline -r | head``) only stops the echo; the output
@@ -308,7 +308,7 @@ def open_output(job: Job, echo: bool) -> Tuple[Any, Callable[[bytes], None]]:
             log_file = open(run_log(job.run_dir), "ab")
         except OSError as exc:
             raise write_failed(exc.filename or job.run_dir, exc, "create the run's output") from None
-    shown = _Echo(echo, job.label)
+    shown = Echo(echo, job.label)
 
     def capture(data: bytes) -> None:
         if log_file is not None and not log_file.closed:

@@ -237,6 +237,6 @@ def early_pool(directory: Optional[str]) -> Optional[ForkPool]:
         project = find_project(directory)
     except (MLPipelineError, OSError):
         return None
-    if (project.backend or "local") == "ray":
+    if (project.backend or "local") in ("ray", "slurm"):  # versions run on the cluster's nodes
         return None
     return ForkPool(project.root).start_early()

@@ -15,7 +15,7 @@ import selectors
 import socket
 import tarfile
 import time
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 from ..core.lifecycle import RunStatus
 from ..proc.system import MARK_RUN, MARK_VERSION, kill_marked
@@ -40,26 +40,34 @@ def gpu_env() -> Dict[str, str]:
     return {"CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in ids)} if ids else {}
 
 
+def ray_place() -> Tuple[Dict[str, Any], Dict[str, str]]:
+    """Where a Ray task runs (``whereabouts``) and the GPU environment Ray gave it."""
+    return whereabouts(), gpu_env()
+
+
 def run_version(payload: Dict[str, Any], env: Dict[str, str], cwd: Optional[str],
-                shared_marker: Optional[str] = None) -> Iterator[Dict[str, Any]]:
+                shared_marker: Optional[str] = None,
+                place: Callable[[], Tuple[Dict[str, Any], Dict[str, str]]] = ray_place) -> Iterator[Dict[str, Any]]:
     """Run one version's child here; yield ``{"placed"}``, then batches of
     ``{"out": bytes, "events": [...]}``, then ``{"done": ...}`` with the last of
     them. If the task is cancelled (or the generator closed), the child's whole
-    group is killed first."""
+    group is killed first. ``place``: this node as the ledger records it, and the GPU
+    environment its scheduler gave the version (Ray's by default; a Slurm job's in ``slurmjob``)."""
     from .childrun import ChildRun
 
     if env.get(MARK_VERSION):  # an earlier run of this version whose node was lost, not its machine: end what it left
         kill_marked(MARK_VERSION, env[MARK_VERSION])
     events: List[Dict[str, Any]] = []
     output = bytearray()
-    env = {**env, **gpu_env()}
+    where, gpus = place()
+    env = {**env, **gpus}
     server = _fork_server(cwd)
     run = ChildRun("run", payload, events.append, output.extend, cwd, env, server=server,
                    title=f"mlpipeline version {payload['spec']['script']} {payload['spec']['version']}")
     if server is not None and not server.alive:  # it failed on this version, which was spawned instead
         _servers[os.path.abspath(cwd or os.getcwd())] = None
     try:
-        yield {"placed": {**whereabouts(), "pid": run.proc.pid, "gpu": env.get("CUDA_VISIBLE_DEVICES")}}
+        yield {"placed": {**where, "pid": run.proc.pid, "gpu": env.get("CUDA_VISIBLE_DEVICES")}}
         sent_at = time.monotonic()
         with selectors.DefaultSelector() as selector:
             while run.returncode is None:

@@ -10,19 +10,19 @@ import math
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Dict, FrozenSet, List, Optional, Tuple
+from typing import Any, Dict, FrozenSet, List, Optional, Tuple
 
 from ..core.errors import ConfigError, UsageError, display
 from ..core.retry import parse_kinds
 from ..core.layout import (EXPERIMENT_CONFIGS, EXPERIMENTS, PROJECT_FILE, RUN_CONFIG, TEST_CONFIG, NotifySettings,
-                           Project)
+                           Project, SlurmSettings)
 from ..core.vocabulary import NotifyEvent
 
 __all__ = ["Project", "QueueConfig", "find_project", "read_queue_config", "resolve_scripts"]
 
 MAX_CONFIG_BYTES = 1 << 20
 
-BACKENDS = ("local", "ray")  # where execution-mode versions run
+BACKENDS = ("local", "ray", "slurm")  # where execution-mode versions run
 
 @dataclass
 class Entry:
@@ -263,12 +263,9 @@ def find_project(directory: Optional[str] = None) -> Project:
     if "MLP" not in ini.sections:
         raise ConfigError(f"{_display(path)}: no [MLP] section; add '[MLP]' and 'models_dir = models'")
     for section, line in ini.section_lines.items():
-        if section == "MLFLOW":
-            warnings.append(f"{ini.where(line)}: [MLFLOW] (the original's 2.0a1 ... 2.0a7.post1) is not supported "
-                            f"yet and is ignored: runs are recorded in the ledger (mlpipeline runs, mlpipeline "
-                            f"serve), not in MLflow")
-        elif section not in ("MLP", "NOTIFY"):
-            warnings.append(f"{ini.where(line)}: unknown section [{section}] is ignored (known: MLP, NOTIFY)")
+        if section not in ("MLP", "NOTIFY", "SLURM", "MLFLOW"):
+            warnings.append(f"{ini.where(line)}: unknown section [{section}] is ignored (known: MLP, NOTIFY, SLURM, "
+                            f"MLFLOW)")
     for entry in ini.sections["MLP"]:
         if entry.key.lower() in ("models_dir", "experiments_dir"):
             dirs[entry.key.lower()] = entry
@@ -307,7 +304,84 @@ def find_project(directory: Optional[str] = None) -> Project:
         raise ConfigError(f"{_display(path)}:{ini.section_lines['MLP']}: [MLP] has no models_dir; "
                           f"add 'models_dir = models'")
     notify = _notify_settings(ini, warnings) if "NOTIFY" in ini.sections else None
-    return Project(root, models_dir, warnings, **settings, notify=notify, spelling=spelling)
+    slurm = _slurm_settings(ini, warnings) if "SLURM" in ini.sections else SlurmSettings()
+    mlflow_uri = _mlflow_uri(ini, root, warnings) if "MLFLOW" in ini.sections else None
+    return Project(root, models_dir, warnings, **settings, notify=notify, spelling=spelling, slurm=slurm,
+                   mlflow_uri=mlflow_uri)
+
+
+def _mlflow_uri(ini: IniFile, root: str, warnings: List[str]) -> Optional[str]:
+    """``[MLFLOW] tracking_uri`` (the original's 2.0a1 ... 2.0a7.post1): the MLflow store execution-mode runs
+    are also logged to. Unknown keys are warnings."""
+    uri: Optional[str] = None
+    for entry in ini.sections["MLFLOW"]:
+        if entry.key.lower() == "tracking_uri":
+            uri = tracking_uri(entry.value or "", root)
+            if uri is None:
+                warnings.append(f"{ini.where(entry.line)}: tracking_uri is empty, so runs are not logged to MLflow; "
+                                f"give a folder (e.g. tracking_uri = mlruns) or a server (http://host:5000)")
+        else:
+            warnings.append(f"{ini.where(entry.line)}: unknown key {entry.key!r} in [MLFLOW] is ignored "
+                            f"(known: tracking_uri)")
+    return uri
+
+
+def tracking_uri(value: str, base: str) -> Optional[str]:
+    """An MLflow tracking URI as mlp.config or the command line gives it, a local store made absolute against
+    ``base``: a path or a relative ``file:`` URI becomes ``file:///abs/path`` and a relative ``sqlite:///x.db``
+    ``sqlite:////abs/x.db``; a server's (http, databricks, ...) is kept. None when empty."""
+    from urllib.parse import urlparse
+
+    value = value.strip()
+    scheme = value.partition(":")[0].lower() if re.match(r"[A-Za-z][A-Za-z0-9+.-]+:", value) else ""
+    if not value or value in ("databricks", "databricks-uc"):  # (MLflow's names for a Databricks workspace)
+        return value or None
+    if scheme in ("", "file"):  # a path (C:\\x too: a one-letter scheme is a drive)
+        parsed = urlparse(value) if scheme else None
+        path = value if parsed is None else parsed.path if parsed.netloc in ("", "localhost") \
+            else parsed.netloc + parsed.path  # file://mlruns: the folder mlruns, as meant
+        return "file://" + os.path.normpath(os.path.join(base, os.path.expanduser(path)))
+    if scheme == "sqlite" and value[7:].startswith("///") and not value[7:].startswith("////"):
+        return "sqlite:///" + os.path.normpath(os.path.join(base, value[10:]))
+    return value
+
+
+SLURM_KEYS = ("partition", "account", "qos", "time", "constraint", "extra", "poll")
+
+
+def _slurm_settings(ini: Any, warnings: List[str]) -> SlurmSettings:
+    """``[SLURM]``: partition, account, qos, time, constraint, extra (more sbatch options), poll."""
+    import shlex
+
+    values: Dict[str, Any] = {}
+    for entry in ini.sections["SLURM"]:
+        key, value = entry.key.lower(), (entry.value or "").strip()
+        if key not in SLURM_KEYS:
+            warnings.append(f"{ini.where(entry.line)}: unknown key {entry.key!r} in [SLURM] is ignored "
+                            f"(known: {', '.join(SLURM_KEYS)})")
+        elif key == "extra":
+            try:
+                values["extra"] = tuple(shlex.split(value))
+            except ValueError as exc:
+                raise ConfigError(f"{ini.where(entry.line)}: extra = {value!r} does not split as shell words "
+                                  f"({exc}); quote as in a shell, e.g. extra = --mail-type=END --exclusive") from None
+            if values["extra"] and not values["extra"][0].startswith("-"):
+                raise ConfigError(f"{ini.where(entry.line)}: extra = {value!r}: give sbatch options "
+                                  f"(--name=value), not {values['extra'][0]!r}")
+        elif key == "poll":
+            try:
+                values["poll"] = float(value)
+            except ValueError:
+                values["poll"] = -1.0
+            if not 0.2 <= values["poll"] <= 600:
+                raise ConfigError(f"{ini.where(entry.line)}: poll = {value!r}; give the seconds between two "
+                                  f"looks at Slurm, 0.2 to 600 (default 2)")
+        elif value:
+            if any(c.isspace() for c in value):
+                raise ConfigError(f"{ini.where(entry.line)}: {key} = {value!r} holds a space; give one value "
+                                  f"(more sbatch options go in extra = ...)")
+            values[key] = value
+    return SlurmSettings(**values)
 
 
 def _spelling(root: str, dirs: Dict[str, Entry]) -> str:

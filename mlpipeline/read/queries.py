@@ -15,7 +15,7 @@ import operator
 import os
 import re
 import time
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from ..core.errors import UsageError
 from ..core.layout import run_log
@@ -133,7 +133,7 @@ def list_runs(ledger: Reader, script: Optional[str] = None, version: Optional[st
     metrics = _eval_metrics(ledger, order)
     return [{
         "id": r["id"], "uid": r["uid"], "script": r["script"], "version": r["version"], "mode": r["mode"],
-        "status": r["status"], "started": iso(r["started_at"]), "started_at": r["started_at"],
+        "status": shown_status(r), "started": iso(r["started_at"]), "started_at": r["started_at"],
         "ended_at": r["ended_at"], "duration": _duration(r, query.now), "metrics": metrics.get(r["id"], {}),
         "exit_code": r["exit_code"], "signal": r["signal"],
         "error": r["error"].splitlines()[0] if r["error"] else None, "reason": r.get("reason"),
@@ -221,10 +221,16 @@ def _metric_name(name: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
     return split or None, bare
 
 
+def shown_status(run: Mapping[str, Any]) -> str:
+    """A derived run's status as readers show it: ``running (detached)`` for a Slurm job no runner follows."""
+    return f"{run['status']} (detached)" if run.get("detached") else run["status"]
+
+
 def show_run(ledger: Reader, ref: str) -> Dict[str, Any]:
     """Everything about one run."""
     data = resolve_run(ledger, ref)
     data.pop("derived", None)
+    data["status"] = shown_status(data)
     for key in ("params", "packages"):
         if data.get(key):
             try:

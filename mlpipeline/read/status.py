@@ -117,7 +117,9 @@ def project_status(project: Project, ledger: Optional[Reader], now: Optional[flo
         running.append({"id": row["id"], "script": row["script"], "version": row["version"], "node": row["node"],
                         "gpu": row["gpu"],
                         "elapsed": elapsed_text(now - row["started_at"]),
-                        "last_metric": _last_metric(ledger, row["id"]), "state": QueueState.RUNNING.value})
+                        "last_metric": _last_metric(ledger, row["id"]),
+                        "state": QueueState.RUNNING.value + (" (detached)" if derived.get("detached") else ""),
+                        "slurm_job_id": row["slurm_job_id"]})
     alive = bool(runner and runner["alive"])
     if runner and alive:
         queue = [{"position": q["position"] + 1, "script": q["script"], "version": q["version"],

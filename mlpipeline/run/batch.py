@@ -20,6 +20,7 @@ from .runner import Finished, Options, Runner
 
 if TYPE_CHECKING:
     from ..execution.forkpool import ForkPool
+    from .mlflowlog import MlflowObserver
     from .notify import NotifyObserver
 
 
@@ -40,7 +41,7 @@ class BatchOptions:
     timeout: Optional[float] = None
     memory_limit: Optional[int] = None
     command: str = "mlpipeline"
-    backend: Optional[str] = None        # local or ray (default: [MLP] backend in mlp.config, else local)
+    backend: Optional[str] = None        # local, ray or slurm (default: [MLP] backend in mlp.config, else local)
     ray_address: Optional[str] = None
     gpus_per_version: Optional[float] = None
     cpus_per_version: Optional[float] = None  # None: 1 on Ray, not counted locally
@@ -52,6 +53,7 @@ class BatchOptions:
     stall_timeout: Optional[float] = None
     stop_on_nan: bool = False
     sample_interval: float = 2.0         # seconds between samples of each running version's CPU, RSS, GPU (0: off)
+    mlflow_uri: Optional[str] = None     # 2.x's --mlflow_tracking_uri: in place of [MLFLOW] tracking_uri
 
 
 @dataclass
@@ -110,20 +112,29 @@ def _check(options: BatchOptions, isolate: bool, jobs: int) -> None:
 def _backend(options: BatchOptions, project: Project, test: bool) -> str:
     """Where versions run: --backend, else [MLP] backend in mlp.config, else here."""
     backend = options.backend or project.backend or "local"
-    if backend != "ray":
-        if options.ray_address:
-            raise UsageError("--ray-address applies to --backend ray")
+    if backend != "ray" and options.ray_address:
+        raise UsageError("--ray-address applies to --backend ray")
+    if backend == "local":
         return backend
     if test:
         if options.backend:
-            raise UsageError("--backend ray runs execution mode (mlpipeline -r --backend ray); test mode runs here")
-        return "local"  # [MLP] backend = ray is for the real batch; a smoke test runs here
+            raise UsageError(f"--backend {backend} runs execution mode (mlpipeline -r --backend {backend}); test mode "
+                             f"runs here")
+        return "local"  # [MLP] backend = ray or slurm is for the real batch; a smoke test runs here
+    placer = {"ray": "Ray", "slurm": "Slurm"}[backend]
     if options.gpus:
-        raise UsageError("--gpus hands out this machine's GPUs; with --backend ray, Ray places GPUs: use "
-                         "--gpus-per-version")
+        raise UsageError(f"--gpus hands out this machine's GPUs; with --backend {backend}, {placer} places GPUs: use "
+                         f"--gpus-per-version or a version's resources")
     if options.memory_limit:
-        raise UsageError("--memory-limit is for local child processes; with --backend ray give the nodes' limits "
-                         "to Ray")
+        raise UsageError(f"--memory-limit is for local child processes; with --backend {backend} declare memory in "
+                         f"a version's resources (resources={{'memory': '8G'}})")
+    if backend == "slurm":
+        import shutil
+
+        if shutil.which("sbatch") is None:
+            raise UsageError("--backend slurm: sbatch is not on PATH; run the runner where the Slurm commands are "
+                             "(a login node of the cluster)")
+        return backend
     try:
         import ray  # noqa: F401
     except ImportError:
@@ -146,6 +157,19 @@ def _notifications(project: Project, runner: Runner, ledger: Any) -> Optional[No
     observer = NotifyObserver(notifier, project, ledger, counts=lambda: runner.ended.counts)
     runner.observers.add(observer)
     observer.dead_runners(ledger)
+    return observer
+
+
+def _mlflow(project: Project, runner: Runner, uri: Optional[str] = None) -> Optional[MlflowObserver]:
+    """``[MLFLOW] tracking_uri`` in mlp.config, or ``uri`` (execution mode): the observer that also logs each run
+    to MLflow. Without mlflow: one warning, and the batch runs."""
+    if not (uri or project.mlflow_uri):
+        return None
+    from .mlflowlog import mlflow_observer
+
+    observer = mlflow_observer(project, uri, warn=lambda message: runner.say(message, logging.WARNING))
+    if observer is not None:
+        runner.observers.add(observer)
     return observer
 
 
@@ -174,7 +198,7 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
     if test and options.use_history:
         notify("-u applies to execution mode (-r); test mode runs every version", 30)
     host = hostname()
-    lock = watcher = describer = ledger = told = None
+    lock = watcher = describer = ledger = told = logged = None
     executor: Any = None
     try:
         if not test:  # the lock first: a refused runner writes nothing
@@ -200,6 +224,15 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
             jobs = executor.jobs
             describer = ray_describer(project.root, ledger.cached_script, ledger.cache_script,
                                       timeout=options.timeout or DESCRIBE_TIMEOUT)
+        elif backend == "slurm":
+            from ..execution.slurm import SlurmExecutor
+
+            executor = SlurmExecutor(jobs=options.jobs, cwd=project.root, settings=project.slurm,
+                                     gpus_per_version=options.gpus_per_version,
+                                     cpus_per_version=options.cpus_per_version, timeout=options.timeout, say=notify)
+            jobs = executor.jobs
+            describer = Describer(project.root, ledger.cached_script, ledger.cache_script,  # here, on the login node
+                                  timeout=options.timeout or DESCRIBE_TIMEOUT)
         else:
             if pool is not None and (pool.cwd != project.root or not isolate):
                 pool.close()
@@ -220,7 +253,7 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
         runner_options = Options(test_mode=test, use_history=options.use_history, only_version=options.only_version,
                                  command=options.command, watch=options.watch, timeout=options.timeout,
                                  stop_on_error=test, memory_limit=options.memory_limit, label_output=jobs > 1,
-                                 retries=options.retries, default_retries=1 if backend == "ray" else 0,
+                                 retries=options.retries, default_retries=0 if backend == "local" else 1,
                                  retry_on=options.retry_on, retry_delay=options.retry_delay,
                                  stall_timeout=options.stall_timeout, stop_on_nan=options.stop_on_nan,
                                  options_text=shown)
@@ -231,6 +264,7 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
             prepare(runner)
         outputs.log(f"session started: {options.command} (pid {os.getpid()})")
         told = None if test else _notifications(project, runner, ledger)
+        logged = None if test else _mlflow(project, runner, options.mlflow_uri)
         try:
             ended = runner.run()
         except BaseException as exc:
@@ -264,3 +298,5 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
             lock.release()
         if told is not None:
             told.notifier.close()  # what is still being sent gets [NOTIFY]'s short drain, then is given up
+        if logged is not None:
+            logged.close()  # what is still to be logged to MLflow gets mlflow_drain, then is given up

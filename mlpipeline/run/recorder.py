@@ -59,7 +59,7 @@ class Recorder:
     def placed(self, run_id: int, where: Mapping[str, Any]) -> None:
         fields = {"child_pid": where.get("pid"), "gpu": where.get("gpu"), "node": where.get("node"),
                   "node_id": where.get("node_id"), "gpu_uuids": where.get("gpu_uuids"),
-                  "resources": where.get("resources")}
+                  "resources": where.get("resources"), "slurm_job_id": where.get("slurm_job_id")}
         fields = {k: v for k, v in fields.items() if v is not None}
         if fields:
             self.ledger.update_run(run_id, **fields)

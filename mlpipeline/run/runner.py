@@ -38,6 +38,7 @@ from ..store.liveness import Liveness
 from .hostfiles import NullOutputs
 from .observers import HostFiles, Litter, Observers, Run, Terminal
 from .ended import Ended, Finished
+from .adopt import adopt, adoptable, still_in_slurm
 from .events import RunEvents
 from .guards import Retries, silence_note, stalled_error
 from .queue import BatchQueue, Broken, Key, Refused
@@ -156,6 +157,7 @@ class Runner:
             return
         liveness = Liveness(self.ledger, self.host)
         stale = [row for row in self.ledger.running_runs() if not liveness.run_alive(row)]
+        adopted, stale = adoptable(self.executor, stale)  # a cluster's jobs outlive their runner (Slurm)
         self.ledger.mark_interrupted(stale, "the runner working on it stopped without finishing it "
                                             f"(found at the start of runner pid {os.getpid()})")
         dead = [r["id"] for r in self.ledger.open_runners() if not liveness.runner_alive(r)]
@@ -165,9 +167,14 @@ class Runner:
         if stale:
             self.say(f"marked run(s) {', '.join(str(row['id']) for row in stale)} interrupted: their runner is gone",
                      logging.WARNING)
+            still = still_in_slurm(stale)
+            if still:
+                self.say(still, logging.WARNING)
         self.runner_id = self.ledger.register_runner(self.mode, self.host, self.options.options_text,
                                                      self.recorder.identity)
         self.recorder.runner_id = self.runner_id
+        for row, job in adopted:
+            adopt(self, row, job)
 
     def end(self) -> None:
         if self._beats is not None:

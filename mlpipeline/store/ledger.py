@@ -284,6 +284,15 @@ class Ledger(Reads):
             self.set_status(row["id"], RunStatus.INTERRUPTED, ended_at=row["heartbeat_at"] or row["started_at"],
                             error=why)
 
+    def adopt_run(self, run_id: int, runner_id: Optional[int]) -> None:
+        """A run a dead runner left going on a cluster, now followed by ``runner_id``: its points are
+        cleared (the job's events file is read again from its start) and it is this runner's."""
+        with self.tx() as db:
+            db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM metric_summary WHERE run_id = ?", (run_id,))
+            db.execute("DELETE FROM outputs WHERE run_id = ?", (run_id,))
+            db.execute("UPDATE runs SET runner_id = ?, heartbeat_at = ? WHERE id = ?", (runner_id, self.clock(), run_id))
+
     def end_runners(self, runner_ids: Sequence[int]) -> None:
         """Close the rows of runners that died without closing them."""
         with self.tx() as db:

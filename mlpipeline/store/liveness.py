@@ -67,11 +67,21 @@ class Liveness:
                                  if k in keys}
         return owner_alive(owner, self.host, self.now)
 
+    def detached(self, run: RowLike) -> bool:
+        """A ``running`` run whose runner is gone but whose Slurm job goes on without it: the next
+        runner (``-r -u``) adopts it. It reads ``running (detached)``, not interrupted."""
+        keys = run.keys()
+        return ("slurm_job_id" in keys and bool(run["slurm_job_id"]) and run["status"] == RunStatus.RUNNING.value
+                and not self.run_alive(run))
+
     def derive(self, run: RowLike) -> Dict[str, Any]:
         """The run as a dict, with ``status`` (and ``ended_at``, ``error``) as
-        they truly stand: a ``running`` run whose owner is gone is ``interrupted``."""
+        they truly stand: a ``running`` run whose owner is gone is ``interrupted`` — unless it is a
+        Slurm job that goes on without its runner (``detached`` is then true)."""
         data = {k: run[k] for k in run.keys()}
-        if data.get("status") == RunStatus.RUNNING.value and not self.run_alive(run):
+        if self.detached(run):
+            data["detached"] = True
+        elif data.get("status") == RunStatus.RUNNING.value and not self.run_alive(run):
             data["status"] = RunStatus.INTERRUPTED.value
             data["ended_at"] = data.get("heartbeat_at") or data.get("started_at")
             data["error"] = data.get("error") or (f"its runner (pid {data.get('pid')} on {data.get('host')}) "

@@ -38,7 +38,8 @@ class RunQuery:
         """The ids of stored-running runs whose owner is gone, as SQL list text."""
         if self._dead is None:
             rows = self.reads.running_runs()
-            self._dead = ",".join(str(int(r["id"])) for r in rows if not self.liveness.run_alive(r))
+            self._dead = ",".join(str(int(r["id"])) for r in rows
+                                  if not self.liveness.run_alive(r) and not self.liveness.detached(r))
         return self._dead
 
     def where(self, f: RunFilter) -> Tuple[str, List[Any]]:

@@ -207,6 +207,10 @@ MIGRATIONS: Sequence[Tuple[str, str]] = (
         ALTER TABLE runs ADD COLUMN attempt INTEGER;
         ALTER TABLE runs ADD COLUMN retry_of INTEGER;
     """),
+    # A version run as a Slurm job: its job id, so a later runner adopts the job if this one dies.
+    ("0012_slurm_job_id", """
+        ALTER TABLE runs ADD COLUMN slurm_job_id TEXT;
+    """),
 )
 
 # The columns readers may use, by table, as the newest schema has them. A reader of a ledger no runner
@@ -217,7 +221,7 @@ NEWEST: Dict[str, Tuple[str, ...]] = {
              "signal", "error", "traceback", "steps", "eval_train_text", "eval_test_text", "command", "git_commit",
              "git_dirty", "python_version", "packages", "seed", "source", "source_key", "gpu", "cancel_requested",
              "runner_id", "fingerprint", "pid_start", "node", "node_id", "data_fingerprint", "reason", "resources",
-             "gpu_uuids", "attempt", "retry_of"),
+             "gpu_uuids", "attempt", "retry_of", "slurm_job_id"),
     "runners": ("id", "pid", "host", "mode", "options", "started_at", "heartbeat_at", "ended_at", "config_error",
                 "queue_at", "pid_start", "paused_at"),
     "queue": ("runner_id", "position", "script", "version", "state", "reason"),
