@@ -16,7 +16,7 @@ $(PY):
 
 install: $(PY)
 	@echo "==> installing mlpipeline with TensorFlow, the dashboard and the test tools into $(VENV)/ (a few minutes on a fresh machine)"
-	$(PIP) install --progress-bar off -e '.[tf,web,ray,data,torch,optuna,integrations,notify,dev]'
+	$(PIP) install --progress-bar off -e '.[tf,web,ray,data,torch,optuna,integrations,notify,mlflow,dev]'
 	@# bytecode for the editable package: read even where PYTHONDONTWRITEBYTECODE is set,
 	@# so every version's child process skips compiling mlpipeline from source
 	$(PY) -m compileall -q mlpipeline

@@ -31,7 +31,10 @@ setup(
         "web": ["starlette>=0.37", "uvicorn>=0.29", "jinja2>=3.1", "plotly>=5"],
         # [NOTIFY] in mlp.config: messages to Slack, e-mail, webhooks and ~100 more services through apprise
         "notify": ["apprise>=1.6"],
-        "dev": ["pytest>=7", "hypothesis", "ruff", "mypy", "playwright>=1.40", "aiosmtpd"],
+        # [MLFLOW] tracking_uri in mlp.config: each run also logged to MLflow (the client alone, no server or UI)
+        "mlflow": ["mlflow-skinny>=2"],
+        # (the full mlflow: tests/test_mlflow_log.py runs a real `mlflow server`)
+        "dev": ["pytest>=7", "hypothesis", "ruff", "mypy", "playwright>=1.40", "aiosmtpd", "mlflow>=2"],
     },
     entry_points={"console_scripts": ["mlpipeline=mlpipeline.cli:main"]},
 )

@@ -180,7 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                            no_log=args.no_log, only_version=args.only_version, isolate=args.isolate,
                            jobs=args.jobs, gpus=_parse_gpus(args.gpus), watch=args.watch, timeout=args.timeout,
                            memory_limit=_parse_size(args.memory_limit), sample_interval=args.sample_interval,
-                           command=" ".join(["mlpipeline", *sys.argv[1:]]), **_cluster_options(args))
+                           command=" ".join(["mlpipeline", *sys.argv[1:]]), **_cluster_options(args),
+                           mlflow_uri=getattr(args, "mlflow_uri", None))
     stops = None
     if isolated:
         stops = _StopSignals()

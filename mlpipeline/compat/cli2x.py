@@ -1,14 +1,16 @@
 """The original 2.0a1 … 2.0a7.post1 command line beside this project's own: ``mlpipeline run`` (execution
 mode, as ``mlpipeline -r``) and ``mlpipeline test`` (test mode, as ``mlpipeline``), with 2.x's options
 ``--no-log``, ``--experiments``, ``--experiments-dir`` and ``--mlflow_tracking_uri`` before the command and
-``test --all``. What 2.x had and this project does not yet (``export``, ``single``, a list of scripts or a
-folder given on the command line, MLflow) is refused or warned about with the generation named."""
+``test --all``; ``--mlflow_tracking_uri`` logs execution-mode runs to that MLflow store, in place of mlp.config's
+``[MLFLOW] tracking_uri``. What 2.x had and this project does not yet (``export``, ``single``, a list of scripts
+or a folder given on the command line) is refused with the generation named."""
 from __future__ import annotations
 
 import argparse
+import os
 from typing import Any, Callable
 
-from ..commands import WARNING, _say, cmd_run
+from ..commands import cmd_run
 from ..core.errors import UsageError
 
 GENERATION = "the original's 2.0a1 ... 2.0a7.post1"
@@ -22,7 +24,8 @@ def add_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--experiments-dir", metavar="DIR",
                        help="2.x: the scripts' folder (not supported yet: set experiments_dir in mlp.config)")
     group.add_argument("--mlflow_tracking_uri", metavar="URI",
-                       help="2.x: the MLflow store (ignored with a warning: runs are recorded in the ledger)")
+                       help="2.x: also log each run of mlpipeline run to this MLflow store (a folder, relative to "
+                            "the current one, or a server's URL), in place of [MLFLOW] tracking_uri in mlp.config")
 
 
 def add_commands(command: Callable[[str, str], argparse.ArgumentParser]) -> None:
@@ -51,8 +54,8 @@ def cmd_2x(args: Any) -> int:
     if args.experiments_dir:
         raise UsageError(f"--experiments-dir ({GENERATION}) is not supported yet: set experiments_dir = "
                          f"{args.experiments_dir} under [MLP] in mlp.config")
-    if args.mlflow_tracking_uri:
-        _say(f"--mlflow_tracking_uri ({GENERATION}) is ignored: MLflow is not supported yet; runs are recorded "
-             f"in the ledger (mlpipeline runs, mlpipeline serve)", WARNING)
+    from ..plan.config import tracking_uri
+
+    args.mlflow_uri = tracking_uri(args.mlflow_tracking_uri or "", os.getcwd())  # relative: to here, as 2.x read it
     args.run = args.command == "run"
     return cmd_run(args)

@@ -31,6 +31,7 @@ class Timings:
     cancel_grace: float = 5.0     # a cancelled Ray task ends its child within this, or is force-killed
     notify_check: float = 20.0    # mlpipeline serve looks for runners that died this often ([NOTIFY] runner_died)
     notify_drain: float = 2.0     # an ending runner waits at most this long for notifications still being sent
+    mlflow_drain: float = 60.0    # and this long for what is still to be logged to MLflow (a model dir uploading)
 
 
 _cache: Dict[Tuple[str, str], Timings] = {}

@@ -38,6 +38,7 @@ from .slurmjob import (EVENTS_FILE, JOB_FILE, OUTCOME_FILE, PLACED_FILE, job_fol
 
 log = logging.getLogger(__name__)
 
+READ_LIMIT = 8 << 20      # bytes of a job's events (or output) read in one poll
 SIZE_EVERY = 30.0          # seconds between two looks at what the partition can run (sinfo)
 OUTCOME_GRACE = 5.0        # a job Slurm says ended may take this long to show its outcome file (NFS)
 SUBMIT_RATE = 5.0          # sbatch calls a second at most, in bursts of SUBMIT_BURST
@@ -63,6 +64,7 @@ class _Followed:
         self.ended_at: Optional[float] = None     # when Slurm first said it ended (or stopped knowing it)
         self.heard_at: Optional[float] = None
         self.last_line = ""
+        self.caught_up = True   # its events file was read to its end at the last poll
 
 
 class SlurmExecutor:
@@ -133,7 +135,8 @@ class SlurmExecutor:
             needs = self._needs(spec)
         except ResourceError as exc:
             return Wait(str(exc), never=True)
-        if self.nodes and slots([n for n in self.nodes if n.usable] or self.nodes, needs) < 1:
+        usable = [n for n in self.nodes if n.usable]  # all down for maintenance: what they hold when back
+        if self.nodes and slots(usable or self.nodes, needs, any_state=not usable) < 1:
             gpus, cpus, memory = needs
             asks = ", ".join(filter(None, (f"{gpus} GPU(s)" if gpus else "", f"{cpus} CPU(s)",
                                            f"{memory} MB" if memory else "")))
@@ -261,6 +264,7 @@ class SlurmExecutor:
                 except (KeyError, TypeError, ValueError) as exc:
                     followed.outcome = Outcome(RunStatus.FAILED, error=f"its outcome file could not be read ({exc})")
         data = _read_from(os.path.join(followed.folder, EVENTS_FILE), followed.events_at)
+        followed.caught_up = len(data) < READ_LIMIT
         if data:
             followed.events_at += len(data)
             lines = (followed.partial + data).split(b"\n")
@@ -326,6 +330,8 @@ class SlurmExecutor:
                 followed.ended_at = now
 
     def _ended(self, followed: _Followed, now: float) -> Optional[Outcome]:
+        if not followed.caught_up:
+            return None  # more events to read first (the next poll reads on without sleeping)
         if followed.outcome is not None:
             if followed.killed is not None:
                 status, reason = followed.killed
@@ -340,7 +346,8 @@ class SlurmExecutor:
             return None  # its outcome file may still be on its way
         if followed.seen.state == "" and now - followed.ended_at < OUTCOME_GRACE * 2:
             return None
-        return slurm_outcome(followed.job_id, followed.seen, time_limit(self.settings, followed.job.timeout))
+        return slurm_outcome(followed.job_id, followed.seen,
+                             time_limit(self.settings, followed.job.timeout or self.timeout))
 
     # -- ending ------------------------------------------------------------------------------------------------
 
@@ -364,16 +371,16 @@ class SlurmExecutor:
         left = [f for f in self._jobs.values() if f.outcome is None]
         if left:
             self.commands.scancel([f.job_id for f in left])
-            deadline = time.monotonic() + timings().cancel_grace
+            deadline = self.clock() + timings().cancel_grace
             ids = [f.job_id for f in left]
-            while time.monotonic() < deadline:
+            while self.clock() < deadline:
                 try:
                     states = self.commands.squeue(ids)
                 except SlurmError:
                     break
                 if all(s.state in ENDED_STATES for s in states.values()):
                     break
-                time.sleep(0.5)
+                self.sleep(0.5)
         self._jobs = {}
 
 
@@ -386,7 +393,7 @@ def _read_json(path: str) -> Optional[Dict[str, Any]]:
     return data if isinstance(data, dict) else None
 
 
-def _read_from(path: str, offset: int, limit: int = 8 << 20) -> bytes:
+def _read_from(path: str, offset: int, limit: int = READ_LIMIT) -> bytes:
     try:
         with open(path, "rb") as handle:
             handle.seek(offset)

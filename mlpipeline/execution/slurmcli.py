@@ -134,8 +134,8 @@ def parse_sinfo(text: str, default_only: bool = False) -> List[NodeInfo]:
         if len(parts) < 6 or (default_only and not parts[5].endswith("*")):
             continue
         gpus = 0
-        for gres in parts[2].split(","):
-            fields = re.sub(r"\(.*?\)", "", gres).split(":")
+        for gres in re.sub(r"\(.*?\)", "", parts[2]).split(","):  # gpu:a100:4(S:0,2): the socket list first
+            fields = gres.split(":")
             if fields[0] == "gpu" and len(fields) > 1 and fields[-1].isdigit():
                 gpus += int(fields[-1])
         try:
@@ -155,12 +155,13 @@ def job_needs(declared: Resources) -> Tuple[int, int, Optional[int]]:
     return gpus, cpus, memory
 
 
-def slots(nodes: Sequence[NodeInfo], needs: Tuple[int, int, Optional[int]]) -> int:
-    """How many versions asking ``needs`` each the usable nodes hold at once."""
+def slots(nodes: Sequence[NodeInfo], needs: Tuple[int, int, Optional[int]], any_state: bool = False) -> int:
+    """How many versions asking ``needs`` each the usable nodes (``any_state``: all of them, down or
+    drained too) hold at once."""
     gpus, cpus, memory = needs
     total = 0
     for node in nodes:
-        if not node.usable:
+        if not node.usable and not any_state:
             continue
         fit = node.cpus // cpus
         if gpus:

@@ -26,8 +26,9 @@ __all__ = [
 
 LOGGER: Optional[logging.Logger] = None
 
-# Runs are recorded in mlpipeline's ledger, not in MLflow: scripts that check
-# this before calling mlflow themselves skip those calls.
+# 1.x's flag (True there when mlflow imported; its runner logged to outputs/mlruns). Here the runner logs a
+# run to MLflow itself, from outside the version's process, when [MLFLOW] tracking_uri is set (2.x's way), so a
+# script's own mlflow calls would find no active run: scripts that check this flag keep skipping them.
 use_mlflow = False
 
 

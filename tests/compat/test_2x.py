@@ -1,5 +1,5 @@
 """The original's 2.0a1 … 2.0a7.post1 generation (``from mlpipeline import Versions``, ``mlpipeline.base``'s
-argument-less hooks, ``mlpipeline run``/``mlpipeline test``), MLflow aside.
+argument-less hooks, ``mlpipeline run``/``mlpipeline test``; its ``[MLFLOW]`` runs: tests/test_mlflow_log.py).
 
 The released 2.0a7.post1 (an sdist whose setup.py imports mlflow and easydict) is installed on first use
 into its own cached venv with mlflow-skinny < 2 (2.0a7.post1 calls MlflowClient.list_experiments, gone in
@@ -73,7 +73,7 @@ def test_the_original_example_at_ec13c98_runs_unmodified(command, tmp_path):
     root = example(tmp_path / "ours")
     result = ours(root, command)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert result.stderr.count("[MLFLOW]") == 1 and "not supported yet" in result.stderr
+    assert "MLflow" not in result.stderr and "[MLFLOW]" not in result.stderr  # its tracking_uri=_mlruns is read
     with sqlite3.connect(root / "experiments" / "outputs" / "mlpipeline.db") as db:
         rows = [tuple(r) for r in db.execute("SELECT script, version, status, eval_test_text, mode FROM runs")]
     mode = "run" if command == "run" else "test"
@@ -92,6 +92,8 @@ def test_the_original_example_at_ec13c98_runs_unmodified(command, tmp_path):
         assert sorted(p.name for p in (root / "experiments" / "exports").iterdir()) == ["sample_experiment.py"]
         assert sorted(p.name for p in (root / "experiments" / "outputs" / "model_ckpts").iterdir()
                       if p.name[0] != ".") == [f"sample_experiment-version{n}" for n in (1, 2, 5)]
+    # [MLFLOW] tracking_uri=_mlruns: execution mode logs there (2.x's test mode wrote a store it then removed)
+    assert (root / "_mlruns").is_dir() == (command == "run")
 
 
 def test_the_example_matches_the_release(tmp_path):
@@ -142,12 +144,14 @@ def test_a_name_not_provided_names_its_release(line, needle, tmp_path):
     assert result.returncode == 1 and needle in result.stderr, result.stderr
 
 
-def test_mlflow_tracking_uri_warns_and_runs_on(tmp_path):
+def test_mlflow_tracking_uri_is_for_execution_mode(tmp_path):
+    """2.x's test mode logged to a temporary store it removed: nothing is written, nothing said (tests/
+    test_mlflow_log.py runs the flag and [MLFLOW] in execution mode)."""
     root = example(tmp_path / "ours")
-    result = ours(root, "--mlflow_tracking_uri", "_mlruns", "--no-log", "test", "--all")
+    result = ours(root, "--mlflow_tracking_uri", "_elsewhere", "--no-log", "test", "--all")
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "--mlflow_tracking_uri (the original's 2.0a1 ... 2.0a7.post1) is ignored" in result.stderr
-    assert not (root / "_mlruns").exists()
+    assert "mlflow" not in result.stderr.lower()
+    assert not (root / "_elsewhere").exists() and not (root / "_mlruns").exists()
 
 
 def test_the_2x_names_keep_help_light():
