@@ -72,7 +72,7 @@ def marked(uid: str) -> List[int]:
 
 def test_versions_get_distinct_gpus_and_a_third_waits(slurm, tmp_path):
     proj = make_project(tmp_path, {"a": "--sleep 3", "b": "--sleep 3", "c": "--sleep 1"})
-    done = proj.run("-r", "--gpus-per-version", "1", env=env(slurm), timeout=120)
+    done = proj.run("-r", "-u", "--backend", "slurm", "--gpus-per-version", "1", env=env(slurm), timeout=120)
     assert done.returncode == 0, done.stderr
     runs = {r["version"]: r for r in proj.runs()}
     assert {r["status"] for r in runs.values()} == {"succeeded"}
