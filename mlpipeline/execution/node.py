@@ -47,12 +47,15 @@ def ray_place() -> Tuple[Dict[str, Any], Dict[str, str]]:
 
 def run_version(payload: Dict[str, Any], env: Dict[str, str], cwd: Optional[str],
                 shared_marker: Optional[str] = None,
-                place: Callable[[], Tuple[Dict[str, Any], Dict[str, str]]] = ray_place) -> Iterator[Dict[str, Any]]:
+                place: Callable[[], Tuple[Dict[str, Any], Dict[str, str]]] = ray_place,
+                fork: bool = True) -> Iterator[Dict[str, Any]]:
     """Run one version's child here; yield ``{"placed"}``, then batches of
     ``{"out": bytes, "events": [...]}``, then ``{"done": ...}`` with the last of
     them. If the task is cancelled (or the generator closed), the child's whole
     group is killed first. ``place``: this node as the ledger records it, and the GPU
-    environment its scheduler gave the version (Ray's by default; a Slurm job's in ``slurmjob``)."""
+    environment its scheduler gave the version (Ray's by default; a Slurm job's in ``slurmjob``). ``fork``:
+    fork the child from this worker's fork server (a Ray worker runs many versions; a Slurm job one, so
+    it spawns)."""
     from .childrun import ChildRun
 
     if env.get(MARK_VERSION):  # an earlier run of this version whose node was lost, not its machine: end what it left
@@ -61,13 +64,13 @@ def run_version(payload: Dict[str, Any], env: Dict[str, str], cwd: Optional[str]
     output = bytearray()
     where, gpus = place()
     env = {**env, **gpus}
-    server = _fork_server(cwd)
+    server = _fork_server(cwd) if fork else None
     run = ChildRun("run", payload, events.append, output.extend, cwd, env, server=server,
                    title=f"mlpipeline version {payload['spec']['script']} {payload['spec']['version']}")
     if server is not None and not server.alive:  # it failed on this version, which was spawned instead
         _servers[os.path.abspath(cwd or os.getcwd())] = None
     try:
-        yield {"placed": {**where, "pid": run.proc.pid, "gpu": env.get("CUDA_VISIBLE_DEVICES")}}
+        yield {"placed": {"gpu": env.get("CUDA_VISIBLE_DEVICES"), **where, "pid": run.proc.pid}}
         sent_at = time.monotonic()
         with selectors.DefaultSelector() as selector:
             while run.returncode is None:

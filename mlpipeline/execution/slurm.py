@@ -176,7 +176,14 @@ class SlurmExecutor:
         open(run_log(job.run_dir), "ab").close()
         args = sbatch_args(self.settings, self._needs(job.spec), job_name(job.spec), folder, self.cwd,
                            job.timeout or self.timeout)
-        job_id = self.commands.sbatch(args, script)
+        try:
+            job_id = self.commands.sbatch(args, script)
+        except SlurmError as exc:  # this version fails alone, in one line; the queue goes on
+            followed = _Followed(job, sink, folder, Echo(self.echo, job.label), "")
+            followed.outcome = Outcome(RunStatus.FAILED, error=f"sbatch refused its job: {exc}; check [SLURM] in "
+                                                               f"mlp.config and the version's resources")
+            self._jobs[ticket] = followed
+            return ticket
         sink.started({"slurm_job_id": job_id})
         self._jobs[ticket] = _Followed(job, sink, folder, Echo(self.echo, job.label), job_id)
         return ticket
@@ -294,7 +301,9 @@ class SlurmExecutor:
         """One squeue for every followed job; one sacct for those it no longer lists (or, when due, one
         sinfo): never more than two Slurm calls."""
         self._looked_at = now
-        ids = [f.job_id for f in self._jobs.values()]
+        ids = [f.job_id for f in self._jobs.values() if f.job_id]
+        if not ids:
+            return
         try:
             states = self.commands.squeue(ids)
         except SlurmError as exc:
@@ -362,7 +371,8 @@ class SlurmExecutor:
         followed.killed = (status, reason)
         followed.cancelled_at = self.clock()
         self._looked_at = float("-inf")  # look at Slurm again at the next poll
-        self.commands.scancel([followed.job_id])  # SIGTERM to the job's processes, SIGKILL after KillWait
+        if followed.job_id:
+            self.commands.scancel([followed.job_id])  # SIGTERM to the job's processes, SIGKILL after KillWait
 
     def close(self) -> None:
         """The runner stops with jobs still in Slurm (an error, or Ctrl+C twice): they are cancelled, and

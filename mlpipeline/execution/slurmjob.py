@@ -67,6 +67,9 @@ def slurm_place() -> Tuple[Dict[str, Any], Dict[str, str]]:
     host = socket.gethostname()
     where = {"host": host, "node": os.environ.get("SLURMD_NODENAME") or host,
              "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+    given = os.environ.get("SLURM_JOB_GPUS") or os.environ.get("SLURM_STEP_GPUS")
+    if given:  # the node's own GPU indices (CUDA_VISIBLE_DEVICES counts from 0 inside the job's cgroup)
+        where["gpu"] = given
     gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
     return where, ({"CUDA_VISIBLE_DEVICES": gpus} if gpus is not None else {})
 
@@ -96,7 +99,7 @@ def main(argv: List[str]) -> int:
     output_path = run_log(payload["run_dir"])
     events: Optional[Any] = None
     output: Optional[Any] = None
-    runs: Any = node.run_version(payload, job["env"], job.get("cwd"), None, place=slurm_place)
+    runs: Any = node.run_version(payload, job["env"], job.get("cwd"), None, place=slurm_place, fork=False)
     try:
         events = open(os.path.join(folder, EVENTS_FILE), "a")
         output = open(output_path, "ab")

@@ -17,7 +17,7 @@ from mlpipeline.core.layout import SlurmSettings
 from mlpipeline.core.lifecycle import Ended, Job, MetricRow, Outcome, RunStatus, VersionSpec
 from mlpipeline.core.resources import Resources, Wait
 from mlpipeline.execution.slurm import OUTCOME_GRACE, SIZE_EVERY, SUBMIT_BURST, SUBMIT_RATE, SlurmExecutor
-from mlpipeline.execution.slurmcli import (JobState, NodeInfo, job_name, job_needs, parse_sinfo, parse_squeue,
+from mlpipeline.execution.slurmcli import (JobState, NodeInfo, SlurmError, job_name, job_needs, parse_sinfo, parse_squeue,
                                            sbatch_args, slots, slurm_outcome, time_limit)
 from mlpipeline.execution.slurmjob import outcome_to_json, write_json
 from mlpipeline.proc.system import MARK_RUN
@@ -358,6 +358,26 @@ def test_submit_refuses_a_job_without_a_run_dir(tmp_path):
     with pytest.raises(UsageError, match="execution mode"):
         executor.submit(Job(job.spec, job.model_dir, ExecutionModeKeys.TEST), Sink())
     assert fake.calls["sbatch"] == 0
+
+
+def test_a_job_sbatch_refuses_fails_alone_in_one_line(tmp_path):
+    clock = Clock()
+    fake = FakeSlurm(clock)
+
+    def refuse(args: Sequence[str], script: str) -> str:
+        fake._called("sbatch", list(args))
+        raise SlurmError("sbatch failed: sbatch: error: invalid partition specified: nope")
+
+    fake.sbatch = refuse  # type: ignore[method-assign]
+    executor = make_executor(tmp_path, clock, fake)
+    sink = Sink()
+    ticket = executor.submit(make_job(tmp_path, "a"), sink)
+    ended = executor.poll(0.1)
+    assert [t for t, _ in ended] == [ticket]
+    outcome = ended[0][1]
+    assert outcome.status == RunStatus.FAILED and "invalid partition specified: nope" in outcome.error
+    assert "\n" not in outcome.error and sink.started_with == []
+    assert fake.calls["squeue"] == 0 and fake.calls["scancel"] == 0 and executor.running() == 0
 
 
 # -- the executor: following a job's files ----------------------------------------------------------------
