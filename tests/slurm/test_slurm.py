@@ -113,6 +113,18 @@ def test_cancel_and_timeout_leave_no_job_and_no_process(slurm, tmp_path):
     wait_for(lambda: not live_jobs(slurm), timeout=20, what="the cancelled job to leave squeue")
     wait_for(lambda: not marked(run["uid"]), timeout=10, what="the cancelled version's processes to end")
 
+    runner = proj.start("-r", "--version", "long", env=env(slurm))  # Ctrl+C twice: scancel, then exit
+    run = wait_for(lambda: [r for r in proj.runs(version="long")[1:] if r["child_pid"]], proc=runner, timeout=60,
+                   what="the version to start again")[0]
+    runner.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    runner.send_signal(signal.SIGINT)
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode != 0
+    assert proj.runs(version="long")[-1]["status"] == "interrupted", err
+    wait_for(lambda: not live_jobs(slurm), timeout=20, what="the interrupted job to leave squeue")
+    wait_for(lambda: not marked(run["uid"]), timeout=10, what="the interrupted version's processes to end")
+
 
 def test_a_killed_runner_leaves_its_job_running_and_the_next_adopts_it(slurm, tmp_path):
     proj = make_project(tmp_path, {"adopted": "--sleep 8 --steps 8"})
