@@ -21,8 +21,9 @@ setup(
         # mlpipeline.data: CSVLoader reads with pandas when it is there; to_torch (CPU build: keep it pinned)
         "data": ["pandas"],
         "torch": ["torch==2.13.0"],
-        # mlpipeline.sweeps.optuna_search: a search driven by an Optuna study
-        "optuna": ["optuna>=3.4"],
+        # mlpipeline.sweeps.optuna_search: a search driven by an Optuna study; scikit-learn for the fANOVA of
+        # mlpipeline importance and the search page (without it they rank by binned variance)
+        "optuna": ["optuna>=3.4", "scikit-learn"],
         # mlpipeline.integrations: the Lightning logger and the Hugging Face callback (tensorboard: a plain
         # script's TensorBoard scalars read into the ledger)
         "integrations": ["lightning>=2.1", "transformers>=4.41", "accelerate>=1.1", "tensorboard"],

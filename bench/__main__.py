@@ -7,7 +7,7 @@ import os
 import sys
 
 from . import batches, big_ledger, daemon, keras_testmode, ledger_queries, metrics_load, ray_backend, startup, web
-from . import plain_scripts, sampling, searches, slurm_backend, trivial_versions, warm_imports
+from . import plain_scripts, sampling, search_page, searches, slurm_backend, trivial_versions, warm_imports
 
 BENCHMARKS = [startup.help_cold_start, startup.execution_overhead, startup.inprocess_overhead,
               startup.inprocess_scaling,
@@ -18,6 +18,7 @@ BENCHMARKS = [startup.help_cold_start, startup.execution_overhead, startup.inpro
 BENCHMARKS.append(ray_backend.ray_backend)
 BENCHMARKS.append(trivial_versions.trivial_versions)
 BENCHMARKS.append(searches.searches)
+BENCHMARKS.append(search_page.search_page)
 BENCHMARKS += [warm_imports.torch_versions, warm_imports.optuna_tpe]
 BENCHMARKS += [plain_scripts.plain_overhead, plain_scripts.plain_metric_logging]
 BENCHMARKS.append(sampling.sampling_cost)

@@ -11,6 +11,8 @@ __version__ = "3.0.0.dev0"
 _API = {"log_metric", "log_params", "test_mode", "Command"}
 # What 2.0a1 ... 2.0a7.post1 scripts import from here (``from mlpipeline import Versions, iterator``).
 _API_2X = {"Versions": "versions2x", "MetricContainer": "metrics", "iterator": "iterate", "log": "utils"}
+# For notebooks: the ledger as pandas DataFrames (pandas is imported when they are called).
+_NOTEBOOK = {"runs", "curves"}
 
 
 def __getattr__(name: str):
@@ -18,6 +20,10 @@ def __getattr__(name: str):
         from .script import command
 
         return getattr(command, name)
+    if name in _NOTEBOOK:
+        from .read import frames
+
+        return getattr(frames, name)
     if name in _API_2X:
         import importlib
 
@@ -26,4 +32,4 @@ def __getattr__(name: str):
 
 
 def __dir__():
-    return sorted(set(globals()) | _API | set(_API_2X))
+    return sorted(set(globals()) | _API | set(_API_2X) | _NOTEBOOK)

@@ -11,9 +11,14 @@ import sys
 
 from . import __version__
 from .commands import (ERROR, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, RUN_STATUSES, SHOW_VERSION,
-                       WARNING, _say, cmd_cancel, cmd_compare, cmd_import_history, cmd_init, cmd_logs,
+                       WARNING, _say, cmd_cancel, cmd_import_history, cmd_init, cmd_logs,
                        cmd_metrics, cmd_notify, cmd_outputs, cmd_pause, cmd_predict, cmd_run, cmd_runs, cmd_serve,
                        cmd_show, cmd_status)
+from .commands_curate import add_commands as add_curation
+from .commands_curate import cmd_delete, cmd_gc, cmd_note, cmd_tag
+from .commands_repro import cmd_rerun, cmd_show_env
+from .commands_search import add_commands as add_search_commands
+from .commands_search import cmd_compare, cmd_importance
 from .compat import cli2x
 from .core.errors import MLPipelineError
 
@@ -117,13 +122,30 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--mode", choices=("test", "run"), help="only test-mode or execution-mode runs")
     runs.add_argument("--since", metavar="DATE", help="only runs started since DATE (2026-11-20) or an age (6h, 2d)")
     runs.add_argument("--limit", type=int, default=50, metavar="N", help="at most N runs (default 50; 0: all)")
+    runs.add_argument("--tag", action="append", metavar="T", help="only runs tagged T (repeat it: runs with all of them)")
+    runs.add_argument("--all", action="store_true", help="deleted runs too (mlpipeline delete hides them)")
+    runs.add_argument("--output", metavar="FILE", help="with --format parquet: the file to write")
     show = command("show", "everything about one run")
     show.add_argument("run", metavar="RUN", help="run id or a unique prefix of its uid")
+    show.add_argument("--env", action="store_true", help="the environment the run recorded: Python, platform, CUDA "
+                                                         "and the NVIDIA driver, and every installed package")
+    rerun = command("rerun", "run a run's version again: ask the runner to, or with --exact from the run's "
+                             "recorded commit and diff, parameters and seed")
+    rerun.add_argument("run", metavar="RUN", help="run id or a unique prefix of its uid")
+    rerun.add_argument("--exact", action="store_true",
+                       help="check out the run's git commit plus its recorded diff and untracked files into "
+                            "outputs/rerun/<id>-<n>/ and run the version there, recorded here as a new run; says "
+                            "what differs in the environment")
+    rerun.add_argument("--timeout", dest="rerun_timeout", type=float, metavar="SECONDS",
+                       help="with --exact: kill the version if it runs longer")
     compare = command("compare", "one row per version of a script: params that differ, metrics")
     compare.add_argument("script", metavar="SCRIPT", help="the script, as a path or a file name (a.py or a)")
     compare.add_argument("--metric", metavar="NAME", help="show only this metric (e.g. accuracy or test/accuracy)")
     compare.add_argument("--sort", metavar="NAME", help="sort rows by this column")
     compare.add_argument("--desc", action="store_true", help="sort descending")
+    compare.add_argument("--seed-param", default="seed", metavar="NAME",
+                         help="versions that differ only in this parameter are one row: their metrics' mean and "
+                              "std (default seed)")
     logs = command("logs", "the captured output of a run")
     logs.add_argument("run", metavar="RUN", help="run id or a unique prefix of its uid")
     logs.add_argument("-f", "--follow", action="store_true", help="keep printing until the run ends")
@@ -160,9 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
                                "events")
     notify.add_argument("--test", action="store_true",
                         help="send one message to every URL now and print what each answered (exit 1 if one failed)")
+    add_curation(command, RUN_STATUSES)
+    importance = add_search_commands(command)
     cli2x.add_commands(command)
-    for sub in (runs, show, compare, commands.choices["import-history"], status, metrics, outputs):
-        sub.add_argument("--format", choices=("table", "csv", "json"), default="table", help="output format")
+    for sub in (runs, show, compare, commands.choices["import-history"], status, metrics, outputs, importance):
+        sub.add_argument("--format", choices=("table", "csv", "json") + (("parquet",) if sub is runs else ()),
+                         default="table", help="output format" + (" (parquet: a file, with --output; needs "
+                                                                  "pyarrow)" if sub is runs else ""))
         sub.add_argument("--wide", action="store_true", help="tables keep every column at full width (by default "
                                                              "they fit the terminal)")
     return parser
@@ -177,12 +203,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if getattr(args, "only_version", None) == SHOW_VERSION:
         print(f"mlpipeline {__version__}")
         return EXIT_OK
-    handler = {"init": cmd_init, "runs": cmd_runs, "show": cmd_show, "compare": cmd_compare, "logs": cmd_logs,
+    handler = {"init": cmd_init, "runs": cmd_runs, "show": cmd_show_env if getattr(args, "env", False) else cmd_show,
+               "rerun": cmd_rerun, "compare": cmd_compare, "logs": cmd_logs,
                "import-history": cmd_import_history, "status": cmd_status, "cancel": cmd_cancel,
                "pause": cmd_pause, "resume": cmd_pause, "metrics": cmd_metrics,
                "predict": cmd_predict, "serve": cmd_serve, "outputs": cmd_outputs,
                "notify": cmd_notify, "run": cli2x.cmd_2x, "test": cli2x.cmd_2x, "export": cli2x.cmd_2x,
-               "single": cli2x.cmd_2x}.get(args.command, cmd_run)
+               "single": cli2x.cmd_2x, "tag": cmd_tag, "untag": cmd_tag, "note": cmd_note, "delete": cmd_delete,
+               "gc": cmd_gc, "importance": cmd_importance}.get(args.command, cmd_run)
     try:
         return handler(args)
     except MLPipelineError as exc:

@@ -44,7 +44,8 @@ BATCH_COLUMNS = ("id", "script", "version", "status", "duration", "metrics", "er
 RUNS_COLUMNS = {
     "table": ("id", "script", "version", "mode", "status", "started", "duration", "metrics", "error"),
     "csv": ("id", "uid", "script", "version", "mode", "status", "started", "started_at", "ended_at",
-            "duration", "exit_code", "signal", "metrics", "error", "reason", "attempt", "retry_of"),
+            "duration", "exit_code", "signal", "metrics", "error", "reason", "attempt", "retry_of", "tags", "note",
+            "deleted_at"),
 }
 RUNS_COLUMNS["json"] = RUNS_COLUMNS["csv"]
 
@@ -271,20 +272,38 @@ def cmd_runs(args: argparse.Namespace) -> int:
     _, ledger = _open_ledger(args)
     if args.limit is not None and args.limit < 0:
         raise UsageError(f"--limit {args.limit}: give 0 (all runs) or a positive number")
+    since = parse_since(args.since) if args.since else None
+    if args.output and args.format != "parquet":
+        raise UsageError("--output FILE goes with --format parquet (the other formats print: redirect them)")
+    if args.format == "parquet":
+        from .read.frames import write_parquet
+
+        if not args.output:
+            raise UsageError("--format parquet writes a file: give --output FILE")
+        count = write_parquet(ledger, args.output, script=args.script, version=args.version_name, status=args.status,
+                              mode=args.mode, since=since, limit=args.limit or None, tag=args.tag, all=args.all)
+        _say(f"wrote {count} run(s) to {display(args.output)}")
+        return EXIT_OK
     if ledger is None:
         if args.format == "table":
             _say("no runs recorded yet; run mlpipeline (test mode) or mlpipeline -r")
         else:
             print(render([], RUNS_COLUMNS[args.format], args.format))
         return EXIT_OK
-    since = parse_since(args.since) if args.since else None
     rows = list_runs(ledger, script=args.script, version=args.version_name, status=args.status,
-                     mode=args.mode, since=since, limit=args.limit or None)
+                     mode=args.mode, since=since, limit=args.limit or None, tags=args.tag or (), deleted=args.all)
     if not rows and args.format == "table":
-        _say("no runs match" if any((args.script, args.version_name, args.status, args.mode, args.since))
+        _say("no runs match" if any((args.script, args.version_name, args.status, args.mode, args.since, args.tag))
              else "no runs recorded yet; run mlpipeline (test mode) or mlpipeline -r")
         return EXIT_OK
-    print(render(_with_attempt(rows) if args.format == "table" else rows, RUNS_COLUMNS[args.format], args.format))
+    if args.format != "table":
+        print(render(rows, RUNS_COLUMNS[args.format], args.format))
+        return EXIT_OK
+    columns = RUNS_COLUMNS["table"]
+    if any(r["tags"] for r in rows):  # a tags column when any run has tags
+        columns = columns[:3] + ("tags",) + columns[3:]
+    shown = [{**r, "status": f"{r['status']} (deleted)"} if r["deleted_at"] else r for r in _with_attempt(rows)]
+    print(render(shown, columns))
     return EXIT_OK
 
 
@@ -307,8 +326,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     traceback = record.pop("traceback", None)
     system = system_line(record.pop("system_peaks"))
     hidden = {"params_sha256", "script_sha256", "eval_train_text", "eval_test_text", "started_at", "ended_at",
-              "heartbeat_at", "source_key"}
-    print(render_record({k: v for k, v in record.items() if k not in hidden and v is not None}))
+              "heartbeat_at", "source_key", "environment_sha256", "deleted_at"}
+    print(render_record({k: v for k, v in record.items() if k not in hidden and v is not None and v != []}))
     if metrics:
         print("\nmetrics:")
         print(render(metrics, ("split", "name", "kind", "last", "best", "points", "last_step")))
@@ -316,17 +335,6 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"\nsystem: {system}")
     if traceback:
         print("\n" + traceback.rstrip())
-    return EXIT_OK
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    from .read.queries import compare_versions
-    from .read.render import render
-
-    _, ledger = _open_ledger(args)
-    columns, rows = compare_versions(_need_ledger(ledger, f"compare {args.script}"), args.script, metric=args.metric,
-                                     sort=args.sort, descending=args.desc)
-    print(render(rows, columns, args.format))
     return EXIT_OK
 
 

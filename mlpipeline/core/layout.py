@@ -68,14 +68,21 @@ class Project:
     slurm: SlurmSettings = field(default_factory=SlurmSettings)  # [SLURM]
     mlflow_uri: Optional[str] = None     # [MLFLOW] tracking_uri (a path made a file: URI from the root)
     spelling: str = "models"             # "experiments": a 1.1a3.post8-post12 project's configs
+    records_in: Optional[str] = None     # another project's outputs folder whose ledger (and runner lock) this
+                                         # one's runs go to: an exact re-run's checkout records in the original's
 
     @property
     def outputs_dir(self) -> str:
         return os.path.join(self.models_dir, OUTPUTS_DIR)
 
     @property
+    def ledger_dir(self) -> str:
+        """Where the ledger and the runner lock are: the outputs folder, unless ``records_in`` says otherwise."""
+        return self.records_in or self.outputs_dir
+
+    @property
     def ledger_path(self) -> str:
-        return os.path.join(self.outputs_dir, DB_NAME)
+        return os.path.join(self.ledger_dir, DB_NAME)
 
     @property
     def notified_dir(self) -> str:

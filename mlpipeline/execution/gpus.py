@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 
 class NoNvml(Exception):
@@ -91,3 +91,24 @@ def read_gpus() -> List[Gpu]:
         raise
     except Exception as exc:  # noqa: BLE001 - whatever NVML raised, this reading is lost
         raise NoNvml(f"an NVML query failed ({_said(exc)})") from None
+
+
+def driver_info() -> Dict[str, Any]:
+    """The NVIDIA driver, the CUDA version it supports and the GPUs' names, for a run's environment; empty
+    where NVML cannot say (no nvidia-ml-py, no driver: nothing to record)."""
+    try:
+        nvml = _nvml()
+    except NoNvml:
+        return {}
+    found: Dict[str, Any] = {}
+    try:
+        found["driver"] = _text(nvml.nvmlSystemGetDriverVersion())
+        cuda = int(nvml.nvmlSystemGetCudaDriverVersion())
+        found["cuda_driver"] = f"{cuda // 1000}.{cuda % 1000 // 10}"
+    except Exception:  # noqa: BLE001 - an older driver, or a fake: what was read is kept
+        pass
+    try:
+        found["devices"] = ", ".join(gpu.name for gpu in read_gpus())
+    except NoNvml:
+        pass
+    return found

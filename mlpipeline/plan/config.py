@@ -146,6 +146,7 @@ class QueueConfig:
     retry_on: Optional[FrozenSet[str]] = None
     stall_timeout: Optional[float] = None    # [MLP] stall_timeout: seconds of silence that end a version
     stop_on_nan: Optional[bool] = None       # [MLP] stop_on_nan: a NaN or infinite point ends its version
+    keep: Optional[Tuple[int, str]] = None   # [MLP] keep = 3 by test/accuracy: gc keeps the best 3 model dirs a script
     warnings: List[str] = field(default_factory=list)
     # a plain script's versions: [train.py] → its entries (version = argument line), and its header's line
     arguments: Dict[str, List[Entry]] = field(default_factory=dict)
@@ -231,13 +232,28 @@ def read_queue_config(path: str) -> QueueConfig:
                 raise ConfigError(str(exc)) from None
         elif key == "stop_on_nan":
             config.stop_on_nan = parse_bool(ini, entry)
+        elif key == "keep":
+            config.keep = parse_keep(ini.where(entry.line), entry.value)
         else:
             config.warnings.append(f"{ini.where(entry.line)}: unknown key {entry.key!r} in [MLP] is ignored "
                                    f"(known: use_blacklist, timeout, retries, retry_on, stall_timeout, "
-                                   f"stop_on_nan)")
+                                   f"stop_on_nan, keep)")
     config.whitelist = _script_entries(ini, white, config.warnings)
     config.blacklist = _script_entries(ini, black, config.warnings)
     return config
+
+
+KEEP = re.compile(r"\s*(\d+)\s+by\s+(\S+)\s*", re.IGNORECASE)
+
+
+def parse_keep(where: str, value: Optional[str]) -> Tuple[int, str]:
+    """``keep = 3 by test/accuracy``: (3, "test/accuracy"); a bare name is a test result."""
+    match = KEEP.fullmatch(value or "")
+    if match is None or int(match.group(1)) < 1:
+        raise ConfigError(f"{where}: keep = {value!r} is not 'N by METRIC' with N of 1 or more; e.g. keep = 3 by "
+                          f"test/accuracy keeps the model dirs of each script's 3 best runs")
+    metric = match.group(2)
+    return int(match.group(1)), metric if "/" in metric else f"test/{metric}"
 
 
 def find_project(directory: Optional[str] = None) -> Project:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Dict, List, Optional, Protocol, Set, Tuple
 
 from ..core.timings import timings
@@ -341,6 +341,28 @@ class Planner:
     def warn_problems(self, plan: Plan) -> None:
         for problem in plan.problems:
             self.say_once(problem + "; that entry is ignored", logging.ERROR)
+
+
+class Pinned(Planner):
+    """The queue of an exact re-run (``run.rerun``): the one version ``spec`` names, as its run recorded it
+    (parameters, argument line, seed), from the code checked out for it. No queue config is read."""
+
+    def __init__(self, project: Project, describer: Describer, spec: VersionSpec, say: Callable[..., None]):
+        super().__init__(project, describer, os.path.join(project.root, ".mlpipeline-rerun"), None, say)
+        self.spec = spec
+
+    def plan(self) -> Plan:
+        if self._last_plan is None:
+            plan = Plan()
+            try:
+                sha = self.sha256(self.spec.script)
+            except OSError as exc:
+                plan.missing.append(f"{display(self.spec.script)}: {exc.strerror}")
+            else:
+                spec = replace(self.spec, script_sha256=sha)
+                plan.items.append(QueueItem(spec, ScriptInfo(spec.script, sha)))
+            self._last_plan = plan
+        return self._last_plan
 
 
 def unchanged_since(item: QueueItem, last: Optional[Tuple[Optional[str], Optional[str], Optional[str]]]) -> bool:

@@ -17,19 +17,21 @@ import re
 import time
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
+from ..core.environment import summary
 from ..core.errors import UsageError
 from ..core.layout import run_log
 from ..core.lifecycle import SYSTEM_SPLIT, RunStatus
 from ..core.text import iso
 from ..store.liveness import Liveness, RowLike
 from ..store.reader import Reader
+from ..store.curate import run_tags
 from ..store.reads import Key
 from ..store.runquery import SORTABLE, RunFilter, RunQuery
 
 LOWER_IS_BETTER = re.compile(r"loss|err|mse|mae|rmse|perplexity|time", re.I)
 
 
-def parse_since(text: str, now: Optional[float] = None) -> float:
+def parse_since(text: str, now: Optional[float] = None, option: str = "--since") -> float:
     """``2026-11-20``, ``2026-11-20T10:00``, or an age: ``90m``, ``6h``, ``2d``, ``1w``."""
     now = time.time() if now is None else now
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
@@ -39,7 +41,7 @@ def parse_since(text: str, now: Optional[float] = None) -> float:
     try:
         moment = datetime.datetime.fromisoformat(text.strip())
     except ValueError:
-        raise UsageError(f"--since {text!r}: not a date (2026-11-20, 2026-11-20T10:00) or an age "
+        raise UsageError(f"{option} {text!r}: not a date (2026-11-20, 2026-11-20T10:00) or an age "
                          f"(90m, 6h, 2d)") from None
     if moment.tzinfo is None:
         moment = moment.astimezone()
@@ -113,10 +115,12 @@ def list_runs(ledger: Reader, script: Optional[str] = None, version: Optional[st
               status: Optional[str] = None, mode: Optional[str] = None, since: Optional[float] = None,
               limit: Optional[int] = 50, ids: Optional[Sequence[int]] = None,
               now: Optional[float] = None, *, text: Optional[str] = None, sort: Optional[str] = None,
-              descending: Optional[bool] = None, offset: int = 0) -> List[Dict[str, Any]]:
+              descending: Optional[bool] = None, offset: int = 0, tags: Sequence[str] = (),
+              before: Optional[float] = None, deleted: bool = False) -> List[Dict[str, Any]]:
     """Runs newest first (or by ``sort``: a list column, or a final metric such
     as ``test/acc`` with the runs that lack it last), with their final eval
-    metrics. ``text`` matches script, version, params or error, any case.
+    metrics, tags and note. ``text`` matches script, version, params or error, any case;
+    ``tags``: runs with every one of them; ``deleted``: deleted (hidden) runs too.
     ``descending`` defaults to True for id, started and duration, to best first
     for a metric (lowest first for a loss, an error...), ascending otherwise."""
     query = RunQuery(ledger, now)
@@ -127,26 +131,31 @@ def list_runs(ledger: Reader, script: Optional[str] = None, version: Optional[st
     if sort not in SORTABLE and "/" not in sort:
         raise UsageError(f"sort {sort!r}: not a column (columns: {', '.join(SORTABLE)}, or a metric as split/name, "
                          f"e.g. test/acc)")
-    order = query.ids(RunFilter(script, version, status, mode, since, ids, text), sort, descending, limit, offset)
+    order = query.ids(RunFilter(script, version, status, mode, since, ids, text, tags, before, deleted), sort,
+                      descending, limit, offset)
     found = {r["id"]: r for r in ledger.runs(order)}
     rows = [query.liveness.derive(found[run_id]) for run_id in order]
     metrics = _eval_metrics(ledger, order)
+    tagged = run_tags(ledger, order)
     return [{
         "id": r["id"], "uid": r["uid"], "script": r["script"], "version": r["version"], "mode": r["mode"],
         "status": shown_status(r), "started": iso(r["started_at"]), "started_at": r["started_at"],
         "ended_at": r["ended_at"], "duration": _duration(r, query.now), "metrics": metrics.get(r["id"], {}),
         "exit_code": r["exit_code"], "signal": r["signal"],
         "error": r["error"].splitlines()[0] if r["error"] else None, "reason": r.get("reason"),
-        "attempt": r.get("attempt"), "retry_of": r.get("retry_of"),
+        "attempt": r.get("attempt"), "retry_of": r.get("retry_of"), "tags": tagged.get(r["id"], []),
+        "note": r.get("note"), "deleted": iso(r.get("deleted_at")), "deleted_at": r.get("deleted_at"),
     } for r in rows]
 
 
 def count_runs(ledger: Reader, script: Optional[str] = None, version: Optional[str] = None,
                status: Optional[str] = None, mode: Optional[str] = None, since: Optional[float] = None,
                ids: Optional[Sequence[int]] = None, now: Optional[float] = None, *,
-               text: Optional[str] = None) -> int:
+               text: Optional[str] = None, tags: Sequence[str] = (), before: Optional[float] = None,
+               deleted: bool = False) -> int:
     """How many runs ``list_runs`` with the same filters pages through."""
-    return RunQuery(ledger, now).count(RunFilter(script, version, status, mode, since, ids, text))
+    return RunQuery(ledger, now).count(RunFilter(script, version, status, mode, since, ids, text, tags, before,
+                                                 deleted))
 
 
 def metric_columns(ledger: Reader, limit: int = 50) -> List[str]:
@@ -239,6 +248,9 @@ def show_run(ledger: Reader, ref: str) -> Dict[str, Any]:
                 pass
     data["git_dirty"] = None if data.get("git_dirty") is None else bool(data["git_dirty"])
     data["started"], data["ended"] = iso(data["started_at"]), iso(data["ended_at"])
+    data["tags"] = run_tags(ledger, [data["id"]]).get(data["id"], [])
+    data["deleted"] = iso(data.get("deleted_at"))  # hidden from listings (mlpipeline delete)
+    data["collected"] = {kind: iso(at) for kind, at in json.loads(data.get("collected") or "{}").items()} or None
     data["duration"] = _duration(data, time.time())
     data["metrics"] = metric_summary(ledger, data["id"])
     data["system_peaks"] = system_peaks(ledger, data["id"])
@@ -246,7 +258,15 @@ def show_run(ledger: Reader, ref: str) -> Dict[str, Any]:
     data["log_path"] = run_log(run_dir) if run_dir else None
     diff = os.path.join(run_dir, "git.diff") if run_dir else None
     data["git_diff_path"] = diff if diff and os.path.exists(diff) else None
+    info = ledger.environment(data.get("environment"))  # one line here; run_environment has it whole
+    data["environment_sha256"], data["environment"] = data.get("environment"), summary(info) if info else None
     return data
+
+
+def run_environment(ledger: Reader, ref: str) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
+    """(the run, the environment it recorded: ``core.environment``'s record, or None for a run from before)."""
+    run = resolve_run(ledger, ref)
+    return run, ledger.environment(run.get("environment"))
 
 
 Point = Tuple[Any, Optional[float]]
@@ -422,7 +442,7 @@ def flatten(params: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
     return flat
 
 
-def _spread(values: Sequence[Optional[float]]) -> Dict[str, Any]:
+def spread(values: Sequence[Optional[float]]) -> Dict[str, Any]:
     """Mean and sample standard deviation (None for a single value) of the finite values."""
     finite = [v for v in values if v is not None and math.isfinite(v)]
     if not finite:
@@ -453,8 +473,8 @@ def _repeat_groups(ledger: Reader, script: str) -> List[Dict[str, Any]]:
     for group in groups.values():
         labels = sorted({m for run_id in group["runs"] for m in metrics.get(run_id, {})}, key=_test_first)
         group["count"] = len(group["runs"])
-        spreads = {m: _spread([metrics.get(run_id, {}).get(m) for run_id in group["runs"]]) for m in labels}
-        group["metrics"] = {m: spread for m, spread in spreads.items() if spread["n"]}
+        spreads = {m: spread([metrics.get(run_id, {}).get(m) for run_id in group["runs"]]) for m in labels}
+        group["metrics"] = {m: s for m, s in spreads.items() if s["n"]}
     return list(groups.values())
 
 

@@ -144,8 +144,8 @@ def request(project: Project, ledger: Reader, kind: str, ref: Optional[str] = No
     """Ask the project's runner to act; returns at once with what was asked.
 
     ``cancel`` takes a running run (``ref``); ``pause``/``resume`` the whole
-    runner; ``rerun`` a version (``payload`` script, version) to run again in this
-    batch; ``reorder`` a list of [script, version] to run first."""
+    runner; ``rerun`` a version (``payload`` script, version, or the version of run
+    ``ref``) to run again in this batch; ``reorder`` a list of [script, version] to run first."""
     run = None
     if kind == "cancel":
         run = resolve_run(ledger, str(ref))
@@ -154,6 +154,12 @@ def request(project: Project, ledger: Reader, kind: str, ref: Optional[str] = No
                              f"can be cancelled")
         if run["mode"] == Mode.TEST.value:
             raise UsageError(f"run {run['id']} runs in a test session; stop that session with Ctrl+C")
+    if kind == "rerun" and ref is not None and payload is None:  # a run's version (mlpipeline rerun RUN)
+        run = resolve_run(ledger, str(ref))
+        if not run["version"]:
+            raise UsageError(f"run {run['id']} is not a version's run (its script failed to load); nothing to run "
+                             f"again")
+        payload = {"script": run["script"], "version": run["version"]}
     runner = _live_runner(project, ledger)
     request_id = add_request(project.ledger_path, kind,
                              run_id=run["id"] if run else None, payload=payload)

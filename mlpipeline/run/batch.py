@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, List, Optional
 
 from ..plan.config import Project, find_project
 from ..core.errors import MLPipelineError, UsageError
-from ..core.lifecycle import RunStatus
+from ..core.lifecycle import RunStatus, VersionSpec
 from .runner import Finished, Options, Runner
 
 if TYPE_CHECKING:
@@ -54,6 +54,10 @@ class BatchOptions:
     stop_on_nan: bool = False
     sample_interval: float = 2.0         # seconds between samples of each running version's CPU, RSS, GPU (0: off)
     mlflow_uri: Optional[str] = None     # 2.x's --mlflow_tracking_uri: in place of [MLFLOW] tracking_uri
+    # An exact re-run (``run.rerun``): run only this spec, record in this outputs folder's ledger, linked to that run.
+    pinned: Optional[VersionSpec] = None
+    records_in: Optional[str] = None
+    rerun_of: Optional[int] = None
 
 
 @dataclass
@@ -183,6 +187,7 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
     from ..execution.inprocess import InProcessExecutor
     from ..execution.local import LocalExecutor
     from ..plan.describe import Describer
+    from ..plan.planner import Pinned
     from ..store.ledger import open_ledger
     from ..store.lock import RunnerLock
     from ..proc.system import hostname
@@ -193,6 +198,7 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
     jobs = options.jobs or (len(options.gpus) if options.gpus else 1)
     _check(options, isolate, jobs)
     project = find_project(options.directory)
+    project.records_in = options.records_in
     for warning in project.warnings:
         notify(warning, 30)
     if test and options.use_history:
@@ -202,10 +208,10 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
     executor: Any = None
     try:
         if not test:  # the lock first: a refused runner writes nothing
-            lock = RunnerLock(project.outputs_dir)
+            lock = RunnerLock(project.ledger_dir)
             lock.acquire(host, "run")
-        ledger = open_ledger(project.outputs_dir)
-        if not test:
+        ledger = open_ledger(project.ledger_dir)
+        if not test and options.pinned is None:
             from .watcher import ChangeWatcher
 
             watcher = ChangeWatcher([project.config_path(False), os.path.join(project.root, "mlp.config")],
@@ -257,9 +263,16 @@ def run_batch(options: BatchOptions, notify: Callable[[str, int], None],
                                  retry_on=options.retry_on, retry_delay=options.retry_delay,
                                  stall_timeout=options.stall_timeout, stop_on_nan=options.stop_on_nan,
                                  options_text=shown)
+        pinned = None if options.pinned is None else Pinned(project, describer, options.pinned, notify)
         runner = Runner(project, ledger, executor, describer, runner_options, outputs=outputs, host=host,
-                        fork=getattr(executor, "pool", None),
+                        fork=getattr(executor, "pool", None), planner=pinned,
                         notify=notify, watcher=watcher)
+        if options.rerun_of is not None:
+            runner.recorder.also["rerun_of"] = options.rerun_of
+        if backend == "local":  # the driver and GPUs the versions see, for their environment (read once, if asked)
+            from ..execution.gpus import driver_info
+
+            runner.recorder.gpu = driver_info
         if prepare is not None:
             prepare(runner)
         outputs.log(f"session started: {options.command} (pid {os.getpid()})")

@@ -5,9 +5,10 @@ fails that run alone (``flush`` returns it; the runner applies the decision)."""
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
+import os
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from ..core import repro
+from ..core import environment, repro
 from ..core.errors import MLPipelineError
 from ..core.layout import Project
 from ..core.faults import fault_point
@@ -26,6 +27,9 @@ class Recorder:
         self.ledger, self.project, self.mode, self.host = ledger, project, mode, host
         self.identity, self.command = identity, command
         self.runner_id: Optional[int] = None
+        self.also: Dict[str, Any] = {}  # columns every run it starts records (an exact re-run: rerun_of)
+        self.gpu: Callable[[], Mapping[str, Any]] = dict  # the driver and GPUs, for the environment (from NVML)
+        self._environment: Optional[str] = None  # the sha256 of this process's environment, once recorded
         self._metrics: Dict[int, List[MetricRow]] = {}
         self._count = 0
         self._flushed_at = float("-inf")
@@ -33,20 +37,37 @@ class Recorder:
     def start(self, spec: VersionSpec, model_dir: Optional[str], **link: Any) -> Tuple[Any, Optional[str]]:
         """Insert the run as running; returns its row and its folder (None in test mode: no
         ``model_dir`` is kept either)."""
-        git = repro.git_state(self.project.root)
+        git = repro.git_state(self.project.root, untracked=model_dir is not None, exclude=(self.project.outputs_dir,))
         run = self.ledger.start_run(
             script=spec.rel, version=spec.version, mode=self.mode, host=self.host, pid_start=self.identity,
             params=dict(spec.params), script_sha256=spec.script_sha256, fingerprint=spec.fingerprint,
             params_sha256=spec.params_sha256, model_dir=model_dir, command=self.command,
             python_version=repro.python_version(), seed=spec.seed, git_commit=git.commit if git else None,
-            git_dirty=int(git.dirty) if git else None, runner_id=self.runner_id, **link)
+            git_dirty=int(git.dirty) if git else None, runner_id=self.runner_id, environment=self.environment(),
+            **{**self.also, **link})
         if model_dir is None:
             return run, None
         run_dir = self.project.run_dir(run["id"])
         self.ledger.update_run(run["id"], run_dir=run_dir)
         if git:
-            repro.save_diff(run_dir, git)
+            repro.save_diff(run_dir, git, os.path.join(self.project.outputs_dir, repro.UNTRACKED_DIR))
+        repro.save_spec(run_dir, spec.to_json())
         return run, run_dir
+
+    def environment(self) -> Optional[str]:
+        """The sha256 of the environment this runner's versions run in, recorded once (read once per
+        process: ``environment.capture``). None when it cannot be read: the run goes on without it."""
+        if self._environment is None:
+            try:
+                info = environment.capture(self.gpu())
+                sha = environment.digest(info)
+                self.ledger.record_environment(sha, environment.canonical(info))
+            except MLPipelineError:
+                raise
+            except Exception:  # noqa: BLE001 - best effort: the run matters more than its record of packages
+                sha = ""
+            self._environment = sha
+        return self._environment or None
 
     def failed_to_load(self, rel: str, version: Optional[str], sha: str, error: str, traceback: str) -> int:
         """A script (or a search) that cannot run: a failed run that says why; returns its id."""

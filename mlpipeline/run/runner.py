@@ -33,6 +33,7 @@ from ..plan.planner import Describer, Plan, Planner, QueueItem
 from ..proc.system import process_start
 from ..script.modes import ExecutionModeKeys
 from ..script.versions import dir_suffix
+from ..store.curate import apply_curation
 from ..store.ledger import Ledger
 from ..store.liveness import Liveness
 from .hostfiles import NullOutputs
@@ -90,11 +91,11 @@ class Runner:
     timeouts, metric batches); tests inject one."""
 
     def __init__(self, project: Project, ledger: Ledger, executor: Executor, describer: Describer, options: Options,
-                 outputs: Any = None, host: str = "localhost",
+                 outputs: Any = None, host: str = "localhost", planner: Optional[Planner] = None,
                  notify: Optional[Callable[[str, int], None]] = None, watcher: Any = None,
                  clock: Callable[[], float] = time.monotonic, fork: Optional[Fork] = None):
         """``fork``: what forks the searches' children (the local executor's fork servers), or None
-        to spawn them."""
+        to spawn them; ``planner``: where the queue comes from (default: the queue config)."""
         self.project, self.ledger, self.executor, self.describer = project, ledger, executor, describer
         self.options = options
         self.outputs = outputs or NullOutputs()
@@ -103,8 +104,8 @@ class Runner:
         self.watcher = watcher
         self.clock = clock
         self.mode = Mode.TEST if options.test_mode else Mode.RUN
-        self.planner = Planner(project, describer, project.config_path(options.test_mode),
-                               options.only_version, self.say)
+        self.planner = planner or Planner(project, describer, project.config_path(options.test_mode),
+                                          options.only_version, self.say)
         self.searches = Searches(ledger, project.root, options.test_mode, options.use_history,
                                  lambda message, level: self.say(message, level), clock, fork=fork)
         self.queue = BatchQueue(self.planner, ledger, self.searches, self.mode, options.use_history, self.say)
@@ -326,7 +327,7 @@ class Runner:
             self.queue.reorder([(str(s), str(v)) for s, v in payload.get("order", [])])
             self._replan = True
             return "reordered"
-        return f"unknown request {kind!r}"
+        return apply_curation(self.ledger, kind, run_id, payload)  # tag, untag, note, delete (or unknown)
 
     def _end_overdue(self, now: float) -> None:
         limit = self.options.stall_timeout or getattr(self._config, "stall_timeout", None)

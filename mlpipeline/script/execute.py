@@ -330,7 +330,8 @@ def run_version(model: Any, version: Version, script_path: str, model_dir: str, 
         reporter.data(fingerprint)
     reporter.log(f"version {name}: training {steps} step{'' if steps == 1 else 's'} (already trained: {trained})")
     if steps > 0:
-        output = model.train_model(loader.get_train_input(), steps)
+        given = {"mode": ExecutionModeKeys.TRAIN} if getattr(model, "_mlp_train_input_mode", False) else {}
+        output = model.train_model(loader.get_train_input(**given), steps)
         if isinstance(output, MetricContainer):
             output.log_rows(log_to_file=False, complete_epoc=True)
         elif output is not None:

@@ -109,6 +109,9 @@ class ExperimentABC(Experiment):
     dataloader: Any = None
     # False for a 2.x experiment (train_loop(input_fn)): it has no steps, so none are counted for it.
     _mlp_steps = True
+    # post9 … 2.x asked for the training input with get_train_input(mode=ExecutionModeKeys.TRAIN) (2.x's
+    # BaseTorchDataLoader requires the mode); 1.1a3 … post8 called get_train_input().
+    _mlp_train_input_mode = True
 
     def _mlp_before_hooks(self, version: Any, experiment_dir: str, exec_mode: str = ExecutionModeKeys.TEST) -> bool:
         """Called by the runner in place of ``pre_execution_hook``: ``setup_model`` then

@@ -12,6 +12,9 @@ Both 1.x generations of the original's API live on one ``Versions`` class:
   parameters, ``dataloader``, ``batch_size``, ``epoc_count``, ``order`` and
   ``model_dir_suffix``; its name is answered but is not one of its keys.
 
+From 1.1a3.post9 on (2.x too), ``filter_versions(whitelist_versions=... |
+blacklist_versions=...)`` drops versions for good.
+
 Both give versions an ``order`` (declaration index unless given); the runner
 runs them by ``order``, then declaration.
 """
@@ -24,7 +27,7 @@ import json
 import logging
 import random
 import string
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterable, Iterator, List, Optional
 
 from . import report as _report
 from ..core.errors import VersionValueError
@@ -496,14 +499,27 @@ class Versions:
 
         return [v for _, v in sorted(enumerate(declared), key=key)]
 
-    def filter_versions(self, whitelist_versions: Optional[List[str]] = None,
-                        blacklist_versions: Optional[List[str]] = None) -> List[Version]:
-        versions = self.get_versions()
-        if whitelist_versions:
-            versions = [v for v in versions if v[version_parameters.NAME] in whitelist_versions]
-        if blacklist_versions:
-            versions = [v for v in versions if v[version_parameters.NAME] not in blacklist_versions]
-        return versions
+    def get_version_names(self) -> List[str]:
+        """The versions' names, in the order they were first added (post9 … 2.x)."""
+        return list(self._versions)
+
+    def filter_versions(self, *, blacklist_versions: Optional[Iterable[str]] = None,
+                        whitelist_versions: Optional[Iterable[str]] = None) -> None:
+        """Keep only ``whitelist_versions`` (in that order), or drop ``blacklist_versions``; one of the two.
+        The versions left out are gone for good, as in 1.1a3.post9 … 2.0a7.post1 (a version added later
+        is kept)."""
+        if blacklist_versions is not None and whitelist_versions is not None:
+            raise VersionValueError("filter_versions: pass whitelist_versions or blacklist_versions, not both")
+        if blacklist_versions is None and whitelist_versions is None:
+            return
+        if blacklist_versions is not None:
+            dropped = set(blacklist_versions)
+            kept = {name: v for name, v in self._versions.items() if name not in dropped}
+        else:
+            kept = {name: self.get_version(name) for name in whitelist_versions or ()}
+        _report.current().log(f"Versions before filter: {self.get_version_names()}")
+        self._versions = kept
+        _report.current().log(f"Versions after filter: {self.get_version_names()}")
 
     def __iter__(self) -> Iterator[Version]:
         return iter(self.get_versions())

@@ -1,12 +1,12 @@
 """The ``Versions`` of 2.0a1 … 2.0a7.post1 (``from mlpipeline import Versions``): the README-era one with
 2.x's spelling and semantics — versions carry ``name``, ``epoch_count`` and ``experiment_dir_suffix``;
-``filter_versions`` drops versions for good; ``get_versions`` returns ``(name, version)`` pairs;
-``add_versions`` takes another ``Versions``' versions."""
+``filter_versions`` drops versions for good (the base class's, as post9 … post12's); ``get_versions`` returns
+``(name, version)`` pairs; ``add_versions`` takes another ``Versions``' versions."""
 from __future__ import annotations
 
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, List, Optional, Tuple
 
-from .versions import EasyVersion, Version, VersionValueError, version_parameters as _version_parameters
+from .versions import EasyVersion, Version, version_parameters as _version_parameters
 from .versions import Versions as _Versions
 from .utils import log
 
@@ -54,24 +54,6 @@ class Versions(_Versions):
             return
         self._versions.update(versions._versions)
 
-    def get_version_names(self) -> List[str]:
-        return list(self._versions)
-
     def get_versions(self) -> List[Tuple[str, Version]]:  # type: ignore[override]
         """``(name, version)`` pairs in run order, as 2.x returned them."""
         return [(version[_version_parameters.NAME], version) for version in _Versions.get_versions(self)]
-
-    def filter_versions(self, *, blacklist_versions: Optional[Iterable[str]] = None,  # type: ignore[override]
-                        whitelist_versions: Optional[Iterable[str]] = None) -> None:
-        """Keep only ``whitelist_versions`` (in that order), or drop ``blacklist_versions``; one of the two."""
-        if blacklist_versions is not None and whitelist_versions is not None:
-            raise VersionValueError("filter_versions: pass whitelist_versions or blacklist_versions, not both")
-        if blacklist_versions is None and whitelist_versions is None:
-            return
-        if blacklist_versions is not None:
-            kept = {name: v for name, v in self._versions.items() if name not in set(blacklist_versions)}
-        else:
-            kept = {name: self.get_version(name) for name in whitelist_versions or ()}
-        log(f"Versions before filter: {self.get_version_names()}")
-        self._versions = kept
-        log(f"Versions after filter: {self.get_version_names()}")

@@ -369,6 +369,12 @@ class Ledger(Reads):
             db.execute("INSERT OR REPLACE INTO script_cache (sha256, info, created_at) VALUES (?, ?, ?)",
                        (sha256, json.dumps(info), self.clock()))
 
+    def record_environment(self, sha256: str, info: str) -> None:
+        """Keep an environment (``core.environment``: its JSON) once, under its sha256."""
+        with self.tx() as db:
+            db.execute("INSERT OR IGNORE INTO environments (sha256, info, created_at) VALUES (?, ?, ?)",
+                       (sha256, info, self.clock()))
+
 
 class Heartbeats:
     """A thread with its own connection that keeps heartbeats fresh; ``stop`` ends it."""
@@ -403,7 +409,7 @@ class Heartbeats:
         self._thread.join(timeout=10)
 
 
-REQUEST_KINDS = ("cancel", "pause", "resume", "rerun", "reorder")
+REQUEST_KINDS = ("cancel", "pause", "resume", "rerun", "reorder", "tag", "untag", "note", "delete")
 
 
 def add_request(path: str, kind: str, run_id: Optional[int] = None, payload: Optional[Dict[str, Any]] = None,

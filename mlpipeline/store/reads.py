@@ -37,15 +37,15 @@ class Reads:
 
     conn: sqlite3.Connection
 
-    def _chunked(self, sql: str, ids: Sequence[int], plain: bool = False) -> List[Any]:
-        """``sql`` (``{marks}`` for the ids) run CHUNK ids at a time."""
+    def _chunked(self, sql: str, ids: Sequence[int], plain: bool = False, extra: Sequence[Any] = ()) -> List[Any]:
+        """``sql`` (``{marks}`` for the ids, then ``extra``'s marks) run CHUNK ids at a time."""
         cursor = self.conn.cursor()
         if plain:
             cursor.row_factory = None  # tuples: a Row per point costs more than the query
         found: List[Any] = []
         for start in range(0, len(ids), CHUNK):
             chunk = list(ids[start:start + CHUNK])
-            found += cursor.execute(sql.format(marks=_marks(chunk)), chunk).fetchall()
+            found += cursor.execute(sql.format(marks=_marks(chunk)), [*chunk, *extra]).fetchall()
         return found
 
     # -- runs ---------------------------------------------------------------------------------------------------
@@ -78,8 +78,8 @@ class Reads:
 
     def scripts(self, mode: Optional[Mode] = None, matching: Optional[str] = None,
                 limit: Optional[int] = None) -> List[str]:
-        """The scripts runs were recorded for, sorted (of ``mode``; matching a path or file name)."""
-        clauses: List[str] = []
+        """The scripts runs not deleted were recorded for, sorted (of ``mode``; matching a path or file name)."""
+        clauses: List[str] = ["deleted_at IS NULL"]
         args: List[Any] = []
         if mode is not None:
             clauses.append("mode = ?")
@@ -93,24 +93,27 @@ class Reads:
                                                 f"LIMIT {int(limit) if limit else -1}", args)]
 
     def latest_runs_per_version(self, script: str) -> Dict[str, int]:
-        """{version: its latest succeeded execution-mode run, or its last one if none succeeded}."""
+        """{version: its latest succeeded execution-mode run, or its last one if none succeeded}, deleted runs
+        aside."""
         chosen: Dict[str, int] = {}
         for version, run_id in self.conn.execute(
                 "SELECT version, MAX(id) FROM runs WHERE script = ? AND mode = ? AND status = ? "
-                "AND version IS NOT NULL GROUP BY version", (script, Mode.RUN.value, RunStatus.SUCCEEDED.value)):
+                "AND version IS NOT NULL AND deleted_at IS NULL GROUP BY version",
+                (script, Mode.RUN.value, RunStatus.SUCCEEDED.value)):
             chosen[version] = run_id
         for version, run_id in self.conn.execute(
                 "SELECT version, MAX(id) FROM runs WHERE script = ? AND mode = ? AND version IS NOT NULL "
-                "GROUP BY version", (script, Mode.RUN.value)):
+                "AND deleted_at IS NULL GROUP BY version", (script, Mode.RUN.value)):
             chosen.setdefault(version, run_id)
         return chosen
 
     def succeeded_params(self, script: str) -> List[Tuple[int, str, str]]:
-        """(id, version, params text) of the script's succeeded execution-mode runs, newest first."""
+        """(id, version, params text) of the script's succeeded execution-mode runs not deleted, newest first."""
         cursor = self.conn.cursor()
         cursor.row_factory = None
         return cursor.execute("SELECT id, version, params FROM runs WHERE script = ? AND mode = ? AND status = ? "
-                              "ORDER BY id DESC", (script, Mode.RUN.value, RunStatus.SUCCEEDED.value)).fetchall()
+                              "AND deleted_at IS NULL ORDER BY id DESC",
+                              (script, Mode.RUN.value, RunStatus.SUCCEEDED.value)).fetchall()
 
     def later_runs_in(self, model_dir: str, after: int) -> List[sqlite3.Row]:
         """Runs after ``after`` that used ``model_dir`` (their versions may have changed it since)."""
@@ -173,6 +176,13 @@ class Reads:
         """(run id, split, name, step, value) of the runs' curve points, by run and step."""
         return self._chunked("SELECT run_id, split, name, step, value FROM metrics WHERE run_id IN ({marks}) "
                              "AND step IS NOT NULL ORDER BY run_id, step, rowid", run_ids, plain=True)
+
+    def metric_points(self, run_ids: Sequence[int], split: str, name: str) -> List[Tuple[int, int, Optional[float]]]:
+        """(run id, step, value) of one curve (``split/name``) of each of the runs, by run and step; a value
+        that is not finite reads None."""
+        return self._chunked("SELECT run_id, step, CASE WHEN abs(value) < 9e999 THEN value END FROM metrics "
+                             "WHERE run_id IN ({marks}) AND name = ? AND split = ? AND step IS NOT NULL "
+                             "ORDER BY run_id, step", run_ids, plain=True, extra=(name, split))
 
     def metric_summaries(self, run_id: int) -> List[sqlite3.Row]:
         return self.conn.execute("SELECT * FROM metric_summary WHERE run_id = ? ORDER BY split DESC, name",
@@ -249,6 +259,13 @@ class Reads:
     def cached_script(self, key: str) -> Optional[Dict[str, Any]]:
         """A script description the runner cached (``describe``), by its cache key."""
         row = self.conn.execute("SELECT info FROM script_cache WHERE sha256 = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def environment(self, sha256: Optional[str]) -> Optional[Dict[str, Any]]:
+        """A recorded environment (``core.environment``) by its sha256; None when there is none."""
+        if not sha256:
+            return None
+        row = self.conn.execute("SELECT info FROM environments WHERE sha256 = ?", (sha256,)).fetchone()
         return json.loads(row[0]) if row else None
 
     def output_scripts(self, matching: Optional[str] = None, limit: Optional[int] = None) -> List[str]:

@@ -23,6 +23,9 @@ class RunFilter:
     since: Optional[float] = None     # started at or after (epoch seconds)
     ids: Optional[Sequence[int]] = None
     text: Optional[str] = None        # in script, version, params or error, any case
+    tags: Sequence[str] = ()          # tagged with every one of these
+    before: Optional[float] = None    # started before (epoch seconds)
+    deleted: bool = False             # deleted (hidden) runs too: ``runs --all``
 
 
 class RunQuery:
@@ -65,6 +68,14 @@ class RunQuery:
         if f.since is not None:
             clauses.append("runs.started_at >= ?")
             args.append(f.since)
+        if f.before is not None:
+            clauses.append("runs.started_at < ?")
+            args.append(f.before)
+        for tag in f.tags:
+            clauses.append("runs.id IN (SELECT run_id FROM run_tags WHERE tag = ?)")
+            args.append(tag)
+        if not f.deleted:
+            clauses.append("runs.deleted_at IS NULL")
         if f.ids is not None:
             clauses.append(f"runs.id IN ({','.join('?' * len(f.ids))})")
             args += list(f.ids)

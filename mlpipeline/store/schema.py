@@ -211,6 +211,30 @@ MIGRATIONS: Sequence[Tuple[str, str]] = (
     ("0012_slurm_job_id", """
         ALTER TABLE runs ADD COLUMN slurm_job_id TEXT;
     """),
+    # Tags and a note per run (``mlpipeline tag``, ``note``); runs hidden from every listing (``delete``: the rows
+    # stay, so history and -u stay exact); what ``gc`` took of a run's files (JSON: {"model_dir": when, ...}).
+    ("0013_tags_notes_deleted", """
+        CREATE TABLE run_tags (
+            run_id INTEGER NOT NULL REFERENCES runs (id),
+            tag TEXT NOT NULL,
+            PRIMARY KEY (run_id, tag)
+        ) WITHOUT ROWID;
+        CREATE INDEX run_tags_tag ON run_tags (tag, run_id);
+        ALTER TABLE runs ADD COLUMN note TEXT;
+        ALTER TABLE runs ADD COLUMN deleted_at REAL;
+        ALTER TABLE runs ADD COLUMN collected TEXT;
+    """),
+    # The environment a run ran in (installed distributions, Python, platform, CUDA and driver: JSON), stored
+    # once per distinct one under the sha256 of its JSON; and the run an exact re-run (``rerun --exact``) redid.
+    ("0014_environments_reruns", """
+        CREATE TABLE environments (
+            sha256 TEXT PRIMARY KEY,
+            info TEXT NOT NULL,
+            created_at REAL NOT NULL
+        );
+        ALTER TABLE runs ADD COLUMN environment TEXT;
+        ALTER TABLE runs ADD COLUMN rerun_of INTEGER;
+    """),
 )
 
 # The columns readers may use, by table, as the newest schema has them. A reader of a ledger no runner
@@ -221,12 +245,15 @@ NEWEST: Dict[str, Tuple[str, ...]] = {
              "signal", "error", "traceback", "steps", "eval_train_text", "eval_test_text", "command", "git_commit",
              "git_dirty", "python_version", "packages", "seed", "source", "source_key", "gpu", "cancel_requested",
              "runner_id", "fingerprint", "pid_start", "node", "node_id", "data_fingerprint", "reason", "resources",
-             "gpu_uuids", "attempt", "retry_of", "slurm_job_id"),
+             "gpu_uuids", "attempt", "retry_of", "slurm_job_id", "note", "deleted_at", "collected",
+             "environment", "rerun_of"),
     "runners": ("id", "pid", "host", "mode", "options", "started_at", "heartbeat_at", "ended_at", "config_error",
                 "queue_at", "pid_start", "paused_at"),
     "queue": ("runner_id", "position", "script", "version", "state", "reason"),
     "requests": ("id", "kind", "run_id", "payload", "created_at", "pid", "consumed_at", "consumed_by", "result"),
     "script_cache": ("sha256", "info", "created_at"),
+    "run_tags": ("run_id", "tag"),
+    "environments": ("sha256", "info", "created_at"),
     "outputs": ("id", "run_id", "script", "version", "name", "sha256", "path", "kind", "summary", "size",
                 "script_sha256", "code_fingerprint", "params_sha256", "data_fingerprint", "created_at"),
 }

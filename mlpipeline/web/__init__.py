@@ -1,5 +1,5 @@
-"""``mlpipeline serve``: the dashboard — runs, curves, compare, the live queue —
-and the place to steer the queue from a browser.
+"""``mlpipeline serve``: the dashboard — runs, curves, compare, a search as a whole
+(``searchpage``), the live queue — and the place to steer the queue from a browser.
 
 It reads the ledger through the same library functions as the CLI
 (``queries``, ``status``), steers only through the configs and the requests

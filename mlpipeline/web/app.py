@@ -23,6 +23,8 @@ from ..core.timings import timings
 from ..core.vocabulary import NotifyEvent
 from ..run.notify import DeathWatch, Notifier
 from .guard import SECURITY_HEADERS, cookie_name, host_name, origin_allowed, token_matches
+from . import searchpage
+from .curate import curate_routes
 from .routes import api_routes, page_routes
 from .state import Dashboard
 
@@ -120,6 +122,7 @@ def create_app(dash: Dashboard, events_interval: Optional[float] = None) -> Any:
     templates = Jinja2Templates(env=env)
     templates.env.globals.update(version=__version__, project_name=os.path.basename(dash.project.root))
     templates.env.filters["tojson_safe"] = _tojson
+    templates.env.filters["num"] = _num
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -140,7 +143,8 @@ def create_app(dash: Dashboard, events_interval: Optional[float] = None) -> Any:
 
     routes: List[Any] = [Route("/static/plotly.min.js", _plotly),
                          Mount("/static", app=StaticFiles(directory=os.path.join(HERE, "static")), name="static"),
-                         *page_routes(), *api_routes()]
+                         *page_routes(), *searchpage.page_routes(), *api_routes(), *searchpage.api_routes(),
+                         *curate_routes()]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={404: _not_found, 405: _not_allowed})
     app.state.dash, app.state.events, app.state.templates = dash, events, templates
     return Guard(app, dash)
@@ -191,6 +195,15 @@ def _tojson(value: Any) -> str:
 
     text = json.dumps(jsonable(value), default=str, allow_nan=False)
     return Markup(text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"))
+
+
+def _num(value: Any) -> str:
+    """A number to 4 significant digits (0.7234918 reads 0.7235); one that needs no rounding as
+    Python writes it (1.0, 0.001)."""
+    if isinstance(value, float):
+        short = f"{value:.4g}"
+        return repr(value) if float(short) == value else short
+    return str(value)
 
 
 def _plotly(request: Request) -> Response:

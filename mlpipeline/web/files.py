@@ -163,6 +163,38 @@ class UploadRejected(UsageError):
         self.details = details
 
 
+def defines_predict(path: str) -> Optional[bool]:
+    """Whether the script at ``path`` defines ``predict`` (a function, a method, a name it binds or
+    imports), read without running it: the web process never imports model code. None when that
+    cannot be told: the file is unreadable, or a class of it derives from one imported from outside
+    mlpipeline (which may define ``predict``)."""
+    import ast
+
+    try:
+        with open(path, encoding="utf-8") as handle:
+            tree = ast.parse(handle.read())
+    except (OSError, SyntaxError, ValueError):
+        return None
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name == "predict":
+            return True
+        if isinstance(node, (ast.Name, ast.Attribute)) and isinstance(node.ctx, ast.Store) and \
+                getattr(node, "id", getattr(node, "attr", None)) == "predict":
+            return True
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            module = getattr(node, "module", None) or ""
+            for alias in node.names:
+                if (alias.asname or alias.name.split(".")[-1]) == "predict":
+                    return True
+                if not (module or alias.name).startswith("mlpipeline"):
+                    imported.add(alias.asname or alias.name.split(".")[0])
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and any(isinstance(b, ast.Name) and b.id in imported for b in node.bases):
+            return None
+    return False
+
+
 def safe_input_name(name: Optional[str]) -> str:
     name = os.path.basename((name or "input").replace("\\", "/"))
     return name if INPUT_NAME.fullmatch(name) else "input"

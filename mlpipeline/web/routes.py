@@ -16,9 +16,9 @@ from starlette.routing import Route
 from ..core.layout import run_log
 from ..core.errors import LedgerError, MLPipelineError, UsageError
 from ..core.lifecycle import Mode, RunStatus
-from ..read.queries import compare_detail, count_runs, list_runs, metric_columns, metric_curves, resolve_run, show_run
-from .files import (UploadRejected, check_script_upload, list_files, model_dir_of, safe_input_name, save_script,
-    zip_stream)
+from ..read.queries import count_runs, list_runs, metric_columns, metric_curves, resolve_run, show_run
+from .files import (UploadRejected, check_script_upload, defines_predict, list_files, model_dir_of, safe_input_name,
+                    save_script, zip_stream)
 from .guard import Refused, confine
 from .state import Dashboard
 
@@ -119,7 +119,8 @@ def _run_filters(request: Request) -> Dict[str, Any]:
     if mode and mode not in ("test", "run"):
         raise UsageError(f"mode={mode!r}: test or run")
     return {"script": q.get("script") or None, "version": q.get("version") or None, "status": status, "mode": mode,
-            "text": q.get("q") or None}
+            "text": q.get("q") or None, "tags": [t for t in q.getlist("tag") if t],
+            "deleted": q.get("all") in ("1", "true", "on")}
 
 
 def _runs_query(request: Request, ledger: Any) -> Dict[str, Any]:
@@ -179,6 +180,7 @@ def _run_record(dash: Dashboard, ledger: Any, run_id: str) -> Dict[str, Any]:
     run_dir = record.get("run_dir")
     record["results"] = load_results(run_dir) if run_dir else None
     record["predictions"] = list_predictions(run_dir) if run_dir else []
+    record["has_predict"] = defines_predict(os.path.join(dash.project.root, record["script"]))
     return record
 
 
@@ -270,22 +272,28 @@ def _ascii(name: str) -> str:
 # -- compare ---------------------------------------------------------------------------------------------------
 
 def compare_page(request: Request) -> Dict[str, Any]:
-    script = request.query_params.get("script") or ""
-    metric = request.query_params.get("metric") or None
+    from ..read.seeds import SEED, compare_view
+
+    q = request.query_params
+    script, metric, seed = q.get("script") or "", q.get("metric") or None, q.get("seed_param") or SEED
     with _dash(request).reader() as ledger:
         ledger = _need(ledger)
         scripts = ledger.scripts(mode=Mode.RUN)
-        detail = compare_detail(ledger, script, metric=metric) if script else None
+        script = script or (scripts[0] if scripts else "")  # the page opens on the first script
+        detail = compare_view(ledger, script, metric=metric, seed_param=seed) if script else None
     return {"scripts": scripts, "script": script, "metric": metric, "detail": detail}
 
 
 @_api
 def api_compare(request: Request) -> Any:
-    script = request.query_params.get("script") or ""
-    if not script:
+    from ..read.seeds import SEED, compare_view
+
+    q = request.query_params
+    if not q.get("script"):
         raise UsageError("compare: give ?script=NAME")
     with _dash(request).reader() as ledger:
-        return compare_detail(_need(ledger), script, metric=request.query_params.get("metric") or None)
+        return compare_view(_need(ledger), q["script"], metric=q.get("metric") or None,
+                            seed_param=q.get("seed_param") or SEED)
 
 
 # -- the queue ---------------------------------------------------------------------------------------------------

@@ -132,7 +132,8 @@ def test_what_2x_had_and_is_not_supported_says_so(args, needle, tmp_path):
 
 
 @pytest.mark.parametrize("line, needle", [
-    ("from mlpipeline.pytorch import BaseTorchExperimentABC", "mlpipeline.pytorch is of the original's 2.0a1"),
+    ("import mlpipeline.api", "mlpipeline.api is of the original's 2.0a1"),
+    ("from mlpipeline import mlpipeline_execute_pipeline", "mlpipeline_execute_pipeline is of the original's 1.1a3.post9"),
     ("from mlpipeline.base import ExperimentWrapper", "ExperimentWrapper is of the original's 1.1a3.post9"),
     ("from mlpipeline.utils import Datasets", "Datasets is of the original's 2.0a1"),
     ("import no_such_package_zz", "install the package or fix the import"),

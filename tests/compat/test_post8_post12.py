@@ -3,8 +3,9 @@
 experiments.config, [WHITELISTED_EXPERIMENTS], EXPERIMENT).
 
 The released packages are installed from the package index on first use, each into its own cached venv
-beside the 1.1a3.post7 one (see original.py); the original's example project at bc6773b (the post8
-release) is in projects/post8_example, exactly as committed there.
+beside the 1.1a3.post7 one (see original.py); the original's example projects at bc6773b (the post8
+release) and 057a59b (the post12 release) are in projects/post8_example and projects/post12_example,
+exactly as committed there.
 """
 from __future__ import annotations
 
@@ -61,12 +62,12 @@ def ours(root: Path, *args: str) -> subprocess.CompletedProcess:
     return run([sys.executable, "-m", "mlpipeline", *args], root, Path(sys.executable).parent)
 
 
-def example(dst: Path) -> Path:
-    shutil.copytree(HERE / "projects" / "post8_example", dst)
+def example(dst: Path, release: str = "post8") -> Path:
+    shutil.copytree(HERE / "projects" / f"{release}_example", dst)
     return dst
 
 
-SPEC = re.compile(r"Exp- (?:\x1b\[0m)?Version spec: (\{.*\})")
+SPEC = re.compile(r"(?:Exp|Expriment)- (?:\x1b\[0m)?Version spec: (\{.*\})")
 
 
 def specs(text: str) -> dict:
@@ -119,6 +120,63 @@ def test_the_example_matches_the_post8_release(args, tmp_path):
     assert {k: specs(got.stdout).get(k) for k in theirs_specs} == theirs_specs
     assert sorted(p.name for p in (mine / "experiments" / "exports").iterdir()) == \
         sorted(p.name for p in (theirs / "experiments" / "exports").iterdir())
+
+
+# What post12's example logs from its two filter_versions calls (version5 is added after them).
+FILTERED = ["Versions before filter: ['version1', 'version2', 'version3', 'version4']",
+            "Versions after filter: ['version1', 'version2', 'version4']",
+            "Versions before filter: ['version1', 'version2', 'version4']",
+            "Versions after filter: ['version1', 'version2']"]
+
+
+def filter_lines(text: str) -> list:
+    return [line[line.index("Versions "):] for line in text.splitlines() if "Versions before filter" in line
+            or "Versions after filter" in line]
+
+
+@pytest.mark.parametrize("args", [(), ("-r", "-u")], ids=["test-mode", "execution-mode"])
+def test_the_original_example_at_057a59b_runs_unmodified(args, tmp_path):
+    root = example(tmp_path / "ours", "post12")
+    result = ours(root, *args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # filter_versions dropped version3, then kept version1 and version2 for good: each process that loads the
+    # script (describing it, then each version's) logs the same four lines
+    lines = filter_lines(result.stdout)
+    assert lines and lines == FILTERED * (len(lines) // 4)
+    with sqlite3.connect(root / "experiments" / "outputs" / "mlpipeline.db") as db:
+        rows = [tuple(r) for r in db.execute("SELECT script, version, status, eval_test_text FROM runs")]
+    assert rows == [("experiments/sample_experiment.py", v, "succeeded", "TEST_a: 10.0000    TEST_b: 2.0000")
+                    for v in ("version1", "version2", "version5")]
+    shown = specs(result.stdout)  # setup_model(self, version), written with one parameter, got the version
+    assert sorted(shown) == [0, 1, 4] and shown[0]["hyperparameter"] == "a hyperparameter"
+    assert shown[4]["hyperparameter"] is None and shown[4]["experiment_dir_suffix"] is None
+    assert "trained: Trained using a hyperparameter" in result.stdout
+    assert sorted(p.name for p in (root / "experiments" / "exports").iterdir()) == ["sample_experiment.py"]
+    if args:
+        assert sorted(p.name for p in (root / "experiments" / "outputs" / "model_ckpts").iterdir() if p.name[0] != ".") == \
+            [f"sample_experiment-version{n}" for n in (1, 2, 5)]
+        again = ours(root, *args)
+        assert again.returncode == 0 and "nothing to run" in (again.stdout + again.stderr).lower()
+
+
+def test_the_post12_example_matches_the_release(tmp_path):
+    """The released post12 filtered the example's versions as ours does and loaded version5 (the last one: its
+    test mode ran one version, a listed difference) with the same spec; then its call setup_model(version,
+    experiment_dir) raised TypeError on the example's one-parameter setup_model (a listed difference), and it
+    exited 0. Its execution mode does the same."""
+    original = release_venv("post12")
+    expected = run([str(original / "bin" / "mlpipeline")], example(tmp_path / "original", "post12"), original / "bin")
+    assert expected.returncode == 0, expected.stdout[-3000:] + expected.stderr[-3000:]
+    text = expected.stdout + expected.stderr
+    assert filter_lines(text) == FILTERED
+    assert "setup_model() takes 2 positional arguments but 3 were given" in text
+    theirs_spec = re.search(r"Version_spec: (\{.*\})", text)
+    assert theirs_spec and "version loaded: version5" in text
+    got = ours(example(tmp_path / "ours", "post12"))
+    assert got.returncode == 0, got.stderr[-3000:]
+    assert filter_lines(got.stdout)[:4] == FILTERED
+    theirs = ast.literal_eval(re.sub(r"<[^>]*>", "'<object>'", theirs_spec.group(1)))
+    assert specs(got.stdout)[4] == theirs
 
 
 POST12_SCRIPT = '''

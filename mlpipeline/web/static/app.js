@@ -251,6 +251,56 @@ if (page === "run") {
     try { await post(`/api/runs/${runId}/rerun`); toast(`run ${runId}'s version is queued again`); }
     catch (e) { toast(e.message, true); }
   });
+  // tags and the note: written through the runner's requests (or the ledger when none runs)
+  function renderTags(tags) {
+    const box = document.getElementById("tags");
+    box.textContent = "";
+    for (const tag of tags) {
+      const chip = document.createElement("span");
+      chip.className = "tag";
+      chip.dataset.tag = tag;
+      chip.append(tag);
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "untag";
+      remove.dataset.tag = tag;
+      remove.title = `remove the tag ${tag}`;
+      remove.textContent = "×";
+      chip.appendChild(remove);
+      box.appendChild(chip);
+    }
+  }
+  const tagForm = document.getElementById("tag-form");
+  if (tagForm) tagForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = document.getElementById("tag-input");
+    const tags = input.value.split(/[\s,]+/).filter(Boolean);
+    if (!tags.length) return;
+    try {
+      renderTags((await post(`/api/runs/${runId}/tags`, {add: tags})).tags);
+      input.value = "";
+      toast(`run ${runId} tagged ${tags.join(", ")}`);
+    } catch (e) { toast(e.message, true); }
+  });
+  const tagBox = document.getElementById("tags");
+  if (tagBox) tagBox.addEventListener("click", async (event) => {
+    const button = event.target.closest("button.untag");
+    if (!button) return;
+    try {
+      renderTags((await post(`/api/runs/${runId}/tags`, {remove: [button.dataset.tag]})).tags);
+      toast(`run ${runId}: tag ${button.dataset.tag} removed`);
+    } catch (e) { toast(e.message, true); }
+  });
+  const noteForm = document.getElementById("note-form");
+  if (noteForm) noteForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = document.getElementById("note-input");
+    try {
+      const body = await post(`/api/runs/${runId}/note`, {note: input.value});
+      input.value = body.note || "";
+      toast(body.note ? `run ${runId}: note saved` : `run ${runId}: note cleared`);
+    } catch (e) { toast(e.message, true); }
+  });
   const form = document.getElementById("predict-form");
   if (form) form.addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -323,9 +373,28 @@ if (page === "compare") {
   if (select) select.addEventListener("change", () => document.getElementById("metric-form").submit());
   const data = pageData();
   const traces = [];
+  const grouped = new Set();  // versions drawn as their seed group's mean and band
+  const palette = ["31,119,180", "255,127,14", "44,160,44", "214,39,40", "148,103,189", "140,86,75"];
+  (data.seed_groups || []).forEach((g, i) => {
+    if (!data.metric || !(g.curves || []).length) return;
+    g.versions.forEach((v) => grouped.add(v));
+    const rgb = palette[i % palette.length];
+    const label = g.versions.length > 2 ? `${g.versions[0]} … (${g.versions.length} seeds)` : g.versions.join(", ");
+    for (const c of g.curves) {
+      const low = c.mean.map((m, k) => m - (c.std[k] || 0));
+      const high = c.mean.map((m, k) => m + (c.std[k] || 0));
+      traces.push({x: c.steps, y: low, type: "scatter", mode: "lines", line: {width: 0}, hoverinfo: "skip",
+                   showlegend: false, name: `${label} ${c.split} − std`});
+      traces.push({x: c.steps, y: high, type: "scatter", mode: "lines", line: {width: 0}, fill: "tonexty",
+                   fillcolor: `rgba(${rgb},0.2)`, hoverinfo: "skip", showlegend: false, name: `${label} ${c.split} + std`});
+      traces.push({x: c.steps, y: c.mean, type: "scatter", mode: "lines", line: {color: `rgb(${rgb})`},
+                   name: `${label} ${c.split} (mean ± std)`});
+    }
+  });
   for (const v of data.versions || []) {
     if (!data.metric) break;
     for (const c of v.curves || []) {
+      if (grouped.has(v.version)) continue;
       traces.push({x: c.steps, y: c.values, name: `${v.version} ${c.split}`, type: "scatter", mode: "lines"});
     }
     const label = data.metric.includes("/") ? data.metric : `test/${data.metric}`;
