@@ -36,7 +36,9 @@ test: install browser slurm
 	@echo "==> lint (ruff), types (mypy), then the whole test suite (pytest)"
 	$(PY) -m ruff check mlpipeline tests bench
 	$(PY) -m mypy
-	$(PY) -m pytest tests -q
+	@# two workers, each taking whole modules (their module-scoped clusters and servers stay one each): most
+	@# tests wait on child processes, so two at once on two cores take about half the time
+	$(PY) -m pytest tests -q -n 2 --dist loadscope
 
 # The browser tests drive /usr/bin/chromium (Debian's package) through Playwright; they fail, naming this
 # target, where it is missing. apt needs root: sudo is used where we are not root and it exists.

@@ -1,4 +1,8 @@
-from setuptools import find_packages, setup
+from setuptools import Extension, find_packages, setup
+
+# log_metric's point taker in C (mlpipeline/script/report.py has the same in Python): optional, so an install
+# without a compiler still works, on the Python one
+POINTS = Extension("mlpipeline.script._points", ["mlpipeline/script/_points.c"], optional=True)
 
 setup(
     name="mlpipeline",
@@ -8,6 +12,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["mlpipeline", "mlpipeline.*"]),
     package_data={"mlpipeline.web": ["templates/*.html", "static/*.js", "static/*.css"]},
+    ext_modules=[POINTS],
     python_requires=">=3.9",
     install_requires=["numpy", "watchdog", "tabulate", "psutil"],
     extras_require={
@@ -35,7 +40,7 @@ setup(
         # [MLFLOW] tracking_uri in mlp.config: each run also logged to MLflow (the client alone, no server or UI)
         "mlflow": ["mlflow-skinny>=2"],
         # (the full mlflow: tests/test_mlflow_log.py runs a real `mlflow server`)
-        "dev": ["pytest>=7", "hypothesis", "ruff", "mypy", "playwright>=1.40", "aiosmtpd", "mlflow>=2"],
+        "dev": ["pytest>=7", "pytest-xdist>=3", "hypothesis", "ruff", "mypy", "playwright>=1.40", "aiosmtpd", "mlflow>=2"],
     },
     entry_points={"console_scripts": ["mlpipeline=mlpipeline.cli:main"]},
 )

@@ -1,6 +1,7 @@
 """Fixtures shared by every test folder (helpers live in helpers.py)."""
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -8,6 +9,11 @@ from pathlib import Path
 import pytest
 
 from helpers import Project
+
+# pytest-xdist gives its workers the controller's terminal size as COLUMNS/LINES; the CLI's tables fit
+# $COLUMNS, so the runs the tests start would cut what they check (as a pipe, the tables are not cut).
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 
 @pytest.fixture
