@@ -40,7 +40,8 @@ def _status_code(exc: Exception) -> int:
     text = str(exc)
     if "not found" in text or "no runs recorded" in text:
         return 404
-    if "no runner is working" in text or "already exists" in text or "is not running" in text:
+    if any(part in text for part in ("no runner is working", "already exists", "is not running",
+                                     "works on this project", "is running; cancel it first")):
         return 409
     if "over the limit" in text or "over the upload limit" in text:
         return 413

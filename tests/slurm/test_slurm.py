@@ -137,6 +137,8 @@ def test_a_killed_runner_leaves_its_job_running_and_the_next_adopts_it(slurm, tm
     assert live_jobs(slurm)  # the job goes on without its runner
     shown = proj.run("runs", env=env(slurm))
     assert "running (detached)" in shown.stdout
+    status = proj.run("status", env=env(slurm))  # the README's command: the job, its node and its id
+    assert "running (detached)" in status.stdout and run["slurm_job_id"] in status.stdout, status.stdout
     adopter = proj.run("-r", "-u", env=env(slurm), timeout=90)
     assert adopter.returncode == 0, adopter.stderr
     assert "adopted run" in adopter.stderr

@@ -99,6 +99,75 @@ if (page === "runs") {
   document.addEventListener("fragment", applyColumns);
   onEvent("runs", () => refreshFragment("runs-table"));
   onEvent("reload", () => refreshFragment("runs-table"));  // events were dropped, or the ledger was replaced
+  const showDeleted = document.getElementById("show-deleted");
+  if (showDeleted) showDeleted.addEventListener("change", () => showDeleted.form.requestSubmit());
+  const cleanup = document.getElementById("cleanup");
+  if (cleanup) {
+    cleanup.addEventListener("toggle", () => { if (cleanup.open) showGcPlan(); });
+    document.getElementById("gc-run").addEventListener("click", runGc);
+  }
+}
+
+// -- clean-up (mlpipeline gc) on the runs page -------------------------------------------------------------------
+function bytes(size) {  // as mlpipeline gc prints them
+  if (size < 1024) return `${size} B`;
+  let value = size / 1024;
+  for (const unit of ["KiB", "MiB"]) {
+    if (value < 1024) return `${value.toFixed(1)} ${unit}`;
+    value /= 1024;
+  }
+  return `${value.toFixed(1)} GiB`;
+}
+
+function renderGc(plan) {
+  const body = document.querySelector("#gc-plan tbody");
+  body.textContent = "";
+  for (const kind of plan.kinds) {
+    const row = body.insertRow();
+    row.dataset.what = kind.what;
+    row.insertCell().textContent = kind.what;
+    for (const text of [String(kind.count), bytes(kind.bytes)]) {
+      const cell = row.insertCell();
+      cell.className = "num";
+      cell.textContent = text;
+    }
+  }
+  const keep = document.getElementById("gc-keep");
+  keep.hidden = !plan.keep;
+  if (plan.keep) {
+    keep.textContent = `keep = ${plan.keep.count} by ${plan.keep.metric}: the model dirs of each script's best ` +
+      `${plan.keep.count} runs stay` + (plan.ranked_out.length ? `; ${plan.ranked_out.length} other run(s)' model dirs may go` : "");
+  }
+  document.getElementById("gc-run").disabled = plan.bytes === 0 && plan.empty;
+}
+
+async function showGcPlan() {
+  try {
+    const response = await fetch("/api/gc", {credentials: "same-origin"});
+    const plan = await response.json();
+    if (!response.ok) throw new Error(plan.error || response.statusText);
+    renderGc(plan);
+  } catch (e) { toast(e.message, true); }
+}
+
+async function runGc() {
+  const done = document.getElementById("gc-done");
+  const button = document.getElementById("gc-run");
+  button.disabled = true;
+  try {
+    const freed = await post("/api/gc");
+    const count = (what) => (freed.kinds.find((k) => k.what === what) || {count: 0}).count;
+    done.textContent = `removed ${count("model dirs")} model dir(s), ${count("run folders")} run folder(s), ` +
+      `${count("cached outputs")} cached output(s); freed ${bytes(freed.bytes)}` +
+      (freed.problems.length ? ` — not removed: ${freed.problems.join("; ")}` : "");
+    done.className = freed.problems.length ? "error" : "ok";
+    await showGcPlan();
+    refreshFragment("runs-table");
+  } catch (e) {
+    done.textContent = e.message;
+    done.className = "error";
+    button.disabled = false;
+  }
 }
 
 // -- one run ----------------------------------------------------------------------------------------------------
@@ -250,6 +319,28 @@ if (page === "run") {
   if (rerun) rerun.addEventListener("click", async () => {
     try { await post(`/api/runs/${runId}/rerun`); toast(`run ${runId}'s version is queued again`); }
     catch (e) { toast(e.message, true); }
+  });
+  // delete: asked on the page (no native dialog), written through the same door as the tags
+  const del = document.getElementById("delete");
+  const confirmBox = document.getElementById("delete-confirm");
+  if (del) del.addEventListener("click", () => { confirmBox.hidden = false; });
+  document.getElementById("delete-no").addEventListener("click", () => { confirmBox.hidden = true; });
+  document.getElementById("delete-yes").addEventListener("click", async () => {
+    confirmBox.hidden = true;
+    try {
+      const body = await post(`/api/runs/${runId}/delete`);
+      if (del) del.remove();
+      document.getElementById("deleted-notice").hidden = false;
+      if (!document.getElementById("run-deleted")) {
+        const badge = document.createElement("span");
+        badge.className = "badge deleted";
+        badge.id = "run-deleted";
+        badge.textContent = "deleted";
+        document.querySelector("h1").append(" ", badge);
+      }
+      const via = body.via.startsWith("runner") ? ` (through the ${body.via})` : "";
+      toast(`run ${runId} deleted${via}; Clean up on the runs page frees its files`);
+    } catch (e) { toast(e.message, true); }
   });
   // tags and the note: written through the runner's requests (or the ledger when none runs)
   function renderTags(tags) {
