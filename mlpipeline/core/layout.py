@@ -31,6 +31,26 @@ def run_log(run_dir: str) -> str:
     return os.path.join(run_dir, RUN_LOG)
 
 
+def tree_size(path: str, limit: Optional[int] = None) -> int:
+    """The bytes under ``path`` (a file or a folder; links not followed, unreadable entries skipped),
+    counted up to just past ``limit`` when one is given."""
+    try:
+        if not os.path.isdir(path) or os.path.islink(path):
+            return os.lstat(path).st_size
+    except OSError:
+        return 0
+    total = 0
+    for folder, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(folder, name)).st_size
+            except OSError:
+                pass
+            if limit is not None and total > limit:
+                return total
+    return total
+
+
 @dataclass(frozen=True)
 class NotifySettings:
     """``[NOTIFY]`` in mlp.config: where notifications go (apprise URLs: they hold secrets, so

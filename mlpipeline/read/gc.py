@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 from ..core.errors import UsageError, display
-from ..core.layout import CACHE_DIR, MODEL_DIRS, RUN_DIRS, Project
+from ..core.layout import CACHE_DIR, MODEL_DIRS, RUN_DIRS, Project, tree_size
 from ..core.lifecycle import Mode, RunStatus
 from ..plan.config import read_queue_config
 from ..script.execute import marker_path
@@ -132,23 +132,6 @@ def _inside(path: str, folder: str) -> bool:
     return real != base and real.startswith(base + os.sep)
 
 
-def _size(path: str) -> int:
-    """Bytes under ``path`` (a file or a folder), links not followed."""
-    try:
-        if not os.path.isdir(path) or os.path.islink(path):
-            return os.lstat(path).st_size
-    except OSError:
-        return 0
-    total = 0
-    for folder, _, files in os.walk(path):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(folder, name)).st_size
-            except OSError:
-                pass
-    return total
-
-
 def _removable_dir(path: Optional[str], folder: str) -> bool:
     return bool(path) and os.path.isdir(str(path)) and not os.path.islink(str(path)) and _inside(str(path), folder)
 
@@ -168,7 +151,7 @@ def _plan(project: Project, reads: Reads, keep: Optional[Tuple[int, str]]) -> Gc
         path = norm(r["model_dir"]) if r["model_dir"] else None
         if path is None or path in needed or not _removable_dir(path, models):
             continue
-        item = found.get(path) or found.setdefault(path, Item(path, _size(path) + _size(marker_path(path))))
+        item = found.get(path) or found.setdefault(path, Item(path, tree_size(path) + tree_size(marker_path(path))))
         item.runs.append(r["id"])
     plan.model_dirs = list(found.values())
     runs_folder = os.path.join(project.outputs_dir, RUN_DIRS)
@@ -179,7 +162,7 @@ def _plan(project: Project, reads: Reads, keep: Optional[Tuple[int, str]]) -> Gc
         if r["deleted_at"] is None or r["status"] in _UNFINISHED or path is None or path in kept_run_dirs:
             continue
         if _removable_dir(path, runs_folder):
-            plan.run_dirs.append(Item(path, _size(path), [r["id"]]))
+            plan.run_dirs.append(Item(path, tree_size(path), [r["id"]]))
     _plan_outputs(project, reads, plan)
     try:
         plan.wal = os.path.getsize(project.ledger_path + "-wal")
@@ -207,7 +190,7 @@ def _plan_outputs(project: Project, reads: Reads, plan: GcPlan) -> None:
         path = item.path
         if rel in named_by_kept or not os.path.isfile(path) or os.path.islink(path) or not _inside(path, cache):
             continue
-        item.size = _size(path)
+        item.size = tree_size(path)
         plan.outputs.append(item)
 
 

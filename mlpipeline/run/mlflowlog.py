@@ -22,7 +22,7 @@ import threading
 import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Set, Tuple
 
-from ..core.layout import Project
+from ..core.layout import Project, tree_size
 from ..core.lifecycle import MetricRow, Outcome, RunStatus
 from ..core.timings import timings
 from ..proc.system import hostname
@@ -77,20 +77,6 @@ def flat_params(params: Mapping[str, Any], prefix: str = "") -> Iterator[Tuple[s
 def last_line(text: Optional[str]) -> str:
     lines = [line.strip() for line in (text or "").strip().splitlines() if line.strip()]
     return lines[-1][:ERROR_CHARS] if lines else ""
-
-
-def _size(folder: str, limit: int) -> int:
-    """The bytes of the files under ``folder``, counted up to just past ``limit``."""
-    total = 0
-    for where, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.lstat(os.path.join(where, name)).st_size
-            except OSError:
-                pass
-            if total > limit:
-                return total
-    return total
 
 
 class MlflowLog:
@@ -260,7 +246,7 @@ class MlflowLog:
             self.client.log_batch(mlflow_id, metrics=metrics[:PER_BATCH_METRICS],
                                   tags=[self.entities.RunTag(k, v[:tag_chars]) for k, v in tags.items()])
             if model_dir and os.path.isdir(model_dir) and any(os.scandir(model_dir)):
-                size = _size(model_dir, ARTIFACTS_LIMIT)
+                size = tree_size(model_dir, ARTIFACTS_LIMIT)
                 if size > ARTIFACTS_LIMIT:
                     self.warn(f"{label}: its model dir holds over {ARTIFACTS_LIMIT >> 30} GiB, so it is not logged to "
                               f"MLflow as artifacts (it stays in {model_dir})")
