@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 from . import report as _report
 from .helper import Model
@@ -26,6 +26,14 @@ def log_metric(name: str, value: float, step: Optional[int] = None, split: str =
     point = _report._point
     if point is not None:
         point(name, value, step, split)
+
+
+def bound_log_metric() -> Callable[..., None]:
+    """What ``from mlpipeline import log_metric`` binds: in a version's child the reporter's point taker itself
+    (the reporter of the process's whole life; one Python call less a point), elsewhere ``log_metric``, which
+    finds the current reporter at each call (a script imported before a version runs keeps it)."""
+    point = _report.own_point()
+    return log_metric if point is None else point
 
 
 def log_params(params: Optional[Dict[str, Any]] = None, **more: Any) -> None:

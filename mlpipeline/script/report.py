@@ -17,6 +17,8 @@ from ..core.lifecycle import STEP_RANGE, MetricRow, metric_row, pack_rows
 
 
 MAX_LOG_EVENT = 1 << 20  # characters of a log message sent to the runner
+# a metrics event around its packed points (base64 needs no JSON escaping): the line json.dumps would write
+METRICS_LINE = (b'{"type": "metrics", "packed": "', b'"}\n')
 
 
 class Reporter:
@@ -58,59 +60,137 @@ def _silence(stream: Any) -> None:
         pass
 
 
-class PipeReporter(Reporter):
-    """Sends events as JSON lines over a pipe to the runner parent, and echoes
-    log lines to stdout so they also appear in the captured output.
+class PythonPoints:
+    """The waiting points of a version's child, in Python: ``point`` (what ``log_metric`` calls) appends the
+    usual point — a float, a whole step or none, a name and split seen good before — as it is; any other goes
+    through ``metric_row``, which converts it or raises BadMetric in the caller. ``catch_up()`` is called
+    when ``most`` points wait. The C extension ``_points.Points`` does the same, faster; this one runs where
+    it could not be built, or with ``MLPIPELINE_PURE_POINTS=1``.
 
-    Metrics are sent in batches by a thread of their own (every ``FLUSH_EVERY``
-    seconds, and before any other event), packed with ``marshal`` (plain tuples
-    of str, float, int, None: the runner checks every row again as it unpacks),
-    so a tight ``log_metric`` loop costs a check and a list append and never
-    waits for the runner to read the pipe — until ``MAX_BUFFERED`` points wait
-    for a runner far behind. The buffer is one list for the reporter's life: the
-    main thread only appends, the flusher takes a prefix (``rows[:n]``, then
-    ``del rows[:n]``, each one step under the GIL), so no point takes a lock."""
+    The rows are one list for the reporter's life: the main thread only appends, the flusher takes a prefix
+    (``rows[:n]``, then ``del rows[:n]``, each one step under the GIL), so no point takes a lock."""
 
-    FLUSH_EVERY = 0.1
-    MAX_BUFFERED = 1_000_000  # points waiting for a slow runner before the loop waits too (about 130 MB)
-
-    def __init__(self, fd: int):
-        import threading
-
-        self._file = os.fdopen(fd, "w", encoding="utf-8")
-        self._write_lock = threading.Lock()    # the pipe: metrics before the event that follows them
-        self._rows: List[tuple] = []
-        self.point = self._point_taker()
-        self._wake = threading.Event()
-        self._closed = False
-        self._broken = False
-        self._flusher = threading.Thread(target=self._flush_now_and_then, daemon=True,
-                                         name="mlpipeline-metrics")
-        self._flusher.start()
-        # A worker the version forks must not share the event pipe (or inherit a held lock): it prints.
-        os.register_at_fork(after_in_child=lambda: install(Reporter()))
-
-    def _point_taker(self) -> Callable[..., None]:
-        """``metric`` as a closure (what ``log_metric`` calls): the usual point — a float, a whole step or
-        none, a name and split seen good before — is appended as it is; any other goes through
-        ``metric_row``, which converts it or raises BadMetric in the caller."""
-        rows, append, most = self._rows, self._rows.append, self.MAX_BUFFERED
+    def __init__(self, catch_up: Callable[[], None], most: int):
+        rows: List[tuple] = []
+        append = rows.append
         checked: set = set()
         low, high = STEP_RANGE
+        dropped = False
+
+        def full() -> None:
+            if dropped:
+                rows.clear()
+            else:
+                catch_up()
 
         def point(name: str, value: float, step: Optional[int] = None, split: str = "train") -> None:
             if type(value) is float and (step is None or type(step) is int and low <= step <= high) \
                     and (name, split) in checked:
                 append((name, value, step, split))
+            elif dropped:
+                return
             else:
                 row = metric_row(name, value, step, split)
                 if len(checked) < 10_000:
                     checked.add((row[0], row[3]))
                 append(tuple(row))
             if len(rows) >= most:
-                self._catch_up()
+                full()
 
-        return point
+        def drop() -> None:
+            nonlocal dropped, most
+            dropped, most = True, 1024
+            rows.clear()
+
+        self._rows = rows
+        self.point = point
+        self.drop = drop
+
+    def _batch(self) -> List[tuple]:
+        rows = self._rows
+        count = len(rows)
+        batch = rows[:count]
+        del rows[:count]
+        return batch
+
+    def take(self) -> Optional[str]:
+        """The waiting points packed (``pack_rows``), or None when none wait."""
+        batch = self._batch()
+        return pack_rows(batch) if batch else None
+
+    def send(self, fd: int, prefix: bytes, suffix: bytes) -> int:
+        """Write the waiting points, packed, between ``prefix`` and ``suffix`` to ``fd``; how many."""
+        batch = self._batch()
+        if batch:
+            data = memoryview(prefix + pack_rows(batch).encode("ascii") + suffix)
+            while data:
+                data = data[os.write(fd, data):]
+        return len(batch)
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+
+def _points_in_c() -> Any:
+    """The C point taker's module, or None where it was not built or ``MLPIPELINE_PURE_POINTS`` is set."""
+    if os.environ.get("MLPIPELINE_PURE_POINTS", "") not in ("", "0"):
+        return None
+    try:
+        from . import _points  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _points
+
+
+class PipeReporter(Reporter):
+    """Sends events as JSON lines over a pipe to the runner parent, and echoes
+    log lines to stdout so they also appear in the captured output.
+
+    Metrics are sent in batches by a thread of their own (every ``FLUSH_EVERY``
+    seconds, and before any other event), packed as ``pack_rows`` packs them
+    (plain tuples of str, float, int, None: the runner checks every row again as
+    it unpacks), so a tight ``log_metric`` loop costs a check and an append and
+    never waits for the runner to read the pipe — until ``MAX_BUFFERED`` points
+    wait for a runner far behind. ``point`` (what ``log_metric`` calls) is the C
+    point taker where it was built, else ``PythonPoints.point``; the C one also
+    wakes the flusher when ``FLUSH_BYTES`` wait, so its buffers stay small and warm."""
+
+    FLUSH_EVERY = 0.1
+    MAX_BUFFERED = 1_000_000  # points waiting for a slow runner before the loop waits too (130 MB as tuples)
+    FLUSH_BYTES = 1 << 20     # packed points (about 40 000) that go out at once
+
+    def __init__(self, fd: int):
+        import threading
+        import weakref
+
+        self._fd = fd
+        self._file = os.fdopen(fd, "w", encoding="utf-8")  # flushed after each event: points go to the fd itself
+        self._write_lock = threading.Lock()    # the pipe: metrics before the event that follows them
+        self._wake = threading.Event()
+        in_c = _points_in_c()
+        if in_c is not None:
+            self._points = in_c.Points(metric_row, self._catch_up, self.MAX_BUFFERED, *STEP_RANGE,
+                                       wake=self._wake.set, wake_bytes=self.FLUSH_BYTES)
+            self.point: Callable[..., None] = self._points
+        else:
+            self._points = PythonPoints(self._catch_up, self.MAX_BUFFERED)
+            self.point = self._points.point
+        self._closed = False
+        self._broken = False
+        self._flusher = threading.Thread(target=self._flush_now_and_then, daemon=True,
+                                         name="mlpipeline-metrics")
+        self._flusher.start()
+        # A worker the version forks must not share the event pipe (or inherit a held lock): it prints, and
+        # its points (a script holding this reporter's ``point``) go nowhere.
+        mine = weakref.ref(self)
+
+        def forked() -> None:
+            install(Reporter())
+            reporter = mine()
+            if reporter is not None:
+                reporter._points.drop()
+
+        os.register_at_fork(after_in_child=forked)
 
     def metric(self, name: str, value: float, step: Optional[int] = None, split: str = "train") -> None:
         self.point(name, value, step, split)
@@ -130,17 +210,13 @@ class PipeReporter(Reporter):
 
     def _flush_rows(self) -> None:
         """Send what is buffered (the caller holds ``_write_lock``)."""
-        rows = self._rows
-        count = len(rows)
-        if count:
-            batch = rows[:count]
-            del rows[:count]
-            self._write(json.dumps({"type": "metrics", "packed": pack_rows(batch)}) + "\n")
+        self._points.send(self._fd, *METRICS_LINE)
 
     def _flush_now_and_then(self) -> None:
         while not self._closed:
             self._wake.wait(self.FLUSH_EVERY)
-            if self._rows:
+            self._wake.clear()
+            if len(self._points):
                 with self._write_lock:
                     try:
                         self._flush_rows()
@@ -192,3 +268,10 @@ def install(reporter: Reporter) -> Reporter:
     previous, _current = _current, reporter
     _point = None if type(reporter) is Reporter else getattr(reporter, "point", reporter.metric)
     return previous
+
+
+def own_point() -> Optional[Callable[..., None]]:
+    """The point taker of a reporter that has this process to itself for the rest of its life (a version's
+    child, whose ``PipeReporter`` is installed once, before the script runs), else None: what may be bound
+    once where ``log_metric`` is imported."""
+    return _point if isinstance(_current, PipeReporter) else None
