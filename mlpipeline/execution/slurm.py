@@ -31,14 +31,15 @@ from ..core.timings import timings
 from ..proc.protocol import deliver
 from ..proc.system import MARK_RUN, project_mark
 from .childrun import Echo, child_env
-from .slurmcli import (ENDED_STATES, JobState, NodeInfo, SlurmCommands, SlurmError, job_name, job_needs,
-                       sbatch_args, slots, slurm_outcome, time_limit)
+from .slurmcli import (ENDED_STATES, JobState, NodeInfo, SlurmCommands, SlurmError, comment_of, job_name, job_needs,
+                       refused, sbatch_args, slots, slurm_outcome, time_limit)
 from .slurmjob import (EVENTS_FILE, JOB_FILE, OUTCOME_FILE, PLACED_FILE, job_folder, outcome_from_json,
                        write_json)
 
 log = logging.getLogger(__name__)
 
 READ_LIMIT = 8 << 20      # bytes of a job's events (or output) read in one poll
+SILENT_EVERY = 15.0        # seconds between two squeue calls while Slurm does not answer
 SIZE_EVERY = 30.0          # seconds between two looks at what the partition can run (sinfo)
 OUTCOME_GRACE = 5.0        # a job Slurm says ended may take this long to show its outcome file (NFS)
 SUBMIT_RATE = 5.0          # sbatch calls a second at most, in bursts of SUBMIT_BURST
@@ -65,11 +66,16 @@ class _Followed:
         self.heard_at: Optional[float] = None
         self.last_line = ""
         self.caught_up = True   # its events file was read to its end at the last poll
+        self.args: List[str] = []               # its sbatch options
+        self.tries = 0                          # sbatch calls Slurm did not answer
+        self.submit_at: Optional[float] = None  # when to call sbatch again
 
 
 class SlurmExecutor:
     """Runs each version as a Slurm job, at most ``jobs`` in Slurm at once (default: what the
     partition can run, looked at every SIZE_EVERY seconds)."""
+
+    places_later = True  # a job waits in Slurm's queue before it runs: its sink hears ``started`` with a pid then
 
     def __init__(self, jobs: Optional[int] = None, cwd: Optional[str] = None,
                  settings: SlurmSettings = SlurmSettings(), gpus_per_version: Optional[float] = None,
@@ -94,6 +100,7 @@ class SlurmExecutor:
         self._sized_at = float("-inf")
         self._silent_since: Optional[float] = None
         self._sacct = True  # the cluster keeps accounting (until sacct says otherwise)
+        self._recovered: Dict[int, str] = {}  # run id -> the job id recover() found for it
         self._tokens = float(SUBMIT_BURST)
         self._tokens_at = clock()
         self.nodes: List[NodeInfo] = self.commands.sinfo(settings.partition)
@@ -144,6 +151,10 @@ class SlurmExecutor:
             return Wait(f"asks one Slurm node for {asks}; no node of the partition has that ({has})", never=True)
         return None
 
+    def job_id(self, ticket: int) -> str:
+        followed = self._jobs.get(ticket)
+        return followed.job_id if followed is not None else ""
+
     def heard(self, ticket: int) -> Optional[float]:
         followed = self._jobs.get(ticket)
         return None if followed is None else followed.heard_at
@@ -174,39 +185,80 @@ class SlurmExecutor:
             out.write(f"#!/bin/sh\n# mlpipeline: {job.spec.label} (run {job.run_id}); its job is {JOB_FILE} beside "
                       f"this file\nexec {shlex.quote(self.python)} -c {shlex.quote(JOB_MAIN)} {shlex.quote(folder)}\n")
         open(run_log(job.run_dir), "ab").close()
-        args = sbatch_args(self.settings, self._needs(job.spec), job_name(job.spec), folder, self.cwd,
-                           job.timeout or self.timeout)
-        try:
-            job_id = self.commands.sbatch(args, script)
-        except SlurmError as exc:  # this version fails alone, in one line; the queue goes on
-            followed = _Followed(job, sink, folder, Echo(self.echo, job.label), "")
-            followed.outcome = Outcome(RunStatus.FAILED, error=f"sbatch refused its job: {exc}; check [SLURM] in "
-                                                               f"mlp.config and the version's resources")
-            self._jobs[ticket] = followed
-            return ticket
-        sink.started({"slurm_job_id": job_id})
-        self._jobs[ticket] = _Followed(job, sink, folder, Echo(self.echo, job.label), job_id)
+        followed = _Followed(job, sink, folder, Echo(self.echo, job.label), "")
+        followed.args = sbatch_args(self.settings, self._needs(job.spec), job_name(job.spec), folder, self.cwd,
+                                    job.timeout or self.timeout, comment_of(job))
+        self._jobs[ticket] = followed
+        self._submit(followed)
         return ticket
 
-    def recover(self, row: Mapping[str, Any]) -> Optional[Job]:
-        """The job of a run a dead runner left ``running`` in Slurm (None: it has no job to follow)."""
-        if not row["slurm_job_id"] or not row["run_dir"]:
-            return None
+    def _submit(self, followed: _Followed) -> None:
+        """sbatch the job. A refusal (a bad option, partition, account) fails the version alone, in one line;
+        Slurm not answering leaves it waiting to be submitted again, with a growing pause (an sbatch that
+        timed out may have submitted it: it is looked for by its comment first)."""
+        script = os.path.join(followed.folder, "job.sh")
         try:
-            with open(os.path.join(job_folder(row["run_dir"]), JOB_FILE)) as handle:
+            if followed.tries:
+                found = self.commands.find(job_name(followed.job.spec), comment_of(followed.job))
+                if found:
+                    self._submitted(followed, found)
+                    return
+            self._submitted(followed, self.commands.sbatch(followed.args, script))
+        except SlurmError as exc:
+            if refused(str(exc)):
+                followed.outcome = Outcome(RunStatus.FAILED, error=f"sbatch refused its job: {exc}; check [SLURM] "
+                                                                   f"in mlp.config and the version's resources")
+                return
+            followed.tries += 1
+            pause = min(60.0, 5.0 * 2 ** (followed.tries - 1))
+            followed.submit_at = self.clock() + pause
+            if followed.tries == 1 or followed.tries % 5 == 0:
+                self.say(f"{followed.job.spec.label}: Slurm did not take its job ({exc}); trying again in "
+                         f"{pause:.0f} s", logging.WARNING)
+
+    def _submitted(self, followed: _Followed, job_id: str) -> None:
+        followed.job_id, followed.submit_at = job_id, None
+        followed.sink.started({"slurm_job_id": job_id})
+
+    def recover(self, row: Mapping[str, Any]) -> Optional[Job]:
+        """The job of a run a dead runner left ``running`` in Slurm (None: it has no job to follow). Its id is
+        the ledger's, else the one its node wrote, else Slurm's for its comment (a runner killed while sbatch
+        answered). A job whose job.json cannot be read is cancelled: it is run again as a new run, never twice
+        at once in one model dir."""
+        if not row["run_dir"] or not os.path.isdir(job_folder(row["run_dir"])):
+            return None
+        folder = job_folder(row["run_dir"])
+        job_id = row["slurm_job_id"] or (_read_json(os.path.join(folder, PLACED_FILE)) or {}).get("slurm_job_id")
+        try:
+            with open(os.path.join(folder, JOB_FILE)) as handle:
                 data = json.load(handle)
             payload = data["payload"]
             spec = VersionSpec.from_json(payload["spec"])
-        except (OSError, ValueError, KeyError, TypeError):
+            job = Job(spec, payload["model_dir"], payload["exec_mode"], payload["run_dir"], data.get("label") or "",
+                      data.get("timeout"), payload.get("memory_limit"), data["env"].get(MARK_RUN, ""),
+                      int(payload.get("run_id") or row["id"]))
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            if job_id:
+                self.say(f"run {row['id']}: its {JOB_FILE} cannot be read; Slurm job {job_id} is cancelled so the "
+                         f"version does not run twice at once", logging.WARNING)
+                self.commands.scancel([str(job_id)])
             return None
-        return Job(spec, payload["model_dir"], payload["exec_mode"], payload["run_dir"], data.get("label") or "",
-                   data.get("timeout"), payload.get("memory_limit"), data["env"].get(MARK_RUN, ""),
-                   int(payload.get("run_id") or row["id"]))
+        if not job_id:
+            try:
+                job_id = self.commands.find(job_name(spec), comment_of(job))
+            except SlurmError:
+                job_id = None
+        if not job_id:
+            return None
+        self._recovered[job.run_id] = str(job_id)
+        return job
 
-    def adopt(self, job: Job, sink: Sink, job_id: str) -> int:
+    def adopt(self, job: Job, sink: Sink, job_id: Optional[str]) -> int:
         """Follow a job a dead runner submitted: its events from the start (the caller cleared the run's
         points), its output from now on."""
         assert job.run_dir
+        job_id = job_id or self._recovered.pop(job.run_id, "")
+        sink.started({"slurm_job_id": job_id})
         ticket = self._next_ticket
         self._next_ticket += 1
         try:
@@ -224,8 +276,13 @@ class SlurmExecutor:
         if not self._jobs:
             return []
         now = self.clock()
+        for followed in self._jobs.values():
+            if followed.submit_at is not None and now >= followed.submit_at and followed.killed is None:
+                self._submit(followed)
         news = any(self._read(followed) for followed in self._jobs.values())
-        if now - self._looked_at >= self.settings.poll:
+        every = self.settings.poll if self._silent_since is None else max(self.settings.poll, SILENT_EVERY)
+        waiting = any(f.outcome is None and f.job_id for f in self._jobs.values())
+        if waiting and now - self._looked_at >= every:
             self._look(now)
         now = self.clock()
         finished: List[Ended] = []
@@ -239,8 +296,12 @@ class SlurmExecutor:
                 continue
             del self._jobs[ticket]
             finished.append((ticket, outcome))
-        if not finished and not news:
-            self.sleep(max(0.0, min(timeout, self._looked_at + self.settings.poll - self.clock())))
+        if not finished and not news:  # until the next look at Slurm or the next sbatch, at most ``timeout``
+            due = [f.submit_at for f in self._jobs.values() if f.submit_at is not None]
+            if waiting:
+                due.append(self._looked_at + every)
+            wake = min(due) if due else now + timeout
+            self.sleep(max(0.0, min(timeout, wake - self.clock())))
         return finished
 
     def _read(self, followed: _Followed) -> bool:
@@ -339,6 +400,11 @@ class SlurmExecutor:
                 followed.ended_at = now
 
     def _ended(self, followed: _Followed, now: float) -> Optional[Outcome]:
+        if not followed.job_id and followed.outcome is None:  # waiting to be submitted
+            if followed.killed is not None:
+                status, reason = followed.killed
+                return Outcome(status, error=reason)
+            return None
         if not followed.caught_up:
             return None  # more events to read first (the next poll reads on without sleeping)
         if followed.outcome is not None:
@@ -378,7 +444,7 @@ class SlurmExecutor:
         """The runner stops with jobs still in Slurm (an error, or Ctrl+C twice): they are cancelled, and
         waited for a little. A runner that is killed never gets here: its jobs go on, and the next runner
         adopts them."""
-        left = [f for f in self._jobs.values() if f.outcome is None]
+        left = [f for f in self._jobs.values() if f.outcome is None and f.job_id]
         if left:
             self.commands.scancel([f.job_id for f in left])
             deadline = self.clock() + timings().cancel_grace

@@ -16,7 +16,7 @@ from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..core.errors import MLPipelineError, UsageError
 from ..core.layout import SlurmSettings
-from ..core.lifecycle import Outcome, RunStatus, VersionSpec
+from ..core.lifecycle import Job, Outcome, RunStatus, VersionSpec
 from ..core.resources import Resources
 
 COMMAND_TIMEOUT = 60.0     # a Slurm command that has not answered in this long failed (slurmctld is busy)
@@ -97,6 +97,17 @@ class SlurmCommands:
         if done.returncode != 0:
             return None
         return parse_squeue(done.stdout)
+
+    def find(self, name: str, comment: str) -> Optional[str]:
+        """The id of the job Slurm knows by ``name`` and ``comment`` (None: none)."""
+        done = self._run(["squeue", "-h", "-t", "all", "-n", name, "-o", "%i|%k"], check=False)
+        if done.returncode != 0:
+            raise SlurmError(f"squeue failed: {_first_line(done.stderr or done.stdout)}")
+        for line in done.stdout.splitlines():
+            job_id, _, text = line.strip().partition("|")
+            if text.strip() == comment and job_id:
+                return job_id
+        return None
 
     def scancel(self, ids: Sequence[str], signal: Optional[str] = None) -> None:
         argv = ["scancel"] + ([f"--signal={signal}", "--full"] if signal else []) + list(ids)
@@ -183,7 +194,7 @@ def time_limit(settings: SlurmSettings, timeout: Optional[float]) -> Optional[st
 
 
 def sbatch_args(settings: SlurmSettings, needs: Tuple[int, int, Optional[int]], name: str, folder: str, cwd: str,
-                timeout: Optional[float]) -> List[str]:
+                timeout: Optional[float], comment: Optional[str] = None) -> List[str]:
     """The sbatch options of one version's job."""
     gpus, cpus, memory = needs
     args = [f"--job-name={name}", f"--output={os.path.join(folder, 'slurm-%j.out')}", "--open-mode=append",
@@ -199,7 +210,26 @@ def sbatch_args(settings: SlurmSettings, needs: Tuple[int, int, Optional[int]], 
     limit = time_limit(settings, timeout)
     if limit:
         args.append(f"--time={limit}")
+    if comment:
+        args.append(f"--comment={comment}")
     return args + list(settings.extra)
+
+
+REFUSALS = re.compile(r"invalid|unrecognized|not recognized|unknown|not available|not allowed|not permitted|"
+                      r"denied|no partition|requires|must be|exceeds|out of range", re.IGNORECASE)
+TRANSIENT = re.compile(r"contact|connect|timed out|temporar|try again|did not answer|busy|qos.*limit|"
+                       r"limit.*reached", re.IGNORECASE)
+
+
+def refused(message: str) -> bool:
+    """Whether sbatch's error refuses the job for good (a bad option, partition, account...), not for now
+    (Slurm not answering, a submit limit reached)."""
+    return bool(REFUSALS.search(message)) and not TRANSIENT.search(message)
+
+
+def comment_of(job: Job) -> str:
+    """The ``--comment`` a version's job carries: its run's uid, by which a later runner finds it."""
+    return f"mlpipeline:{job.tag or job.run_id}"
 
 
 def job_name(spec: VersionSpec) -> str:

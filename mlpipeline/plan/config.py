@@ -381,6 +381,10 @@ def _slurm_settings(ini: Any, warnings: List[str]) -> SlurmSettings:
             except ValueError as exc:
                 raise ConfigError(f"{ini.where(entry.line)}: extra = {value!r} does not split as shell words "
                                   f"({exc}); quote as in a shell, e.g. extra = --mail-type=END --exclusive") from None
+            if any(word.split("=")[0] == "--requeue" for word in values["extra"]):
+                raise ConfigError(f"{ini.where(entry.line)}: extra = {value!r}: --requeue is not supported (a requeued "
+                                  f"job would record its points twice); a version whose node was lost runs again "
+                                  f"under --retries, in the same model dir")
             if values["extra"] and not values["extra"][0].startswith("-"):
                 raise ConfigError(f"{ini.where(entry.line)}: extra = {value!r}: give sbatch options "
                                   f"(--name=value), not {values['extra'][0]!r}")

@@ -53,5 +53,7 @@ def adopt(runner: Runner, row: Any, job: Job) -> None:
     runner.queue.started(item)
     run.ticket = runner.executor.adopt(job, events, row["slurm_job_id"])  # type: ignore[attr-defined]
     runner.active[run.ticket] = run
-    runner.say(f"{item.label}: adopted run {row['id']} (Slurm job {row['slurm_job_id']}), which went on after its "
+    run.notes["placed"] = True  # its time so far counts against --timeout, not from now
+    job_id = getattr(runner.executor, "job_id", lambda ticket: row["slurm_job_id"])(run.ticket)
+    runner.say(f"{item.label}: adopted run {row['id']} (Slurm job {job_id}), which went on after its "
                f"runner stopped; following it", logging.WARNING)

@@ -3,6 +3,7 @@ stored outputs and points — each routed to the runner's recorder and observers
 from __future__ import annotations
 
 import logging
+import time
 from typing import TYPE_CHECKING, Any, Mapping, Optional, Sequence
 
 from ..core.lifecycle import MetricRow
@@ -21,6 +22,12 @@ class RunEvents:
 
     def started(self, where: Mapping[str, Any]) -> None:
         self.runner.recorder.placed(self.run_id, where)
+        run = self.run
+        if run is not None and where.get("pid") is not None and not run.notes.get("placed"):
+            # it runs now: --timeout and the stall watch count from here, not from its wait in a cluster's queue
+            run.notes["placed"] = True
+            run.started = self.runner.clock()
+            run.notes["heard"] = time.monotonic()
         if where.get("gpu") is not None:
             self.runner.say(f"{self.label}: on GPU {where['gpu']}", echo=False)
 

@@ -336,6 +336,8 @@ class Runner:
             if self.kill_requested:
                 self.executor.cancel(ticket, RunStatus.INTERRUPTED, "the runner was told to stop twice (Ctrl+C or "
                                                                     "SIGTERM) and killed the version")
+            elif not run.notes.get("placed"):
+                continue  # still waiting in a cluster's queue
             elif not run.ending and run.timeout and now - run.started > run.timeout:
                 self.apply(Decision(RunStatus.TIMEOUT, run.item.key, f"timed out after {run.timeout:g} s (the "
                                     f"version's timeout); its processes were killed", cold=True))
@@ -525,6 +527,7 @@ class Runner:
         run = Run(item, run_id, 0, self.clock(), timeout, model_dir)
         run.notes["attempt"] = link.get("attempt", 1)
         run.notes["heard"] = time.monotonic()
+        run.notes["placed"] = not getattr(self.executor, "places_later", False)  # (a job may wait in Slurm's queue)
         events.run = run
         self.observers.started(run)
         fault_point("started")

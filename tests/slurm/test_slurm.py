@@ -211,3 +211,14 @@ def _url(server) -> str:
         if match:
             return match.group(1)
     return ""
+
+
+def test_timeout_and_stall_count_from_the_start_on_the_node_not_the_wait_in_slurms_queue(slurm, tmp_path):
+    proj = make_project(tmp_path, {"patient": "--sleep 2 --steps 2"})
+    blocker = slurm.run("sbatch", "--parsable", "-c", "2", "-o", "/dev/null", "--wrap", "sleep 8").strip()
+    try:
+        done = proj.run("-r", "--timeout", "6", "--stall-timeout", "6", env=env(slurm), timeout=90)
+    finally:
+        slurm.run("scancel", blocker)
+    (run,) = proj.runs()
+    assert done.returncode == 0 and run["status"] == "succeeded", done.stderr  # it waited ~8 s, ran ~2 s

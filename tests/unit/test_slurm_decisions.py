@@ -73,6 +73,13 @@ class FakeSlurm:
         self.states[job_id] = JobState("PENDING", "", "Priority")
         return job_id
 
+    def find(self, name: str, comment: str) -> Optional[str]:
+        self._called("find", comment)
+        for job_id, (args, _) in zip(sorted(self.states), self.submitted):
+            if f"--comment={comment}" in args and f"--job-name={name}" in args and job_id in self.states:
+                return job_id
+        return None
+
     def squeue(self, ids: Sequence[str]) -> Dict[str, JobState]:
         self._called("squeue", list(ids))
         return {i: self.states[i] for i in ids if i in self.states}
@@ -378,6 +385,43 @@ def test_a_job_sbatch_refuses_fails_alone_in_one_line(tmp_path):
     assert outcome.status == RunStatus.FAILED and "invalid partition specified: nope" in outcome.error
     assert "\n" not in outcome.error and sink.started_with == []
     assert fake.calls["squeue"] == 0 and fake.calls["scancel"] == 0 and executor.running() == 0
+
+
+def test_slurm_not_answering_keeps_the_version_waiting_and_a_timed_out_sbatch_is_found_by_its_comment(tmp_path):
+    clock = Clock()
+    fake = FakeSlurm(clock)
+    real_sbatch = fake.sbatch
+    answers = ["sbatch failed: sbatch: error: Batch job submission failed: Unable to contact slurm controller "
+               "(connect failure)", "sbatch did not answer in 60 s (is slurmctld up?)"]
+    submitted_meanwhile: List[str] = []
+
+    def flaky(args: Sequence[str], script: str) -> str:
+        if answers:
+            message = answers.pop(0)
+            if "did not answer" in message:  # it was submitted, but the answer never came
+                submitted_meanwhile.append(real_sbatch(args, script))
+            else:
+                fake._called("sbatch", list(args))
+            raise SlurmError(message)
+        return real_sbatch(args, script)
+
+    def find(name: str, comment: str) -> Optional[str]:
+        fake._called("find", comment)
+        return submitted_meanwhile[0] if submitted_meanwhile else None
+
+    fake.sbatch = flaky  # type: ignore[method-assign]
+    fake.find = find  # type: ignore[attr-defined]
+    executor = make_executor(tmp_path, clock, fake)
+    sink = Sink()
+    executor.submit(make_job(tmp_path, "a"), sink)
+    assert executor.poll(0.1) == [] and sink.started_with == []  # not failed: it waits to be submitted again
+    poll_for(executor, clock, 6.0)   # the second try (after 5 s): the answer times out
+    assert sink.started_with == [] and len(submitted_meanwhile) == 1
+    poll_for(executor, clock, 11.0)  # the third (after 10 s more): found by its comment, not submitted again
+    assert sink.started_with == [{"slurm_job_id": submitted_meanwhile[0]}]
+    assert fake.calls["find"] >= 1 and len(fake.submitted) == 1
+    args = fake.submitted[0][0]
+    assert any(a.startswith("--comment=mlpipeline:") for a in args)
 
 
 # -- the executor: following a job's files ----------------------------------------------------------------
@@ -691,7 +735,9 @@ def test_recover_and_adopt_a_dead_runners_job(tmp_path, capsys):
     later = Clock(50000.0)
     fake.clock = later
     executor = make_executor(tmp_path, later, fake, echo=True)
-    assert executor.recover({"id": 41, "slurm_job_id": "", "run_dir": job.run_dir}) is None
+    # a runner killed while sbatch answered left no job id in the ledger: the job is found by its comment
+    assert executor.recover({"id": 41, "slurm_job_id": "", "run_dir": job.run_dir}) == job
+    assert executor._recovered.pop(41) == "5001" and fake.calls["find"] == 1
     assert executor.recover({"id": 42, "slurm_job_id": "77", "run_dir": str(tmp_path / "nowhere")}) is None
     recovered = executor.recover({"id": 41, "slurm_job_id": "5001", "run_dir": job.run_dir})
     assert recovered is not None
