@@ -267,9 +267,14 @@ import os, subprocess, time
 kid = subprocess.Popen(["sleep", "300"], start_new_session=True)   # leaves the version's process group
 with open(os.path.join(os.environ["MLPIPELINE_MODEL_DIR"], "kid"), "w") as handle:
     handle.write("%d %s" % (kid.pid, os.environ["MLPIPELINE_VERSION"]))
-with open("/proc/%d/environ" % kid.pid, "rb") as source, \
-        open(os.path.join(os.environ["MLPIPELINE_MODEL_DIR"], "kid-env"), "wb") as handle:
-    handle.write(source.read())
+for _ in range(200):  # (read mid-exec, /proc/PID/environ can be empty for a moment)
+    with open("/proc/%d/environ" % kid.pid, "rb") as source:
+        seen = source.read()
+    if b"MLPIPELINE_VERSION=" in seen:
+        break
+    time.sleep(0.01)
+with open(os.path.join(os.environ["MLPIPELINE_MODEL_DIR"], "kid-env"), "wb") as handle:
+    handle.write(seen)
 time.sleep(60)
 """
 
