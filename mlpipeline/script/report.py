@@ -25,11 +25,7 @@ class Reporter:
     """Receives events from a running version. Subclasses route them."""
 
     def log(self, message: str, level: int = logging.INFO) -> None:
-        stream = sys.stderr if level >= logging.WARNING else sys.stdout
-        try:
-            print(message, file=stream, flush=True)
-        except (OSError, ValueError):  # a closed stdout (`mlpipeline | head`): never fail a version over it
-            _silence(stream)
+        echo(message, level)
 
     def metric(self, name: str, value: float, step: Optional[int] = None, split: str = "train") -> None:
         """Record one point; BadMetric (a ValueError) when it cannot be recorded, raised in the caller."""
@@ -39,7 +35,7 @@ class Reporter:
         """A checked point: subclasses route it."""
         name, value, step, split = row
         step_text = "" if step is None else f" (step {step})"
-        print(f"{split}/{name}: {value if value is None else format(value, '.4f')}{step_text}", flush=True)
+        echo(f"{split}/{name}: {value if value is None else format(value, '.4f')}{step_text}")
 
     def output(self, record: Dict[str, Any]) -> None:
         """The version stored a value with ``save_output``; outside a runner nobody indexes it."""
@@ -49,6 +45,16 @@ class Reporter:
 
     def params(self, params: Dict[str, Any]) -> None:
         """Parameters the version adds to its record (``log_params``, a plain script's parsed arguments)."""
+
+
+def echo(text: str, level: int = logging.INFO) -> None:
+    """A line on the terminal (stderr for warnings): a closed stdout (`mlpipeline | head`) never fails a
+    version over what mlpipeline prints for it."""
+    stream = sys.stderr if level >= logging.WARNING else sys.stdout
+    try:
+        print(text, file=stream, flush=True)
+    except (OSError, ValueError):
+        _silence(stream)
 
 
 def _silence(stream: Any) -> None:

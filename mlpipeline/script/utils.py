@@ -142,7 +142,7 @@ def log(message: Any, level: int = logging.INFO, log_to_file: bool = True,
         if log_to_file:
             _report.current().log(plain, level)
         else:
-            print(plain, file=sys.stderr if level >= logging.WARNING else sys.stdout, flush=True)
+            _report.echo(plain, level)
         return
     logger = LOGGER
     if logger is None:

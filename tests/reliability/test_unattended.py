@@ -148,8 +148,12 @@ def test_closed_stdout_does_not_touch_the_batch(project, tmp_path, both):
 
 def test_closed_stdout_in_test_mode_does_not_fail_a_version(project, tmp_path):
     """`mlpipeline | head -1`: what mlpipeline itself writes (its log lines,
-    self.log) to a closed stdout must not fail the version it runs in-process."""
+    self.log) to a closed stdout must not fail the version it runs in-process. The test closes its end
+    after the lines mlpipeline prints before the version's code, and the version writes only then, so its
+    own first line meets the closed pipe."""
     body = """
+        while not os.path.exists(os.path.join(ROOT, 'closed')):
+            time.sleep(0.01)
         for i in range(2000):
             self.log('step %d of a chatty version' % i)
         time.sleep(0.3)
@@ -160,7 +164,10 @@ def test_closed_stdout_in_test_mode_does_not_fail_a_version(project, tmp_path):
     with open(tmp_path / "stderr", "w") as errfile:
         proc = subprocess.Popen([MLPIPELINE], cwd=project.root, stdout=subprocess.PIPE, stderr=errfile)
         first = proc.stdout.readline()
+        while first and b"training 1 step" not in first:  # what mlpipeline prints before the version's code
+            first = proc.stdout.readline()
         proc.stdout.close()
+        (project.root / "closed").write_text("")
         try:
             proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
