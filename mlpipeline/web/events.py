@@ -40,6 +40,7 @@ class Events:
         self._watched: Dict[int, str] = {}   # run id -> status last sent, for runs not yet ended
         # pages open before this ledger existed (or before it was replaced) have none of its runs: all are news
         self._all_news = False
+        self._reload = False  # the ledger was replaced: pages must start over (said once)
         self._queue_json = ""
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self.sent = 0
@@ -108,27 +109,27 @@ class Events:
             self._reader, self._data_version, self._max_id, self._queue_json = None, None, None, ""
             self._watched.clear()
             self._all_news = True
-            changes: List[Tuple[str, Any]] = [("reload", {})]
-        else:
-            changes = []
+            # kept until a look gets through: a new ledger caught half made (a look that raises) must not lose it
+            self._reload = True
         if self._reader is None:
             import os
 
             if not os.path.exists(self.dash.ledger_path):
                 self._all_news = True
-                return changes
+                return self._reload_due()
             self._reader = Reader(self.dash.ledger_path)
             self._signature = ledger_signature(self.dash.ledger_path, self._reader.immutable)
         reader = self._reader
         version = reader.data_version()
         if version == self._data_version and now - self._looked_at < REDERIVE:
-            return []
+            return self._reload_due()
         self._data_version, self._looked_at = version, now
         liveness = Liveness(reader, now=now)
+        state = project_status(self.dash.project, self._reader, now=now)  # first: it changes nothing if it raises
         runs = self._changed_runs(reader, liveness)
+        changes: List[Tuple[str, Any]] = []
         if runs:
             changes.append(("runs", {"runs": runs}))
-        state = project_status(self.dash.project, self._reader, now=now)
         # elapsed times tick every second: a change of their own is no news (pages count them up)
         steady = {**state, "running": [{k: v for k, v in r.items() if k != "elapsed"} for r in state["running"]],
                   "runner": {k: v for k, v in (state["runner"] or {}).items() if k != "heartbeat"}}
@@ -136,7 +137,14 @@ class Events:
         if text != self._queue_json:
             self._queue_json = text
             changes.append(("queue", state))
-        return changes
+        return self._reload_due() + changes
+
+    def _reload_due(self) -> List[Tuple[str, Any]]:
+        """``reload`` once after the ledger was replaced, then nothing."""
+        if not self._reload:
+            return []
+        self._reload = False
+        return [("reload", {})]
 
     def _changed_runs(self, reader: Reader, liveness: Liveness) -> List[Dict[str, Any]]:
         if self._max_id is None and self._all_news:  # a ledger the pages have not seen: every run is news
