@@ -269,7 +269,7 @@ def cmd_runs(args: argparse.Namespace) -> int:
     from .read.queries import list_runs, parse_since
     from .read.render import render
 
-    _, ledger = _open_ledger(args)
+    project, ledger = _open_ledger(args)
     if args.limit is not None and args.limit < 0:
         raise UsageError(f"--limit {args.limit}: give 0 (all runs) or a positive number")
     since = parse_since(args.since) if args.since else None
@@ -280,8 +280,9 @@ def cmd_runs(args: argparse.Namespace) -> int:
 
         if not args.output:
             raise UsageError("--format parquet writes a file: give --output FILE")
-        count = write_parquet(ledger, args.output, script=args.script, version=args.version_name, status=args.status,
-                              mode=args.mode, since=since, limit=args.limit or None, tag=args.tag, all=args.all)
+        count = write_parquet(ledger, args.output, project.outputs_dir, script=args.script, version=args.version_name,
+                              status=args.status, mode=args.mode, since=since, limit=args.limit or None, tag=args.tag,
+                              all=args.all)
         _say(f"wrote {count} run(s) to {display(args.output)}")
         return EXIT_OK
     if ledger is None:
@@ -293,7 +294,8 @@ def cmd_runs(args: argparse.Namespace) -> int:
     rows = list_runs(ledger, script=args.script, version=args.version_name, status=args.status,
                      mode=args.mode, since=since, limit=args.limit or None, tags=args.tag or (), deleted=args.all)
     if not rows and args.format == "table":
-        _say("no runs match" if any((args.script, args.version_name, args.status, args.mode, args.since, args.tag))
+        _say(("no runs match" + ("" if args.all else " (deleted runs are left out: --all shows them too)"))
+             if any((args.script, args.version_name, args.status, args.mode, args.since, args.tag))
              else "no runs recorded yet; run mlpipeline (test mode) or mlpipeline -r")
         return EXIT_OK
     if args.format != "table":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .commands import EXIT_FAILED, EXIT_OK, WARNING, _say
+from .commands import ERROR, EXIT_FAILED, EXIT_OK, WARNING, _say
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -86,8 +86,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
     runs: List[Dict[str, Any]] = chosen["runs"]
     if chosen["running_left"]:
         _say(f"{chosen['running_left']} running run(s) match too; they are left alone", WARNING)
+    if chosen["already"]:
+        _say(f"run(s) {', '.join(map(str, chosen['already']))}: already deleted (mlpipeline runs --all shows them)")
     if not runs:
-        _say("no runs match; nothing deleted")
+        _say("no runs match; nothing deleted" if not chosen["already"] else "nothing else to delete")
         return EXIT_OK
     ids = [r["id"] for r in runs]
     shown = ", ".join(map(str, ids[:20])) + (f" and {len(ids) - 20} more" if len(ids) > 20 else "")
@@ -126,6 +128,11 @@ def cmd_gc(args: argparse.Namespace) -> int:
     if plan.keep:
         _say(f"keep = {plan.keep[0]} by {plan.keep[1]}: the model dirs of each script's best {plan.keep[0]} runs stay"
              + (f"; {len(plan.ranked_out)} other run(s)' model dirs may go" if plan.ranked_out else ""))
+        if plan.unranked:
+            shown = ", ".join(plan.unranked[:5]) + (f" and {len(plan.unranked) - 5} more" if len(plan.unranked) > 5
+                                                    else "")
+            _say(f"keep = {plan.keep[0]} by {plan.keep[1]}: no run of {shown} recorded {plan.keep[1]} as a result, "
+                 f"so all their model dirs stay (mlpipeline compare lists the metrics there are)", WARNING)
     if plan.empty:
         print(_gc_table(plan))
         _say("nothing to collect: every run folder, model dir and cached output is needed by a kept run"
@@ -142,7 +149,13 @@ def cmd_gc(args: argparse.Namespace) -> int:
     done = collect(project)
     for problem in done.problems:
         _say(problem, WARNING)
-    freed = sum(int(row["bytes"]) for row in done.summary())
+    # the WAL as shown above: what gc's own writes added to it since is not news
+    freed = sum(int(row["bytes"]) for row in done.summary() if row["what"] != "ledger WAL") + min(done.wal, plan.wal)
     _say(f"removed {len(done.model_dirs)} model dir(s), {len(done.run_dirs)} run folder(s), {len(done.outputs)} "
-         f"cached output(s); freed {_bytes(freed)}")
+         f"cached output(s); freed {_bytes(freed)}"
+         + ("; a reader kept the ledger's WAL busy: it is truncated next time" if done.wal_busy else ""))
+    if done.problems:
+        _say(f"{len(done.problems)} thing(s) could not be removed (above); fix their permissions and run "
+             f"mlpipeline gc again", ERROR)
+        return EXIT_FAILED
     return EXIT_OK

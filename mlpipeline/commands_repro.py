@@ -66,6 +66,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
             else f"all {result.same_metrics} metric(s) equal to run {old['id']}'s" if not result.metrics
             else f"{len(result.metrics)} metric(s) differ from run {old['id']}'s: {'; '.join(result.metrics)}")
     _out(f"run {result.run_id} ({old['script']} {old['version']}, a re-run of run {old['id']} from commit "
-         f"{old['git_commit'][:12]}{' and its diff' if old.get('git_dirty') else ''}): {result.status}; {same}")
+         f"{old['git_commit'][:12]}{' and its diff' if 'its diff' in result.checkout.kept else ''}): {result.status}; "
+         f"{same}")
     _out(f"checkout: {display(result.checkout.worktree)} (git worktree remove it when done)")
     return EXIT_OK if result.succeeded else EXIT_FAILED

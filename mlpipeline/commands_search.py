@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from .commands import EXIT_OK, _need_ledger, _open_ledger, _say
+from .core.errors import UsageError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,6 +36,8 @@ def cmd_importance(args: argparse.Namespace) -> int:
     from .read.importance import importance
     from .read.render import render
 
+    if not args.metric.strip():
+        raise UsageError("importance: METRIC is empty; name one, e.g. accuracy or test/accuracy")
     _, ledger = _open_ledger(args)
     found = importance(_need_ledger(ledger, f"importance {args.script}"), args.script, args.metric,
                        search=args.search, method=args.method)

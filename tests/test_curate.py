@@ -111,7 +111,7 @@ def test_tags_and_notes_without_a_runner(ran):
     assert mlp(ran, "note", "2").stdout == "run 2: note cleared\n"
     assert json.loads(mlp(ran, "show", "2", "--format", "json").stdout)["note"] is None
     bad = mlp(ran, "tag", "1", "two words", rc=2).stderr
-    assert bad.count("\n") == 1 and "without spaces or commas" in bad
+    assert bad.count("\n") == 1 and "without spaces, commas" in bad
     assert "run '99' not found" in mlp(ran, "tag", "99", "x", rc=2).stderr
     with ran.db() as conn:
         assert [tuple(r) for r in conn.execute("SELECT run_id, tag FROM run_tags ORDER BY run_id")] == [
@@ -304,3 +304,97 @@ def test_dashboard_edits_tags_and_notes_and_hides_deleted_runs(ran):
     finally:
         server.stop()
     assert mlp(ran, "runs", "--tag", "baseline", "--format", "csv").stdout.count("a fine run") == 1
+
+
+# -- found by an outside attack on these commands ------------------------------------------------------------------
+
+def test_delete_names_runs_or_filters_not_both_and_says_what_was_deleted_already(ran):
+    error = mlp(ran, "delete", "1", "--status", "failed", "--yes", rc=2).stderr  # run 1 succeeded
+    assert "not both" in error and error.count("\n") == 1, error
+    assert listed(ran) == [6, 5, 4, 3, 2, 1]
+    mlp(ran, "delete", "2", "--yes")
+    again = mlp(ran, "delete", "2", "--yes")
+    assert "run(s) 2: already deleted" in again.stderr and "deleted 1 run(s)" not in again.stdout, again
+
+
+def test_parquet_export_never_writes_over_the_ledger_a_script_or_a_folder(ran):
+    ledger = (ran.outputs / "mlpipeline.db").read_bytes()
+    script = (ran.models / "s.py").read_text()
+    for target, said in ((ran.outputs / "mlpipeline.db", "inside the project's outputs folder"),
+                         (ran.models / "s.py", "not a parquet file"),
+                         (ran.root / "models", "is a folder"),
+                         (ran.root / "nowhere" / "x.parquet", "does not exist")):
+        error = mlp(ran, "runs", "--format", "parquet", "--output", str(target), rc=2).stderr
+        assert said in error and error.count("\n") == 1, (target, error)
+    assert (ran.outputs / "mlpipeline.db").read_bytes() == ledger and (ran.models / "s.py").read_text() == script
+    export = ran.root / "runs.parquet"
+    mlp(ran, "runs", "--format", "parquet", "--output", str(export))
+    mlp(ran, "delete", "1", "--yes")
+    mlp(ran, "runs", "--format", "parquet", "--output", str(export))  # an earlier export is replaced
+    import pandas
+
+    assert sorted(pandas.read_parquet(export)["id"]) == [2, 3, 4, 5, 6]
+    assert not [p.name for p in ran.root.iterdir() if p.name.startswith(".runs-")]  # no temporary file left
+
+
+def test_keep_ranks_only_model_dirs_gc_may_take_and_says_when_no_run_recorded_its_metric(project):
+    """A ``rerun --exact`` of the best run ties with it and trains in its checkout: it must not take the one
+    best place (gc would then take the best model dir under model_ckpts, and the checkout goes later)."""
+    project.script("s.py", SCRIPT)
+    project.configure(["s.py"])
+    git = ["git", "-c", "user.email=a@b", "-c", "user.name=a"]
+    subprocess.run(["git", "init", "-q"], cwd=project.root, check=True)
+    subprocess.run([*git, "add", "-A"], cwd=project.root, check=True)
+    subprocess.run([*git, "commit", "-qm", "i"], cwd=project.root, check=True)
+    assert project.run("-r", "-n").returncode == 0
+    best = files(project)[4]["model_dir"]  # v3, accuracy 0.95
+    rerun = project.run("rerun", "4", "--exact")
+    assert rerun.returncode == 0, rerun.stderr
+    rerun = files(project)[7]["model_dir"]
+    assert "rerun" in Path(rerun).parts, rerun
+    project.write("models.config", "[MLP]\nkeep = 1 by test/accuracy\n\n[WHITELISTED_MODELS]\ns.py\n")
+    mlp(project, "gc", "--yes")
+    assert Path(best).is_dir() and Path(rerun).is_dir()
+    assert len(os.listdir(project.outputs / "model_ckpts")) == 2  # v3's dir and its marker: the rest went
+    project.write("models.config", "[MLP]\nkeep = 1 by nosuch\n\n[WHITELISTED_MODELS]\ns.py\n")
+    said = mlp(project, "gc", "--dry-run").stderr
+    assert "no run of models/s.py recorded test/nosuch" in said, said
+
+
+def test_gc_frees_the_files_of_a_deleted_run_whose_runner_was_killed(project):
+    project.script("t.py", tracer({"waits": {"action": "wait"}}))
+    project.configure(["t.py"])
+    runner = project.start("-r", "-n")
+    try:
+        wait_for(lambda: (project.root / "started-waits").exists(), proc=runner, what="the version")
+        runner.kill()
+        runner.communicate(timeout=30)
+    finally:
+        (project.root / "go").touch()  # the orphaned version ends too
+    run = project.runs()[0]
+    assert run["status"] == "running" and Path(run["run_dir"]).is_dir()  # as the killed runner left the row
+    mlp(project, "delete", str(run["id"]), "--yes")
+    said = mlp(project, "gc", "--yes").stderr
+    assert "removed" in said and not Path(run["run_dir"]).exists(), said
+
+
+def test_bad_text_and_dates_are_one_line_errors(ran):
+    for args, said in ((("tag", "1", "a\u200bb"), "invisible characters"), (("tag", "1", "--", "-x"), "not starting"),
+                       (("note", "1", "\x1b[31mred"), "control character"),
+                       (("delete", "--before", "0001-01-01", "--yes"), "cannot count"),
+                       (("runs", "--since", "0001-01-01"), "cannot count"),
+                       (("tag", "1", "\udcff"), "invisible characters"),
+                       (("note", "1", "\udcff\udcfe"), "not valid UTF-8"),
+                       (("importance", "s.py", ""), "METRIC is empty"),
+                       (("importance", "nosuch.py", "accuracy"), "script 'nosuch.py': no runs of it")):
+        error = mlp(ran, *args, rc=2).stderr
+        assert said in error and error.count("\n") == 1, (args, error)
+
+
+def test_rerun_exact_checks_before_it_checks_anything_out(ran):
+    subprocess.run(["git", "init", "-q"], cwd=ran.root, check=True)
+    assert "positive number" in mlp(ran, "rerun", "1", "--exact", "--timeout", "0", rc=2).stderr
+    ran.run()  # a test-mode run
+    test_run = ran.runs(mode="test")[0]["id"]
+    assert "is a test-mode run" in mlp(ran, "rerun", str(test_run), "--exact", rc=2).stderr
+    assert not (ran.outputs / "rerun").exists()

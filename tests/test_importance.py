@@ -135,3 +135,46 @@ def test_compare_groups_the_versions_that_differ_only_in_their_seed(known: Proje
     assert group["test/score std"] == pytest.approx(statistics.stdev(scores))
     table = known.run("compare", "known.py", "--sort", "test/score", "--desc").stdout
     assert "±" in table and table.index("x0.6-s0") < table.index("x0.2-s0")
+
+
+DIVERGED = '''
+from mlpipeline.helper import DataLoader, Model
+from mlpipeline.utils import Versions
+
+class Loader(DataLoader):
+    def get_train_input(self, mode=None, **kw): return None
+    def get_test_input(self, **kw): return None
+    def get_train_sample_count(self): return 1
+    def get_test_sample_count(self): return 1
+
+class Diverges(Model):
+    def pre_execution_hook(self, version, model_dir, exec_mode="test"):
+        self.p = version
+    def train_model(self, input_fn, steps):
+        pass
+    def evaluate_model(self, input_fn, steps):
+        return {"loss": 2e160 if self.p["lr"] == 10.0 else self.p["lr"], "flat": 1.0}
+
+versions = Versions(Loader(), 1, 1)
+for i, lr in enumerate((0.1, 0.2, 0.3, 10.0, 0.15, 0.25)):
+    versions.add_version(f"v{i}", lr=lr, width=i % 2)
+MODEL = Diverges(versions)
+'''
+
+
+def test_a_diverged_run_and_a_metric_that_never_moves(tmp_path) -> None:
+    """A run whose loss blew up to 2e160 (finite: it is kept) must not overflow the ranking; a metric equal
+    in every run is said to be so, in one line."""
+    proj = Project(tmp_path / "proj")
+    proj.write("mlp.config", "[MLP]\nmodels_dir = models\n")
+    proj.models.mkdir(parents=True)
+    proj.script("d.py", DIVERGED)
+    proj.configure(["d.py"])
+    assert proj.run("-r", "-n").returncode == 0
+    for method in ("binned", "fanova"):
+        done = proj.run("importance", "d.py", "loss", "--method", method, "--format", "json")
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout)["ranking"][0]["param"] == "lr", done.stdout
+    flat = proj.run("importance", "d.py", "flat")
+    assert flat.returncode == 2 and "is 1 in every one of its 6 succeeded runs" in flat.stderr, flat.stderr
+    assert flat.stderr.count("\n") == 1

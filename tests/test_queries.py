@@ -137,7 +137,7 @@ def test_compare_versions(ran):
     csv_rows = list(csv.DictReader(io.StringIO(ran.run("compare", "a.py", "--format", "csv").stdout)))
     assert csv_rows[0]["version"] == "ok"
     unknown = ran.run("compare", "nothere.py")
-    assert unknown.returncode == 2 and "no runs of that script" in unknown.stderr
+    assert unknown.returncode == 2 and "no runs of it are recorded" in unknown.stderr
 
 
 def test_compare_shows_latest_success_over_a_later_failure(project):

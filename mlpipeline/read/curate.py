@@ -23,7 +23,8 @@ from ..store.reader import Reader, open_reader
 from .queries import list_runs, resolve_run
 
 REQUEST_WAIT = 15.0  # seconds a live runner has to take a request before the caller is told it is pending
-TAG = re.compile(r"[^\s,\x00-\x1f\x7f]{1,64}")
+TAG = re.compile(r"(?!-)[^\s,\x00-\x1f\x7f\u200b-\u200f\u2028-\u202e\u2060-\u2064\ufeff]{1,64}")
+NOTE_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # all but tab and newline
 MAX_NOTE = 10_000
 
 
@@ -36,9 +37,19 @@ def check_tags(tags: Sequence[str]) -> List[str]:
     if not tags:
         raise UsageError("give at least one tag, e.g. baseline")
     for tag in tags:
-        if not isinstance(tag, str) or not TAG.fullmatch(tag):
-            raise UsageError(f"tag {tag!r}: give 1 to 64 characters without spaces or commas, e.g. baseline")
+        if not isinstance(tag, str) or not TAG.fullmatch(tag) or not _utf8(tag):
+            raise UsageError(f"tag {tag!r}: give 1 to 64 characters without spaces, commas or invisible characters, "
+                             f"not starting with -, e.g. baseline")
     return list(dict.fromkeys(tags))
+
+
+def _utf8(text: str) -> bool:
+    """Whether ``text`` is real text (an argument the terminal could not decode holds surrogates)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _reader(project: Project, what: str) -> Reader:
@@ -69,6 +80,13 @@ def note_run(project: Project, ref: str, text: str) -> Dict[str, Any]:
     """Set a run's note; empty text clears it."""
     if len(text) > MAX_NOTE:
         raise UsageError(f"note: {len(text)} characters is over the limit of {MAX_NOTE}")
+    text = text.replace("\r\n", "\n")
+    if not _utf8(text):
+        raise UsageError("note: the text is not valid UTF-8 (check the terminal's encoding)")
+    if NOTE_CONTROL.search(text):
+        bad = NOTE_CONTROL.search(text).group()  # type: ignore[union-attr]
+        raise UsageError(f"note: the text holds a control character ({bad!r}); write it without one (tabs and "
+                         f"newlines are kept)")
     run = _resolve(project, [ref], "note")[0]
     note = text.strip() or None
     via = write(project, "note", [run["id"]], {"note": note})
@@ -81,6 +99,9 @@ def runs_to_delete(project: Project, refs: Sequence[str] = (), script: Optional[
     filters select among the runs not deleted yet (running ones are left out and counted)."""
     if not refs and not any((script, status, before is not None)):
         raise UsageError("delete: name the runs (RUN...) or select them with --script, --status and --before")
+    if refs and any((script, status, before is not None)):
+        raise UsageError("delete: name the runs (RUN...) or select them with --script, --status and --before, not "
+                         "both: the runs named are deleted whatever the filters say")
     if refs:
         runs = _resolve(project, refs, "delete")
         running = [r for r in runs if r["status"] == RunStatus.RUNNING.value]
@@ -88,14 +109,15 @@ def runs_to_delete(project: Project, refs: Sequence[str] = (), script: Optional[
             shown = ", ".join(str(r["id"]) for r in running)
             raise UsageError(f"run {shown} is running; cancel it first (mlpipeline cancel {running[0]['id']}) or wait "
                              f"for it to end, then delete it")
-        return {"runs": runs, "running_left": 0}
+        gone = [r["id"] for r in runs if r["deleted_at"] is not None]
+        return {"runs": [r for r in runs if r["deleted_at"] is None], "running_left": 0, "already": gone}
     reader = _reader(project, "delete")
     try:
         found = list_runs(reader, script=script, status=status, before=before, limit=None)
     finally:
         reader.close()
     runs = [r for r in found if not r["status"].startswith(RunStatus.RUNNING.value)]
-    return {"runs": runs, "running_left": len(found) - len(runs)}
+    return {"runs": runs, "running_left": len(found) - len(runs), "already": []}
 
 
 def delete_runs(project: Project, run_ids: Sequence[int]) -> Dict[str, Any]:

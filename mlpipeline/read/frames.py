@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Union
 
-from ..core.errors import UsageError
+from ..core.errors import UsageError, display
 from ..core.layout import Project
 from ..plan.config import find_project
 from ..store.reader import Reader, open_reader
@@ -106,13 +107,55 @@ def curves(run_id: Union[int, str], project: ProjectRef = None) -> pandas.DataFr
     return frame.sort_values(["split", "name", "step"], kind="stable").reset_index(drop=True)
 
 
-def write_parquet(reader: Optional[Reader], path: str, **filters: Any) -> int:
+def write_parquet(reader: Optional[Reader], path: str, outputs_dir: Optional[str] = None, **filters: Any) -> int:
     """``run_rows(reader, **filters)`` as ``runs()`` frames them, written to a parquet file at ``path``;
-    how many runs. Needs pyarrow (a UsageError says how to install it)."""
+    how many runs. Needs pyarrow (a UsageError says how to install it). Written to a temporary file beside
+    it, then renamed into place; never into ``outputs_dir`` nor over a file that is no parquet file."""
     try:
         import pyarrow  # noqa: F401 - pandas writes parquet through it
     except ImportError:
         raise UsageError("--format parquet needs pyarrow: pip install pyarrow") from None
+    _check_target(path, outputs_dir)
     frame = frame_of(run_rows(reader, **filters))
-    frame.to_parquet(path, index=False)
+    folder = os.path.dirname(os.path.abspath(path))
+    handle, temporary = tempfile.mkstemp(prefix=".runs-", suffix=".parquet", dir=folder)
+    os.close(handle)
+    try:
+        frame.to_parquet(temporary, index=False)
+        os.replace(temporary, path)  # whole or not at all: a reader never sees half a file
+    except OSError as exc:
+        raise UsageError(f"--output {display(path)}: cannot be written ({exc.strerror or exc})") from None
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
     return len(frame)
+
+
+PARQUET_MAGIC = b"PAR1"
+
+
+def _check_target(path: str, outputs_dir: Optional[str]) -> None:
+    """Refuse, in one line, a file ``--output`` must not be: inside the project's outputs (the ledger,
+    model dirs), a folder, a file that is no parquet file (a script, a config), or one in a folder that is
+    not there or cannot be written. An earlier export (a parquet file) is replaced."""
+    real = os.path.realpath(path)
+    if outputs_dir and (real + os.sep).startswith(os.path.realpath(outputs_dir) + os.sep):
+        raise UsageError(f"--output {display(path)}: that is inside the project's outputs folder (the ledger, "
+                         f"model dirs, run folders); write the export elsewhere, e.g. --output runs.parquet")
+    if os.path.isdir(real):
+        raise UsageError(f"--output {display(path)}: is a folder; give a file name, e.g. "
+                         f"{display(os.path.join(path, 'runs.parquet'))}")
+    folder = os.path.dirname(real)
+    if not os.path.isdir(folder):
+        raise UsageError(f"--output {display(path)}: the folder {display(folder)} does not exist; make it first")
+    if not os.access(folder, os.W_OK):
+        raise UsageError(f"--output {display(path)}: the folder {display(folder)} cannot be written")
+    if os.path.lexists(path):
+        try:
+            with open(path, "rb") as handle:
+                head = handle.read(4)
+        except OSError as exc:
+            raise UsageError(f"--output {display(path)}: cannot be read ({exc.strerror or exc})") from None
+        if head != PARQUET_MAGIC:
+            raise UsageError(f"--output {display(path)}: a file that is not a parquet file is there; it is not "
+                             f"written over: give another name, or remove it first")

@@ -9,13 +9,18 @@ history, ``-u`` and ``show`` stay exact, and ``show`` says what was collected an
 What it never takes:
 - anything while a runner works on the project: gc is refused, naming the runner's pid, and the plan
   is made again and carried out under the project lock, so none can start meanwhile;
-- anything of a run stored running or queued (a detached Slurm job goes on without its runner);
+- anything of a run still running or queued: its status derived as every reader derives it (a run whose
+  runner died is interrupted, and its files go like any other's; a detached Slurm job goes on without
+  its runner, and keeps them);
 - a model dir a kept run points to (kept: not deleted, and not ranked out by ``keep``);
 - a cached file that a kept run's output row names (files are shared by content);
 - what the ledger does not know (a folder no run points to), nor any path outside the project's
   ``outputs/model_ckpts``, ``outputs/runs`` and ``outputs/cache`` (a moved project, an imported run);
   a symbolic link is never followed.
-``keep`` ranks only scripts that recorded its metric: a script that never did keeps every model dir.
+``keep`` ranks only scripts that recorded its metric: a script that never did keeps every model dir
+(and gc says so). It ranks only model dirs under ``outputs/model_ckpts``: a run whose model dir is
+elsewhere (``rerun --exact`` trains in its checkout under ``outputs/rerun/``) neither takes a best
+place nor loses its dir.
 """
 from __future__ import annotations
 
@@ -61,6 +66,8 @@ class GcPlan:
     wal: int = 0                                          # bytes of write-ahead log now
     keep: Optional[Tuple[int, str]] = None
     ranked_out: List[int] = field(default_factory=list)   # runs whose model dirs keep lets go
+    unranked: List[str] = field(default_factory=list)     # scripts with runs that never recorded keep's metric
+    wal_busy: bool = False                                # a reader kept the WAL from being truncated
     problems: List[str] = field(default_factory=list)     # what could not be removed (gc itself)
 
     def summary(self) -> List[Dict[str, Any]]:
@@ -136,16 +143,30 @@ def _removable_dir(path: Optional[str], folder: str) -> bool:
     return bool(path) and os.path.isdir(str(path)) and not os.path.islink(str(path)) and _inside(str(path), folder)
 
 
+def _unfinished(reads: Reads, rows: Sequence[sqlite3.Row]) -> Set[int]:
+    """The runs still running or queued, as every reader derives it: a run stored ``running`` whose
+    runner is gone is interrupted (unless it is a detached Slurm job, which goes on)."""
+    liveness = Liveness(reads)
+    out: Set[int] = set()
+    for r in rows:
+        if r["status"] in _UNFINISHED:
+            derived = liveness.derive(r)
+            if derived["status"] in _UNFINISHED or derived.get("detached"):
+                out.add(r["id"])
+    return out
+
+
 def _plan(project: Project, reads: Reads, keep: Optional[Tuple[int, str]]) -> GcPlan:
     plan = GcPlan(keep=keep)
     rows = file_runs(reads)
+    unfinished = _unfinished(reads, rows)
     kept = [r for r in rows if r["deleted_at"] is None]
-    ranked_out = _ranked_out(reads, kept, keep)
+    models = os.path.join(project.outputs_dir, MODEL_DIRS)
+    ranked_out, plan.unranked = _ranked_out(reads, kept, keep, unfinished, models)
     plan.ranked_out = sorted(ranked_out)
     norm = os.path.normpath
     needed = {norm(r["model_dir"]) for r in rows if r["model_dir"] and (
-        r["status"] in _UNFINISHED or (r["deleted_at"] is None and r["id"] not in ranked_out))}
-    models = os.path.join(project.outputs_dir, MODEL_DIRS)
+        r["id"] in unfinished or (r["deleted_at"] is None and r["id"] not in ranked_out))}
     found: Dict[str, Item] = {}
     for r in rows:
         path = norm(r["model_dir"]) if r["model_dir"] else None
@@ -156,10 +177,10 @@ def _plan(project: Project, reads: Reads, keep: Optional[Tuple[int, str]]) -> Gc
     plan.model_dirs = list(found.values())
     runs_folder = os.path.join(project.outputs_dir, RUN_DIRS)
     kept_run_dirs = {norm(r["run_dir"]) for r in rows if r["run_dir"] and
-                     (r["deleted_at"] is None or r["status"] in _UNFINISHED)}
+                     (r["deleted_at"] is None or r["id"] in unfinished)}
     for r in rows:
         path = norm(r["run_dir"]) if r["run_dir"] else None
-        if r["deleted_at"] is None or r["status"] in _UNFINISHED or path is None or path in kept_run_dirs:
+        if r["deleted_at"] is None or r["id"] in unfinished or path is None or path in kept_run_dirs:
             continue
         if _removable_dir(path, runs_folder):
             plan.run_dirs.append(Item(path, tree_size(path), [r["id"]]))
@@ -194,27 +215,31 @@ def _plan_outputs(project: Project, reads: Reads, plan: GcPlan) -> None:
         plan.outputs.append(item)
 
 
-def _ranked_out(reads: Reads, kept: Sequence[sqlite3.Row], keep: Optional[Tuple[int, str]]) -> Set[int]:
+def _ranked_out(reads: Reads, kept: Sequence[sqlite3.Row], keep: Optional[Tuple[int, str]], unfinished: Set[int],
+                models: str) -> Tuple[Set[int], List[str]]:
     """The kept runs whose model dirs ``keep`` lets go: per script that recorded the metric, every
-    execution-mode run whose model dir is not among those of its best ``count`` succeeded runs."""
+    execution-mode run whose model dir (under ``models``) is not among those of its best ``count``
+    succeeded runs; and the scripts that never recorded it (all their model dirs stay)."""
     if keep is None:
-        return set()
+        return set(), []
     count, label = keep
     split, _, name = label.partition("/")
     lower = bool(LOWER_IS_BETTER.search(name))
     by_script: Dict[str, List[sqlite3.Row]] = {}
     for r in kept:
-        if r["mode"] == Mode.RUN.value and r["model_dir"] and r["status"] not in _UNFINISHED:
+        if r["mode"] == Mode.RUN.value and r["id"] not in unfinished and _removable_dir(r["model_dir"], models):
             by_script.setdefault(r["script"], []).append(r)
     results = reads.results([r["id"] for runs in by_script.values() for r in runs])
     out: Set[int] = set()
-    for runs in by_script.values():
+    unranked: List[str] = []
+    for script, runs in by_script.items():
         scored = []
         for r in runs:
             value = results.get(r["id"], {}).get((split, name))
             if value is not None and math.isfinite(value):
                 scored.append((value if lower else -value, -r["id"], r))
         if not scored:
+            unranked.append(script)
             continue  # the script never recorded the metric: keep ranks none of its model dirs
         best: List[str] = []
         for _, _, r in sorted(scored, key=lambda s: s[:2]):
@@ -224,7 +249,7 @@ def _ranked_out(reads: Reads, kept: Sequence[sqlite3.Row], keep: Optional[Tuple[
             if len(best) == count:
                 break
         out |= {r["id"] for r in runs if os.path.normpath(r["model_dir"]) not in best}
-    return out
+    return out, unranked
 
 
 def _carry_out(plan: GcPlan, ledger: Ledger) -> None:
@@ -259,8 +284,7 @@ def _carry_out(plan: GcPlan, ledger: Ledger) -> None:
     mark_collected(ledger, marks, ledger.clock())
     before = plan.wal
     if not truncate_wal(ledger):
-        plan.problems.append(f"{display(ledger.path)}-wal: a reader kept the write-ahead log busy; it is "
-                             f"truncated next time")
+        plan.wal_busy = True
     try:
         after = os.path.getsize(ledger.path + "-wal")
     except OSError:

@@ -53,6 +53,12 @@ def importance(ledger: Reader, script: str, metric: Optional[str] = None, search
                          f"succeeded runs")
     columns = {k: _column([p["params"].get(k, UNSET) for p in done]) for k in keys}
     values = [float(p["metrics"][metric]) for p in done]
+    if min(values) == max(values):
+        raise UsageError(f"importance of {metric} in {where}: it is {values[0]:g} in every one of its {len(done)} "
+                         f"succeeded runs, so no parameter explains any of it")
+    # shares of variance do not change with the metric's scale; a diverged run's 1e160 would overflow squares
+    scale = max(abs(v) for v in values)
+    values = [v / scale for v in values]
     note = None
     scores: Optional[Dict[str, float]] = None
     used = method

@@ -43,9 +43,13 @@ def parse_since(text: str, now: Optional[float] = None, option: str = "--since")
     except ValueError:
         raise UsageError(f"{option} {text!r}: not a date (2026-11-20, 2026-11-20T10:00) or an age "
                          f"(90m, 6h, 2d)") from None
-    if moment.tzinfo is None:
-        moment = moment.astimezone()
-    return moment.timestamp()
+    try:
+        if moment.tzinfo is None:
+            moment = moment.astimezone()
+        return moment.timestamp()
+    except (ValueError, OverflowError, OSError):  # year 1, or past what the clock can count
+        raise UsageError(f"{option} {text!r}: a date this machine's clock cannot count; give one after 1970, "
+                         f"e.g. 2026-11-20") from None
 
 
 def resolve_run(ledger: Reader, ref: str) -> Dict[str, Any]:
@@ -55,7 +59,7 @@ def resolve_run(ledger: Reader, ref: str) -> Dict[str, Any]:
 
 def _find_run(ledger: Reader, ref: str) -> RowLike:
     ref = str(ref).strip()
-    if ref.isdigit():
+    if ref.isascii() and ref.isdigit():
         row = ledger.get_run(int(ref)) if int(ref) < 1 << 63 else None  # past SQLite's INTEGER: no such run
         if row is not None:
             return row
@@ -338,9 +342,10 @@ def _compared_script(ledger: Reader, script: str) -> str:
     scripts = ledger.scripts(matching=script)
     if not scripts:
         known = ledger.scripts(limit=20)
-        raise UsageError(f"compare {script!r}: no runs of that script (scripts with runs: {', '.join(known) or 'none'})")
+        raise UsageError(f"script {script!r}: no runs of it are recorded (scripts with runs: "
+                         f"{', '.join(known) or 'none'})")
     if len(scripts) > 1:
-        raise UsageError(f"compare {script!r}: matches {', '.join(scripts)}; give the path as runs list it")
+        raise UsageError(f"script {script!r}: matches {', '.join(scripts)}; give the path as runs list it")
     return scripts[0]
 
 

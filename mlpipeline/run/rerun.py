@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import shutil
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 from ..core import environment, repro
 from ..core.errors import MLPipelineError, UsageError, display
 from ..core.layout import PROJECT_FILE, Project
-from ..core.lifecycle import RunStatus, VersionSpec
+from ..core.lifecycle import Mode, RunStatus, VersionSpec
 from ..plan.config import find_project
 from ..store.lock import LockHeld
 from .batch import BatchOptions, BatchResult, run_batch
@@ -55,6 +56,23 @@ class RerunResult:
         return self.status == RunStatus.SUCCEEDED.value
 
 
+def _refuse_live_runner(project: Project) -> None:
+    """A runner at work on the project holds it: say so before anything is checked out for nothing."""
+    from ..store.liveness import Liveness
+    from ..store.reader import open_reader
+
+    reader = open_reader(project.outputs_dir)
+    if reader is None:
+        return
+    try:
+        row = reader.latest_runner()
+        if row is not None and Liveness(reader).runner_alive(row):
+            raise UsageError(f"{display(project.root)}: a runner (pid {row['pid']} on {row['host']}) works on this "
+                             f"project; rerun --exact runs while none does: wait for it to end (or stop it)")
+    finally:
+        reader.close()
+
+
 def _recorded(project: Project, ref: str) -> Tuple[Dict[str, Any], Optional[Dict[str, Any]]]:
     """(the run's row, the environment it recorded)."""
     from ..read.queries import resolve_run
@@ -84,8 +102,12 @@ def check_out(project: Project, run: Mapping[str, Any]) -> Checkout:
         raise UsageError(f"{display(project.root)} is no longer in a git repository: rerun --exact checks out "
                          f"{label}'s commit {commit[:12]} from it")
     parent = os.path.join(project.outputs_dir, RERUN_DIR)
-    os.makedirs(parent, exist_ok=True)
-    taken = [name.rpartition("-")[2] for name in os.listdir(parent) if name.startswith(f"{run['id']}-")]
+    try:
+        os.makedirs(parent, exist_ok=True)
+        taken = [name.rpartition("-")[2] for name in os.listdir(parent) if name.startswith(f"{run['id']}-")]
+    except OSError as exc:
+        raise UsageError(f"{display(parent)}: cannot be made or read ({exc.strerror or exc}); rerun --exact checks "
+                         f"out {label}'s commit there: make the outputs folder writable") from None
     dest = os.path.join(parent, f"{run['id']}-{max((int(n) for n in taken if n.isdigit()), default=0) + 1}")
     ok, said = repro.git(top, "worktree", "add", "--detach", dest, commit, timeout=300)
     if not ok:
@@ -107,6 +129,10 @@ def _restore(run: Mapping[str, Any], checkout: Checkout) -> List[str]:
     if not run_dir:
         checkout.notes.append(f"{label} is a test-mode run, which keeps no run folder: its commit alone is used"
                               + (" (it ran from a dirty tree)" if run.get("git_dirty") else ""))
+        return applied
+    if not os.path.isdir(run_dir) and "run_dir" in json.loads(run.get("collected") or "{}"):
+        checkout.notes.append(f"{label}'s run folder was removed by mlpipeline gc (the run was deleted): its diff "
+                              f"and the files git did not track are gone; the commit alone is used")
         return applied
     diff = os.path.join(run_dir, repro.DIFF_FILE)
     if os.path.exists(diff):
@@ -221,7 +247,13 @@ def rerun_exact(directory: Optional[str], ref: str, notify: Callable[[str, int],
     """Re-run ``ref`` (a run id or uid prefix) of the project in ``directory`` exactly (see the module):
     ``notify`` hears what is not as it was (before the version starts) and the batch's progress."""
     project = find_project(directory)
+    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):  # before a checkout is made for nothing
+        raise UsageError(f"--timeout {timeout:g}: give a positive number of seconds")
     run, recorded = _recorded(project, ref)
+    if run.get("mode") == Mode.TEST.value:
+        raise UsageError(f"run {run['id']} is a test-mode run (one step in a temporary model dir, nothing kept): "
+                         f"rerun --exact re-runs an execution-mode (-r) run; pick one from mlpipeline runs --mode run")
+    _refuse_live_runner(project)
     checkout = check_out(project, run)
     spec, notes = recorded_spec(run, checkout)
     checkout.notes += notes

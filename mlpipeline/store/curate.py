@@ -111,7 +111,8 @@ def request_row(reads: Reads, request_id: int) -> Optional[sqlite3.Row]:
 def file_runs(reads: Reads) -> List[sqlite3.Row]:
     """Every run that has a model dir or a run folder, with what ``gc`` weighs: oldest first."""
     return reads.conn.execute(
-        "SELECT id, script, mode, status, model_dir, run_dir, deleted_at, collected FROM runs "
+        "SELECT id, script, mode, status, model_dir, run_dir, deleted_at, collected, "
+        "runner_id, host, pid, pid_start, heartbeat_at, started_at, slurm_job_id FROM runs "
         "WHERE model_dir IS NOT NULL OR run_dir IS NOT NULL ORDER BY id").fetchall()
 
 

@@ -86,7 +86,7 @@ def _gc_view(plan: GcPlan) -> Dict[str, Any]:
     kinds = plan.summary()
     return {"kinds": kinds, "bytes": sum(int(k["bytes"]) for k in kinds), "empty": plan.empty,
             "keep": {"count": plan.keep[0], "metric": plan.keep[1]} if plan.keep else None,
-            "ranked_out": plan.ranked_out, "problems": plan.problems}
+            "ranked_out": plan.ranked_out, "unranked": plan.unranked, "problems": plan.problems}
 
 
 @_api
