@@ -239,7 +239,8 @@ def test_receivers_that_refuse_fail_or_hang_do_not_slow_the_batch(project, recei
         told.append(time.monotonic() - began)
         assert result.returncode == 1, result.stderr
         stderr = result.stderr
-    assert min(told) - min(plain) < 1.0, (plain, told)
+    # the receiver hangs 30 s: the batch ends within its notify_drain (2 s) and a margin for a loaded machine
+    assert min(told) - min(plain) < 3.0, (plain, told)
     assert len(failing.posts) >= 2 and len(hanging.posts) >= 1  # the failure was sent, and tried again
     for url in (closed, failing.url(), hanging.url()):
         assert mask(url) in stderr and url not in stderr

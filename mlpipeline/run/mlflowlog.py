@@ -129,10 +129,10 @@ class MlflowLog:
                 if item is None:
                     return
                 what, task, args = item
-                self.busy_since = time.monotonic()
                 if self.off or (self.client is None and not self._connect()):
-                    self.busy_since = None
                     continue
+                # from here: importing mlflow (seconds on a loaded machine) is no silence of the store
+                self.busy_since = time.monotonic()
                 try:
                     task(*args)
                     self.answered = True

@@ -117,7 +117,7 @@ def test_cancel_ends_the_version_and_what_it_started(gpu_cluster, project):
     project.configure(["a.py"])
     runner = project.start(*ray_args(gpu_cluster, "-j", "1"))
     wait_for(lambda: (project.root / "started-stuck").exists(), timeout=60, proc=runner, what="the version to start")
-    run = project.runs()[0]
+    run = placed_run(project, runner)
     kids = hung(project, "stuck")["kids"]
     assert pid_alive(run["child_pid"]) and all(pid_alive(k) for k in kids)
     result = project.run("cancel", str(run["id"]))
@@ -166,7 +166,7 @@ def test_a_second_sigint_ends_the_version_and_leaves_nothing(gpu_cluster, projec
     project.configure(["a.py"])
     runner = project.start(*ray_args(gpu_cluster, "-j", "1"))
     wait_for(lambda: (project.root / "started-stuck").exists(), timeout=60, proc=runner, what="the version to start")
-    run = project.runs()[0]
+    run = placed_run(project, runner)
     runner.send_signal(signal.SIGINT)
     time.sleep(0.3)
     runner.send_signal(signal.SIGINT)
@@ -177,6 +177,14 @@ def test_a_second_sigint_ends_the_version_and_leaves_nothing(gpu_cluster, projec
     assert_no_version_task(gpu_cluster)
 
 
+def placed_run(project: Project, runner) -> dict:
+    """The first run, once the ledger has its child's pid (the version can start before its runner
+    records where it was placed: on a loaded machine, a moment before)."""
+    wait_for(lambda: project.runs() and project.runs()[0]["child_pid"], timeout=30, proc=runner,
+             what="the run's child pid in the ledger")
+    return project.runs()[0]
+
+
 def start_hanging(cluster: RayCluster, project: Project) -> tuple:
     """A runner (-u) whose first version hangs the first time it runs; its run and
     the pids it must not leave behind (its child and the child's two children)."""
@@ -184,7 +192,7 @@ def start_hanging(cluster: RayCluster, project: Project) -> tuple:
     project.configure(["a.py"])
     runner = project.start(*ray_args(cluster, "-j", "1", "-u"))
     wait_for(lambda: (project.root / "started-long").exists(), timeout=60, proc=runner, what="the version to start")
-    run = project.runs()[0]
+    run = placed_run(project, runner)
     left = [run["child_pid"], *hung(project, "long")["kids"]]
     assert all(pid_alive(pid) for pid in left)
     return runner, left
