@@ -374,10 +374,11 @@ def cmd_import_history(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .read.render import render, render_record
-    from .read.status import project_status
+    from .read.status import project_status, slurm_waits
 
     project, ledger = _open_ledger(args)
     state = project_status(project, ledger)
+    slurm_waits(state["running"])
     if args.format == "json":
         print(render_record(state, "json"))
         return EXIT_OK

@@ -65,9 +65,11 @@ def test_a_real_versions_cpu_and_rss_curves_are_recorded_and_show_prints_their_p
         block = bytearray(200 << 20)
         for i in range(0, len(block), 4096):
             block[i] = 1                   # resident, every page
-        began = time.time()
+        began, used = time.time(), time.process_time()
         while time.time() - began < 1.5:   # CPU-bound for a while
             sum(i * i for i in range(10000))
+        with open("cpu_share", "w") as handle:  # the share of a core it got: a loaded machine gives less
+            handle.write(str(100 * (time.process_time() - used) / (time.time() - began)))
         time.sleep(1.5)
         """}))
     project.configure(["alloc.py"])
@@ -84,7 +86,8 @@ def test_a_real_versions_cpu_and_rss_curves_are_recorded_and_show_prints_their_p
     baseline, peak = rss[0][1], max(value for _, value in rss)  # the first sample: before the allocation
     assert baseline <= min(value for _, value in rss) + 2 and 5 < baseline < 400, rss
     assert abs((peak - baseline) - 200) <= 20, (baseline, peak, rss)  # the allocation, within 10 %
-    assert max(value for _, value in cpu) >= 50, cpu  # the busy second and a half
+    share = float((project.root / "cpu_share").read_text())
+    assert max(value for _, value in cpu) >= min(50, 0.6 * share), (share, cpu)  # the busy second and a half
     assert min(value for _, value in cpu) < 30, cpu   # the sleeps
 
     shown = project.run("show", str(run["id"]))

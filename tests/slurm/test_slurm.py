@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -202,7 +203,6 @@ def test_the_dashboard_shows_the_job_id_and_node(slurm, tmp_path):
 
 
 def _url(server) -> str:
-    import re
     import select
 
     ready, _, _ = select.select([server.stderr, server.stdout], [], [], 0.2)
@@ -217,8 +217,17 @@ def test_timeout_and_stall_count_from_the_start_on_the_node_not_the_wait_in_slur
     proj = make_project(tmp_path, {"patient": "--sleep 2 --steps 2"})
     blocker = slurm.run("sbatch", "--parsable", "-c", "2", "-o", "/dev/null", "--wrap", "sleep 8").strip()
     try:
-        done = proj.run("-r", "--timeout", "6", "--stall-timeout", "6", env=env(slurm), timeout=90)
+        runner = proj.start("-r", "--timeout", "6", "--stall-timeout", "6", env=env(slurm))
+        try:
+            wait_for(lambda: proj.runs() and proj.runs()[0]["slurm_job_id"], timeout=30, proc=runner,
+                     what="the job's submission")
+            status = proj.run("status", env=env(slurm))  # while the blocker holds the node's cpus
+        finally:
+            out, err = runner.communicate(timeout=90)
     finally:
         slurm.run("scancel", blocker)
     (run,) = proj.runs()
-    assert done.returncode == 0 and run["status"] == "succeeded", done.stderr  # it waited ~8 s, ran ~2 s
+    assert runner.returncode == 0 and run["status"] == "succeeded", err  # it waited ~8 s, ran ~2 s
+    # Slurm's reason for the wait: Priority until its scheduler has looked, then Resources
+    assert status.returncode == 0 and re.search(r"pending in Slurm \((Resources|Priority)\)", status.stdout), \
+        status.stdout
