@@ -187,6 +187,25 @@ def test_command_runs_a_grid_and_an_asha_search_over_a_plain_script(project) -> 
     assert all("pruned by ASHA" in (r["error"] or "") for r in points if r["status"] == "pruned")
 
 
+def test_command_passes_a_sweep_over_the_batch_size(project) -> None:
+    """``batch_size`` is a version parameter the 2019 ``Versions`` knows; over a plain script it is the
+    script's argument like any other (it was dropped, and every version ran with the script's default)."""
+    project.script("sweep.py", "from mlpipeline import Command\nfrom mlpipeline.utils import Versions\n"
+                               "versions = Versions()\n"
+                               "versions.add_grid('bs{batch_size}', batch_size=[16, 32], common={'lr': 0.5})\n"
+                               "MODEL = Command('train.py')\n")
+    project.script("train.py", "import argparse\nfrom mlpipeline import log_metric\np = argparse.ArgumentParser()\n"
+                               "p.add_argument('--lr', type=float)\np.add_argument('--batch_size', type=int, default=8)\n"
+                               "a = p.parse_args()\nlog_metric('acc', a.lr * a.batch_size, split='test')\n")
+    project.configure(["sweep.py"])
+    result = project.run("-r")
+    assert result.returncode == 0, result.stderr
+    with project.db() as conn:
+        got = dict(conn.execute("SELECT r.version, m.value FROM runs r JOIN metrics m ON m.run_id = r.id "
+                                "WHERE m.name = 'acc'").fetchall())
+    assert got == {"bs16": 8.0, "bs32": 16.0}, got
+
+
 TENSORBOARD = """\
 import os
 from torch.utils.tensorboard import SummaryWriter
@@ -211,6 +230,11 @@ def test_a_tensorboard_only_script_has_its_scalars_in_the_ledger(project) -> Non
     assert curve(project, run["id"]) == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
     shown = project.run("metrics", str(run["id"]), "acc", "--format", "csv")
     assert "validation" in shown.stdout and "0.75" in shown.stdout, shown.stdout + shown.stderr
+    again = project.run("-r")  # the same model dir, at once: the first run's event files are not this run's
+    assert again.returncode == 0, again.stderr
+    second = project.runs()[-1]
+    assert second["id"] != run["id"] and curve(project, second["id"]) == [(0, 1.0), (1, 0.5),
+                                                                          (2, pytest.approx(1 / 3))]
 
 
 @pytest.mark.parametrize("line, argv, params", [
@@ -366,3 +390,48 @@ def test_the_readmes_plain_script_and_its_sweep_run_as_written(project) -> None:
     assert any(r["status"] == "pruned" for r in points)
     again = project.run("-r", "-u", timeout=120)
     assert again.returncode == 0 and len([r for r in project.runs() if r["mode"] == "run"]) == len(runs)
+
+
+WRITES = """\
+import os, sys
+with open(os.path.join(os.environ["MLPIPELINE_MODEL_DIR"], "who"), "w") as handle:
+    handle.write(os.path.abspath(__file__) + " " + " ".join(sys.argv[1:]))
+"""
+
+
+def test_two_scripts_of_one_name_keep_their_own_sections_and_never_share_a_model_dir(project) -> None:
+    """models/b.py and models/sub/b.py: ``[sub/b.py]`` is the sub-folder's (it was ignored, and the script
+    ran [b.py]'s line), and the second script to reach model_ckpts/b-v fails alone instead of training in the
+    first one's checkpoints; a section that names no script is said once."""
+    project.script("b.py", WRITES)
+    (project.models / "sub").mkdir()
+    (project.models / "sub" / "b.py").write_text(WRITES)
+    config = ("[MLP]\nuse_blacklist = False\n\n[WHITELISTED_MODELS]\nb.py\nsub/b.py\n\n[b.py]\nv = --x 2\n\n"
+              "[sub/b.py]\nv = --x 3\nw = --x 4\n\n[trian.py]\nv = --x 5\n")
+    project.write("models.config", config)
+    project.write("models_test.config", config)
+    result = project.run("-r")
+    assert result.returncode == 1, result.stderr
+    got = {(r["script"], r["version"]): (r["status"], r["error"]) for r in project.runs()}
+    assert got[("models/b.py", "v")][0] == "succeeded" and got[("models/sub/b.py", "w")][0] == "succeeded", got
+    status, error = got[("models/sub/b.py", "v")]
+    assert status == "failed" and "model_ckpts/b-v is models/b.py's too" in error, got
+    who = (project.outputs / "model_ckpts" / "b-v" / "who").read_text()
+    assert who.endswith("models/b.py --x 2"), who  # the first script's, untouched
+    sub = (project.outputs / "model_ckpts" / "b-w" / "who").read_text()
+    assert sub.endswith("models/sub/b.py --x 4"), sub  # the sub-folder's own line
+    assert result.stderr.count("[trian.py] names no script") == 1, result.stderr
+
+
+def test_an_indented_version_line_is_an_error_not_more_arguments(tmp_path) -> None:
+    from mlpipeline.core.errors import ConfigError
+    from mlpipeline.plan.config import read_queue_config
+
+    path = tmp_path / "models.config"
+    path.write_text("[WHITELISTED_MODELS]\ne.py\n\n[e.py]\n    small = --lr 0.1\n    large = --lr 0.01 --layers 8\n"
+                    "    --epochs 3\n")
+    with pytest.raises(ConfigError, match=r"models.config:6: 'large = .*' is indented.*version 'small'"):
+        read_queue_config(str(path))
+    path.write_text("[WHITELISTED_MODELS]\ne.py\n\n[e.py]\nsmall = --lr 0.1\n    --epochs 3\n")  # a continuation
+    assert [(e.key, e.value) for e in read_queue_config(str(path)).arguments["e.py"]] == [("small",
+                                                                                          "--lr 0.1\n--epochs 3")]

@@ -94,6 +94,10 @@ def read_ini(path: str) -> IniFile:
         if raw[:1].isspace() and ini.sections[section]:
             # A continuation line belongs to the previous value, as in configparser.
             previous = ini.sections[section][-1]
+            if section.endswith(".PY") and VERSION_LINE.match(line):  # two versions would become one
+                raise ConfigError(f"{name}:{number}: {line[:60]!r} is indented, so it reads as more arguments of "
+                                  f"version {previous.key!r} above; start it at the beginning of the line to make "
+                                  f"it a version of its own")
             previous.value = f"{previous.value or ''}\n{_strip_comment(line)}".strip()
             continue
         line = _strip_comment(line)  # "a.py  # note" lists a.py, as "a.py = v1  # note" lists v1
@@ -105,6 +109,9 @@ def read_ini(path: str) -> IniFile:
             raise ConfigError(f"{name}:{number}: a value with no key; write key = value")
         ini.sections[section].append(Entry(key, _strip_comment(value) if sep else None, number))
     return ini
+
+
+VERSION_LINE = re.compile(r"[A-Za-z_][\w.+-]*\s*=")  # "large = --lr 0.01": a version's argument line
 
 
 def _strip_comment(value: str) -> str:

@@ -207,6 +207,7 @@ class Planner:
         if self._last_plan is not None and _same_inputs(key, self._last_key):
             return self._last_plan
         plan = Plan(config_error=config_error, timeout=config.timeout, config=config)
+        self._strays(config)
         for path, reason, warn in left_out:
             if warn:
                 self.say_once(reason)
@@ -263,11 +264,37 @@ class Planner:
         self._last_key, self._last_plan = key, plan
         return plan
 
+    def section(self, path: str, config: QueueConfig) -> Optional[str]:
+        """The ``[...]`` section of argument lines that is ``path``'s: the one named by its path under the
+        models folder (``[sub/train.py]``), else by its file name (``[train.py]``); None when it has none."""
+        under = os.path.relpath(path, self.project.models_dir).replace(os.sep, "/")
+        for name in (under, os.path.basename(path)):
+            if name in config.arguments:
+                return name
+        return None
+
+    def _strays(self, config: QueueConfig) -> None:
+        """Say once of each ``[name.py]`` section that names no script in the models folder (a typo)."""
+        names = [n for n in config.arguments if not os.path.isfile(os.path.join(self.project.models_dir, *n.split("/")))]
+        if not names:
+            return
+        found: set = set()
+        outputs = os.path.realpath(self.project.outputs_dir)
+        for folder, dirs, files in os.walk(self.project.models_dir):  # a script in a sub-folder, by file name
+            dirs[:] = [d for d in dirs if not d.startswith((".", "__")) and
+                       os.path.realpath(os.path.join(folder, d)) != outputs]
+            found.update(files)
+        for name in names:
+            if name not in found:
+                self.say_once(f"{display(self.config_path)}:{config.arguments_at.get(name, 0)}: [{name}] names no "
+                              f"script in {display(self.project.models_dir)}; its argument lines are not used (is "
+                              f"the name mistyped?)")
+
     def _lookup(self, path: str, config: QueueConfig) -> Any:
         """The description of a selected script: a plain one (a ``[name.py]`` section of argument lines in
         the queue config) is read here, never run; the rest through the describer."""
-        name = os.path.basename(path)
-        if name in config.arguments:
+        name = self.section(path, config)
+        if name is not None:
             described = self._describe_plain(path)
             if described is not None:
                 return described
@@ -313,7 +340,7 @@ class Planner:
         by file and line) and left out."""
         from ..script.plain import version_of
 
-        name = os.path.basename(path)
+        name = self.section(path, config) or os.path.basename(path)
         entries = config.arguments.get(name) or []
         where = display(config.path)
         if not entries:

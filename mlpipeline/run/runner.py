@@ -516,6 +516,14 @@ class Runner:
         self._idle_said = False
         test = self.options.test_mode
         model_dir = tempfile.mkdtemp(prefix="mlp-test-") if test else self.model_dir(item)
+        other = None if test else self.ledger.model_dir_script(model_dir, spec.rel)
+        if other is not None:  # never two scripts' checkpoints in one folder: this version fails, alone
+            self.queue.finished(item, False)
+            self._record_broken(item.rel, spec.script_sha256, ScriptError(
+                f"{item.label}: its model dir {self.project.rel(model_dir)} is {other}'s too (model dirs are named "
+                f"by file name); rename one of the two scripts, or give this version a model_dir_suffix"),
+                version=spec.version)
+            return
         link = {} if test else self.retries.link(item.key, self._config)
         row, run_dir = self.recorder.start(spec, None if test else model_dir, **link)
         run_id = row["id"]

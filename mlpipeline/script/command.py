@@ -47,8 +47,9 @@ def log_params(params: Optional[Dict[str, Any]] = None, **more: Any) -> None:
     _report._current.params({str(k): jsonable(v) for k, v in merged.items()})
 
 
-# version parameters that are the runner's, never a script's arguments
-RUNNER_KEYS = ("name", "dataloader", "batch_size", "epoc_count", "epocs", "model_dir_suffix", "order", "resources")
+# version parameters that are the runner's, never a script's arguments (``batch_size`` and ``epoc_count`` are
+# the script's, when a version sets them: a sweep over the batch size must reach it)
+RUNNER_KEYS = ("name", "dataloader", "model_dir_suffix", "order", "resources")
 
 
 class Command(Model):

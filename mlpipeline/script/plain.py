@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import types
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
@@ -397,7 +396,7 @@ def run_plain(script: str, argv: List[str], version: str, model_dir: str, exec_m
     real_exit = os._exit
     os._exit = _exit_as_return(real_exit)
     tail = sys.stderr = _StderrTail(sys.stderr)
-    started = time.time()
+    earlier = set(event_files(model_dir))  # an earlier attempt's or run's: not this run's points
     try:
         exec(code, main.__dict__)
     except SystemExit as exc:
@@ -414,31 +413,27 @@ def run_plain(script: str, argv: List[str], version: str, model_dir: str, exec_m
         sys.path[:] = saved_path
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
-        read_tensorboard(model_dir, started)
+        read_tensorboard(model_dir, earlier)
     return VersionResult()
 
 
 # --- TensorBoard event files -------------------------------------------------------------------------------
 
-def _event_files(model_dir: str, since: float) -> List[str]:
+def event_files(model_dir: str) -> List[str]:
+    """The TensorBoard event files under ``model_dir`` (none when it is not there)."""
     found = []
     for folder, _, files in os.walk(model_dir):
-        for name in files:
-            path = os.path.join(folder, name)
-            if "tfevents" in name:
-                try:
-                    if os.path.getmtime(path) >= since - 1:
-                        found.append(path)
-                except OSError:
-                    pass
+        found += [os.path.join(folder, name) for name in files if "tfevents" in name]
     return sorted(found)
 
 
-def read_tensorboard(model_dir: str, since: float = 0.0) -> int:
-    """Send the scalars of the TensorBoard event files written under ``model_dir`` since ``since`` as curves
-    (read with the tensorboard package's own loader; nothing when it is not installed). The split is the
-    folder the file is in below the model dir (``train``, ``validation``), else ``train``. The points sent."""
-    files = _event_files(model_dir, since) if os.path.isdir(model_dir) else []
+def read_tensorboard(model_dir: str, earlier: Iterable[str] = ()) -> int:
+    """Send the scalars of the TensorBoard event files under ``model_dir`` as curves, but for the ``earlier``
+    ones (there before the version started: a writer starts a file of its own each run), read with the
+    tensorboard package's own loader (nothing when it is not installed). The split is the folder the file is
+    in below the model dir (``train``, ``validation``), else ``train``. The points sent."""
+    known = set(earlier)
+    files = [path for path in event_files(model_dir) if path not in known]
     if not files:
         return 0
     try:
