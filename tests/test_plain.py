@@ -435,3 +435,20 @@ def test_an_indented_version_line_is_an_error_not_more_arguments(tmp_path) -> No
     path.write_text("[WHITELISTED_MODELS]\ne.py\n\n[e.py]\nsmall = --lr 0.1\n    --epochs 3\n")  # a continuation
     assert [(e.key, e.value) for e in read_queue_config(str(path)).arguments["e.py"]] == [("small",
                                                                                           "--lr 0.1\n--epochs 3")]
+
+
+def test_test_mode_gives_each_version_what_a_fresh_python_would(project) -> None:
+    """Test mode runs plain scripts one after another in one process: the second must not get the first's
+    ``helper`` module (another folder's), nor its warnings filter that makes a warning an error."""
+    (project.models / "sub").mkdir()
+    project.script("helper.py", "NAME = 'top'\n")
+    (project.models / "sub" / "helper.py").write_text("NAME = 'sub'\n")
+    project.script("a.py", "import helper, warnings\nassert helper.NAME == 'top'\nwarnings.simplefilter('error')\n")
+    (project.models / "sub" / "b.py").write_text("import helper, warnings\nassert helper.NAME == 'sub', helper.NAME\n"
+                                                 "warnings.warn('harmless', DeprecationWarning)\n")
+    config = "[MLP]\nuse_blacklist = False\n[WHITELISTED_MODELS]\na.py\nsub/b.py\n[a.py]\nv\n[sub/b.py]\nw\n"
+    project.write("models.config", config)
+    project.write("models_test.config", config)
+    result = project.run()
+    assert result.returncode == 0, result.stderr
+    assert [(r["version"], r["status"]) for r in project.runs()] == [("v", "succeeded"), ("w", "succeeded")]

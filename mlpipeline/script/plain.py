@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 import types
+import warnings
 from typing import TYPE_CHECKING, Any, Dict, Iterable, List, NamedTuple, Optional, Tuple
 
 from ..core.errors import ScriptError, display
@@ -386,6 +387,8 @@ def run_plain(script: str, argv: List[str], version: str, model_dir: str, exec_m
 
     reporter.log(f"version {version}: python {display(script)} {shlex.join(argv)}".rstrip())
     saved_argv, saved_path, saved_main = sys.argv, list(sys.path), sys.modules.get("__main__")
+    # in test mode versions run one after another in one process: each sees what a fresh `python` would
+    saved_modules, saved_filters, saved_stdout = set(sys.modules), list(warnings.filters), sys.stdout
     main = types.ModuleType("__main__")
     main.__file__ = script
     main.__builtins__ = __builtins__  # type: ignore[attr-defined]
@@ -413,8 +416,23 @@ def run_plain(script: str, argv: List[str], version: str, model_dir: str, exec_m
         sys.path[:] = saved_path
         if saved_main is not None:
             sys.modules["__main__"] = saved_main
+        _forget_local_modules(saved_modules, os.path.dirname(script))
+        warnings.filters[:] = saved_filters  # type: ignore[index]
+        sys.stdout = saved_stdout
         read_tensorboard(model_dir, earlier)
     return VersionResult()
+
+
+def _forget_local_modules(before: set, folder: str) -> None:
+    """Drop the modules a script imported from the project (its own helpers), so the next version in this
+    process imports its own (a sub-folder's ``helper``, a registry filled again): installed packages stay."""
+    project = os.path.realpath(os.getcwd())
+    roots = tuple(os.path.realpath(p) + os.sep for p in {folder, project})
+    for name in set(sys.modules) - before:
+        path = getattr(sys.modules.get(name), "__file__", None) or ""
+        real = os.path.realpath(path) if path else ""
+        if real.startswith(roots) and "-packages" + os.sep not in real:
+            sys.modules.pop(name, None)
 
 
 # --- TensorBoard event files -------------------------------------------------------------------------------
