@@ -6,6 +6,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 from helpers import pid_alive, wait_for
@@ -452,3 +453,22 @@ def test_test_mode_gives_each_version_what_a_fresh_python_would(project) -> None
     result = project.run()
     assert result.returncode == 0, result.stderr
     assert [(r["version"], r["status"]) for r in project.runs()] == [("v", "succeeded"), ("w", "succeeded")]
+
+
+def test_a_line_broken_mid_batch_and_never_fixed_ends_the_batch_with_exit_1(project) -> None:
+    project.script("w.py", "import os, sys, time\nif '--wait' in sys.argv:\n"
+                           "    open('started', 'w').close()\n"
+                           "    while not os.path.exists('go'):\n        time.sleep(0.05)\n")
+    config = "[MLP]\nuse_blacklist = False\n[WHITELISTED_MODELS]\nw.py\n[w.py]\nfirst = --wait\nlast = --n 3\n"
+    project.write("models.config", config)
+    runner = project.start("-r")
+    try:
+        wait_for(lambda: (project.root / "started").exists(), proc=runner, what="the first version")
+        project.write("models.config", config.replace("--n 3", '--n "3'))  # an unclosed quote, saved
+        time.sleep(1.5)  # the runner reads the config again between versions, once it has settled
+    finally:
+        (project.root / "go").touch()
+        out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 1, err
+    assert [r["version"] for r in project.runs()] == ["first"]
+    assert "not run: models.config:7" in err and "(that entry was left out)" in err, err

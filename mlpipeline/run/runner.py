@@ -122,7 +122,7 @@ class Runner:
         self.stopping = False          # finish the running versions, start nothing new
         self.kill_requested = False    # kill the running versions now
         self.paused = False
-        self.missing: List[str] = []   # listed scripts that do not exist (named in the summary; exit 1)
+        self.missing: List[str] = []   # listed scripts that do not exist, entries left out (in the summary; exit 1)
         self.waiting = False           # the last step found nothing to do but wait
         self._decisions: List[Decision] = []
         self._pending: List[str] = []  # scripts the last plan was still describing
@@ -429,7 +429,10 @@ class Runner:
         plan = self.planner.plan()
         self._config = plan.config
         self._pending = plan.pending
-        self.missing = list(dict.fromkeys(plan.missing))  # as the queue now stands
+        # as the queue now stands: scripts that are not there, and entries a config error leaves out (an
+        # argument line broken mid-batch and not fixed before the end: its version did not run, exit 1)
+        self.missing = list(dict.fromkeys(plan.missing + [f"{problem} (that entry was left out)"
+                                                          for problem in plan.problems]))
         fault_point("planned")
         if not self._checked_first:
             # Config errors stop a batch before anything starts: wait for the scripts whose entries name
