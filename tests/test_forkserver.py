@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -122,11 +123,20 @@ class Sink:
     def output(self, record: Any) -> None:
         pass
 
+# a run mark of its own per version started: a version ending kills what carries its mark, so two tests (on
+# two workers) that each ran a "tag-b" would end each other's version (the runner's marks are run uids)
+RUN_MARKS = "tag-" + uuid.uuid4().hex[:8]
+
+
+def tag_of(version: str) -> str:
+    return f"{RUN_MARKS}-{version}"
+
+
 
 def submit(executor: LocalExecutor, script: Path, version: str, params: Dict[str, Any],
            sink: Optional[Sink] = None) -> int:
     spec = VersionSpec(script=str(script), rel="m.py", version=version, params={"name": version, **params})
-    job = Job(spec, str(script.parent / "outputs" / version), ExecutionModeKeys.TRAIN, tag=f"tag-{version}")
+    job = Job(spec, str(script.parent / "outputs" / version), ExecutionModeKeys.TRAIN, tag=tag_of(version))
     return executor.submit(job, sink or Sink())
 
 
@@ -167,10 +177,10 @@ def test_a_version_runs_in_a_child_the_fork_server_forked(tmp_path, executor):
     assert got["cwd"] == str(tmp_path)
     assert got["argv"] == ["run"]  # sys.argv as a spawned child has it
     # the markers are where kill_marked reads them (/proc/PID/environ), not only in os.environ
-    assert f"{MARK_RUN}=tag-v" in got["environ"]
+    assert f"{MARK_RUN}={tag_of('v')}" in got["environ"]
     assert f"{MARK_PROJECT}={executor.project_mark}" in got["environ"]
     assert any(line.startswith(f"{MARK_VERSION}=") and "_" * 20 not in line for line in got["environ"])
-    assert got["env"][MARK_RUN] == "tag-v"
+    assert got["env"][MARK_RUN] == tag_of("v")
     assert f"mlpipeline version {script} v" in got["cmdline"].replace("\n", " ")
 
 
@@ -274,7 +284,8 @@ def test_a_dead_fork_server_ends_its_version_and_the_next_ones_are_spawned_with_
     sinks = [Sink(), Sink()]
     for name, sink in zip("bc", sinks):
         ticket = submit(executor, script, name, {}, sink)
-        assert finish(executor, [ticket])[ticket].status is RunStatus.SUCCEEDED
+        ended = finish(executor, [ticket])[ticket]
+        assert ended.status is RunStatus.SUCCEEDED, (name, ended, sink.logs)
         assert seen(tmp_path, name)["ppid"] == os.getpid()
     warnings = [m for sink in sinks for m, level in sink.logs if level >= 30 and "fork server" in m]
     assert len(warnings) == 1 and "spawned" in warnings[0], sinks[0].logs + sinks[1].logs
@@ -330,7 +341,7 @@ def test_the_next_version_runs_in_the_spare_the_server_forked_and_set_up_ahead_o
     assert run_one(executor, script, "b").status is RunStatus.SUCCEEDED
     got = seen(tmp_path, "b")
     assert got["pid"] == spare and got["pgid"] == spare and got["ppid"] == server.pid
-    assert f"{MARK_RUN}=tag-b" in got["environ"]
+    assert f"{MARK_RUN}={tag_of('b')}" in got["environ"]
     assert the_spare(server.pid) not in (spare, seen(tmp_path, "a")["pid"])  # a fresh one, never one reused
 
 

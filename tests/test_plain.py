@@ -472,3 +472,38 @@ def test_a_line_broken_mid_batch_and_never_fixed_ends_the_batch_with_exit_1(proj
     assert runner.returncode == 1, err
     assert [r["version"] for r in project.runs()] == ["first"]
     assert "not run: models.config:7" in err and "(that entry was left out)" in err, err
+
+
+FORKS = """\
+import multiprocessing
+from mlpipeline import log_metric
+
+def work(i):
+    log_metric("worker", 1.0, step=i)
+
+if __name__ == "__main__":
+    log_metric("main", 1.0, step=0)
+    workers = [multiprocessing.get_context("fork").Process(target=work, args=(i,)) for i in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    log_metric("main", 2.0, step=1)
+"""
+
+
+@pytest.mark.parametrize("mode", [("-r",), ()], ids=["child", "test-mode"])
+def test_points_from_a_forked_worker_are_said_not_recorded(project, mode) -> None:
+    """A multiprocessing worker the version forks has no way to the runner (and in test mode must not touch
+    the runner's ledger): its points are not recorded, and it says so once, instead of dropping them quietly."""
+    project.script("mt.py", FORKS)
+    config = "[WHITELISTED_MODELS]\nmt.py\n[mt.py]\nv\n"
+    project.write("models.config", config)
+    project.write("models_test.config", config)
+    result = project.run(*mode)
+    assert result.returncode == 0, result.stderr
+    (run,) = project.runs()
+    assert run["status"] == "succeeded" and curve(project, run["id"], "main") == [(0, 1.0), (1, 2.0)]
+    assert curve(project, run["id"], "worker") == []
+    said = project.run("logs", str(run["id"])).stdout if mode else result.stdout + result.stderr
+    assert said.count("log_metric in a process the version started is not recorded") == 2, said

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
@@ -32,6 +33,15 @@ VALUE = __VALUE__
 __THREAD__
 '''
 THREAD = "import threading, time\nthreading.Thread(target=time.sleep, args=(600,), daemon=True).start()"
+
+
+# a run mark of its own per version started: a version ending kills what carries its mark, so two tests (on
+# two workers) that each ran a "tag-b" would end each other's version (the runner's marks are run uids)
+RUN_MARKS = "tag-" + uuid.uuid4().hex[:8]
+
+
+def tag_of(version: str) -> str:
+    return f"{RUN_MARKS}-{version}"
 
 
 def make_package(root: Path, value: int = 1, thread: bool = False, extra: str = "") -> Path:
@@ -82,7 +92,7 @@ def warm_env(tmp_path, monkeypatch):
 def run_version(executor: LocalExecutor, script: Path, name: str, imports: Tuple[str, ...],
                 sink: Any = None) -> Dict[str, Any]:
     spec = VersionSpec(script=str(script), rel="m.py", version=name, params={"name": name}, imports=imports)
-    job = Job(spec, str(script.parent / "outputs" / name), ExecutionModeKeys.TRAIN, tag=f"tag-{name}")
+    job = Job(spec, str(script.parent / "outputs" / name), ExecutionModeKeys.TRAIN, tag=tag_of(name))
     ticket = executor.submit(job, sink or Sink())
     outcome = finish(executor, [ticket])[ticket]
     assert outcome.status is RunStatus.SUCCEEDED, outcome

@@ -25,6 +25,10 @@
 #include <errno.h>
 #include <unistd.h>
 
+/* what a process the version forked is told once, at its first point (report.FORKED_NOTE says the same) */
+#define FORKED_NOTE "mlpipeline: log_metric in a process the version started is not recorded; log from the " \
+    "version's own process (send values back to it, e.g. through a multiprocessing Queue)"
+
 /* A double as marshal writes it: 8 bytes, little-endian IEEE 754. */
 static inline int
 pack_double(PyObject *value, unsigned char *out)
@@ -75,7 +79,7 @@ typedef struct {
     Py_ssize_t most, wake_bytes;
     int woken;              /* wake() called for this batch */
     long long low, high;
-    int dropped;            /* a forked child: points go nowhere */
+    int dropped;            /* a forked child: points go nowhere (1: not said yet, 2: said) */
     char *buf;              /* HEADER bytes, then the rows (PyMem_Raw: freed without the GIL) */
     Py_ssize_t len, cap, rows;
     char *spare;            /* the last batch's buffer, for the next one; or NULL */
@@ -459,8 +463,13 @@ points_call(PyObject *callable, PyObject *const *args, size_t nargsf, PyObject *
                         : "log_metric() missing 2 required positional arguments: 'name' and 'value'");
         return NULL;
     }
-    if (self->dropped)
+    if (self->dropped) {
+        if (self->dropped == 1) {  /* said once: a process the version forked has no pipe to the runner */
+            self->dropped = 2;
+            PySys_WriteStderr("%s (pid %ld)\n", FORKED_NOTE, (long)getpid());
+        }
         Py_RETURN_NONE;
+    }
 
     PyObject *name = given[0], *value = given[1], *step = given[2], *split = given[3];
     int taken = 1;  /* 1: still to record */

@@ -83,6 +83,8 @@ class PythonPoints:
         low, high = STEP_RANGE
         dropped = False
 
+        said = False
+
         def full() -> None:
             if dropped:
                 rows.clear()
@@ -94,6 +96,10 @@ class PythonPoints:
                     and (name, split) in checked:
                 append((name, value, step, split))
             elif dropped:
+                nonlocal said
+                if not said:
+                    said = True
+                    forked_note()
                 return
             else:
                 row = metric_row(name, value, step, split)
@@ -191,7 +197,7 @@ class PipeReporter(Reporter):
         mine = weakref.ref(self)
 
         def forked() -> None:
-            install(Reporter())
+            install(_Forked())
             reporter = mine()
             if reporter is not None:
                 reporter._points.drop()
@@ -259,6 +265,38 @@ class PipeReporter(Reporter):
     def params(self, params: Dict[str, Any]) -> None:
         self.send("params", params=params)
 
+
+FORKED_NOTE = ("mlpipeline: log_metric in a process the version started is not recorded; log from the version's "
+               "own process (send values back to it, e.g. through a multiprocessing Queue)")
+
+
+def forked_note() -> None:
+    try:
+        print(f"{FORKED_NOTE} (pid {os.getpid()})", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+class _Forked(Reporter):
+    """The reporter of a process a version forked (a multiprocessing worker): it has no pipe to the runner.
+    Its log lines print; its first point says, once, that points are not recorded from there."""
+
+    said = False
+
+    def add(self, row: MetricRow) -> None:
+        if not self.said:
+            self.said = True
+            forked_note()
+
+
+def _after_fork() -> None:
+    """A process forked while a version runs (a multiprocessing worker, in a version's child or in the runner
+    in test mode) must not send into the version's pipe or the runner's ledger: it gets ``_Forked``."""
+    if type(_current) is not Reporter:
+        install(_Forked())
+
+
+os.register_at_fork(after_in_child=_after_fork)
 
 _current: Reporter = Reporter()
 _point: Optional[Callable[..., None]] = None  # where log_metric's points go: None where nobody takes them
