@@ -507,3 +507,39 @@ def test_points_from_a_forked_worker_are_said_not_recorded(project, mode) -> Non
     assert curve(project, run["id"], "worker") == []
     said = project.run("logs", str(run["id"])).stdout if mode else result.stdout + result.stderr
     assert said.count("log_metric in a process the version started is not recorded") == 2, said
+
+
+def test_a_plain_scripts_own_exit_status_is_the_runs(project) -> None:
+    project.script("x.py", "import os, sys\nif '--hard' in sys.argv:\n    os._exit(4)\nsys.exit(int(sys.argv[2]))\n")
+    config = "[MLP]\nuse_blacklist = False\n[WHITELISTED_MODELS]\nx.py\n[x.py]\nthree = --code 3\nhard = --hard\n"
+    project.write("models.config", config)
+    result = project.run("-r")
+    assert result.returncode == 1, result.stderr
+    got = {r["version"]: (r["status"], r["exit_code"]) for r in project.runs()}
+    assert got == {"three": ("failed", 3), "hard": ("failed", 4)}, got
+
+
+SIGNALS = """\
+import multiprocessing, signal
+
+def report(path):
+    with open(path, "w") as handle:
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+            handler = signal.getsignal(signum)
+            handle.write("%s %s\\n" % (signum.name, getattr(handler, "__module__", handler)))
+
+if __name__ == "__main__":
+    worker = multiprocessing.get_context("fork").Process(target=report, args=("worker-signals",))
+    worker.start()
+    worker.join()
+"""
+
+
+def test_a_worker_forked_in_test_mode_has_pythons_signal_handlers_not_the_runners(project) -> None:
+    project.script("sig.py", SIGNALS)
+    config = "[WHITELISTED_MODELS]\nsig.py\n[sig.py]\nv\n"
+    project.write("models_test.config", config)
+    result = project.run()
+    assert result.returncode == 0, result.stderr
+    seen = (project.root / "worker-signals").read_text()
+X

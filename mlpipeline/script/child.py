@@ -99,9 +99,10 @@ def main(argv) -> int:
         failed = failure(exc, memory_limit=limit)
         reporter.send("error", error=failed.error, traceback=failed.traceback, kind=failed.kind,
                       packages=imported_packages(), reason=failed.reason)
+        status = getattr(exc, "exit_status", None)  # a plain script's own sys.exit(3): the run records 3
+        return status if isinstance(status, int) and not isinstance(status, bool) and 0 < status < 256 else 1
     finally:
         reporter.close()
-    return 1
 
 
 

@@ -294,6 +294,23 @@ def _after_fork() -> None:
     in test mode) must not send into the version's pipe or the runner's ledger: it gets ``_Forked``."""
     if type(_current) is not Reporter:
         install(_Forked())
+        _default_signals()
+
+
+def _default_signals() -> None:
+    """In a worker a version forked: the signal handlers the runner set (in test mode the version runs in the
+    runner's own process) become Python's defaults, as in a worker a plain ``python`` would fork; a handler the
+    script set stays. (A pool ended with SIGTERM printed the runner's KeyboardInterrupt in each worker.)"""
+    import signal
+
+    for signum, default in ((signal.SIGTERM, signal.SIG_DFL), (signal.SIGHUP, signal.SIG_DFL),
+                            (signal.SIGINT, signal.default_int_handler)):
+        try:
+            handler = signal.getsignal(signum)
+            if callable(handler) and str(getattr(handler, "__module__", "")).startswith("mlpipeline"):
+                signal.signal(signum, default)
+        except (ValueError, OSError):  # not the main thread: leave them
+            pass
 
 
 os.register_at_fork(after_in_child=_after_fork)
