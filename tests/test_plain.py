@@ -542,4 +542,4 @@ def test_a_worker_forked_in_test_mode_has_pythons_signal_handlers_not_the_runner
     result = project.run()
     assert result.returncode == 0, result.stderr
     seen = (project.root / "worker-signals").read_text()
-X
+    assert seen.count("\n") == 3 and "mlpipeline" not in seen, seen  # (the runner's were mlpipeline.commands')
