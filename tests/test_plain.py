@@ -433,6 +433,8 @@ def test_an_indented_version_line_is_an_error_not_more_arguments(tmp_path) -> No
                     "    --epochs 3\n")
     with pytest.raises(ConfigError, match=r"models.config:6: 'large = .*' is indented.*version 'small'"):
         read_queue_config(str(path))
+    path.write_text("[WHITELISTED_MODELS]\ne.py\n\n[e.py]\nquoted = --msg \"run #1\" --x 2  # a comment\n")
+    assert [e.value for e in read_queue_config(str(path)).arguments["e.py"]] == ['--msg "run #1" --x 2']
     path.write_text("[WHITELISTED_MODELS]\ne.py\n\n[e.py]\nsmall = --lr 0.1\n    --epochs 3\n")  # a continuation
     assert [(e.key, e.value) for e in read_queue_config(str(path)).arguments["e.py"]] == [("small",
                                                                                           "--lr 0.1\n--epochs 3")]

@@ -115,10 +115,17 @@ VERSION_LINE = re.compile(r"[A-Za-z_][\w.+-]*\s*=")  # "large = --lr 0.01": a ve
 
 
 def _strip_comment(value: str) -> str:
-    for marker in (" ;", " #", "\t;", "\t#"):
-        index = value.find(marker)
-        if index >= 0:
-            value = value[:index]
+    """The value without its comment: from a ``;`` or ``#`` after a space or tab, outside quotes (an argument
+    line's ``--msg "run #1"`` keeps its ``#``)."""
+    quote = ""
+    for index, char in enumerate(value):
+        if quote:
+            if char == quote:
+                quote = ""
+        elif char in "'\"" and (index == 0 or value[index - 1] in " \t="):
+            quote = char
+        elif char in ";#" and index > 0 and value[index - 1] in " \t":
+            return value[:index].strip()
     return value.strip()
 
 
