@@ -511,14 +511,24 @@ def test_points_from_a_forked_worker_are_said_not_recorded(project, mode) -> Non
     assert said.count("log_metric in a process the version started is not recorded") == 2, said
 
 
-def test_a_plain_scripts_own_exit_status_is_the_runs(project) -> None:
-    project.script("x.py", "import os, sys\nif '--hard' in sys.argv:\n    os._exit(4)\nsys.exit(int(sys.argv[2]))\n")
-    config = "[MLP]\nuse_blacklist = False\n[WHITELISTED_MODELS]\nx.py\n[x.py]\nthree = --code 3\nhard = --hard\n"
+def test_a_plain_scripts_own_exit_status_is_the_runs_and_its_log_ends_as_pythons_would(project) -> None:
+    project.script("x.py", "import os, sys\nif '--hard' in sys.argv:\n    os._exit(4)\n"
+                           "if '--why' in sys.argv:\n    sys.exit('bad config value')\n"
+                           "if '--raise' in sys.argv:\n    raise ValueError('boom')\nsys.exit(int(sys.argv[2]))\n")
+    config = ("[MLP]\nuse_blacklist = False\n[WHITELISTED_MODELS]\nx.py\n[x.py]\nthree = --code 3\nhard = --hard\n"
+              "why = --why\nraises = --raise\n")
     project.write("models.config", config)
     result = project.run("-r")
     assert result.returncode == 1, result.stderr
-    got = {r["version"]: (r["status"], r["exit_code"]) for r in project.runs()}
-    assert got == {"three": ("failed", 3), "hard": ("failed", 4)}, got
+    runs = {r["version"]: r for r in project.runs()}
+    assert {v: (r["status"], r["exit_code"]) for v, r in runs.items()} == {
+        "three": ("failed", 3), "hard": ("failed", 4), "why": ("failed", 1), "raises": ("failed", 1)}, runs
+    assert runs["why"]["error"] == "models/x.py exited with status 1: bad config value"
+    why = project.run("logs", str(runs["why"]["id"])).stdout
+    assert why.splitlines()[-1] == "bad config value", why  # what python prints of sys.exit("...")
+    raised = project.run("logs", str(runs["raises"]["id"])).stdout
+    assert raised.splitlines()[-1] == "ValueError: boom" and "Traceback (most recent call last)" in raised, raised
+    assert "mlpipeline/script" not in raised, raised  # the script's frames only
 
 
 SIGNALS = """\

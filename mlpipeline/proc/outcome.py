@@ -15,7 +15,8 @@ from .system import VersionTimeout, signal_name
 # mlpipeline's own frames between the runner and user code: left out of a user's traceback
 OWN_FILES = {os.path.join(PACKAGE_DIR, *name.split("/"))
              for name in ("script/child.py", "script/execute.py", "script/specs.py", "script/results.py",
-                          "script/predict_child.py", "script/search_child.py", "execution/inprocess.py")}
+                          "script/predict_child.py", "script/search_child.py", "script/runspec.py", "script/plain.py",
+                          "execution/inprocess.py")}
 
 
 def user_traceback(exc: BaseException) -> str:

@@ -405,9 +405,17 @@ def run_plain(script: str, argv: List[str], version: str, model_dir: str, exec_m
     except SystemExit as exc:
         status = exc.code
         if status not in (None, 0):
-            text = f"exited with {status}" if isinstance(status, str) else f"exited with status {status}"
-            said = f": {tail.last}" if tail.last and tail.last not in text else "; its output says why"
-            raise ScriptExit(f"{display(script)} {text}{said}", status) from None
+            if isinstance(status, int) and not isinstance(status, bool):
+                said = f": {tail.last}" if tail.last else "; its output says why"
+                raise ScriptExit(f"{display(script)} exited with status {status}{said}", status) from None
+            print(status, file=sys.stderr, flush=True)  # as python prints sys.exit("why"), and exits 1
+            raise ScriptExit(f"{display(script)} exited with status 1: {status}", 1) from None
+    except Exception as exc:
+        if not test:  # its output (the run's log) ends as python's would; test mode shows the traceback itself
+            from ..proc.outcome import user_traceback
+
+            print(user_traceback(exc).rstrip(), file=sys.stderr, flush=True)
+        raise
     finally:
         sys.stderr = tail.stream
         os._exit = real_exit
