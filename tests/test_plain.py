@@ -231,6 +231,8 @@ def test_a_tensorboard_only_script_has_its_scalars_in_the_ledger(project) -> Non
     assert curve(project, run["id"]) == [(0, 1.0), (1, 0.5), (2, pytest.approx(1 / 3))]
     shown = project.run("metrics", str(run["id"]), "acc", "--format", "csv")
     assert "validation" in shown.stdout and "0.75" in shown.stdout, shown.stdout + shown.stderr
+    listed = json.loads(project.run("runs", "--format", "json").stdout)[0]["metrics"]  # no result: curves' last
+    assert listed == {"train/loss (last)": pytest.approx(1 / 3), "validation/acc (last)": 0.75}, listed
     again = project.run("-r")  # the same model dir, at once: the first run's event files are not this run's
     assert again.returncode == 0, again.stderr
     second = project.runs()[-1]

@@ -111,6 +111,19 @@ def _curve_last(ledger: Reader, run_ids: Sequence[int]) -> Dict[int, Dict[str, A
     return _labelled(ledger.curve_last(run_ids), " (last)")
 
 
+def _results_else_last(ledger: Reader, run_ids: Sequence[int]) -> Dict[int, Dict[str, Any]]:
+    """Each run's results; for a run that recorded none (a plain script that logs only curves), the last
+    point of each of its curves, labelled "train/loss (last)" (the system's sampled curves left out)."""
+    metrics = _eval_metrics(ledger, run_ids)
+    bare = [run_id for run_id in run_ids if not metrics.get(run_id)]
+    if bare:
+        for run_id, values in _labelled(ledger.run_metrics(bare), " (last)").items():
+            kept = {label: value for label, value in values.items() if not label.startswith(f"{SYSTEM_SPLIT}/")}
+            if kept:
+                metrics[run_id] = kept
+    return metrics
+
+
 RUN_LIST_COLUMNS = ("id", "uid", "script", "version", "mode", "status", "started", "duration", "metrics", "error")
 _NEWEST_FIRST = ("id", "started", "duration")  # sorted descending unless asked otherwise
 
@@ -139,7 +152,7 @@ def list_runs(ledger: Reader, script: Optional[str] = None, version: Optional[st
                       descending, limit, offset)
     found = {r["id"]: r for r in ledger.runs(order)}
     rows = [query.liveness.derive(found[run_id]) for run_id in order]
-    metrics = _eval_metrics(ledger, order)
+    metrics = _results_else_last(ledger, order)
     tagged = run_tags(ledger, order)
     return [{
         "id": r["id"], "uid": r["uid"], "script": r["script"], "version": r["version"], "mode": r["mode"],
@@ -410,7 +423,7 @@ def compare_versions(ledger: Reader, script: str, metric: Optional[str] = None,
     ids = _chosen_runs(ledger, script)
     liveness = Liveness(ledger)
     runs = {r["id"]: liveness.derive(r) for r in ledger.runs(ids)}
-    metrics = _eval_metrics(ledger, ids)
+    metrics = _results_else_last(ledger, ids)
     params = {run_id: json.loads(runs[run_id]["params"] or "{}") for run_id in ids}
     differing = _differing(list(params.values()))
     metric_names = _chosen_metrics(ledger, script, ids, metrics, metric)
@@ -474,7 +487,7 @@ def _repeat_groups(ledger: Reader, script: str) -> List[Dict[str, Any]]:
         group["runs"].append(run_id)
         if version not in group["versions"]:
             group["versions"].append(version)
-    metrics = _eval_metrics(ledger, [run_id for g in groups.values() for run_id in g["runs"]])
+    metrics = _results_else_last(ledger, [run_id for g in groups.values() for run_id in g["runs"]])
     for group in groups.values():
         labels = sorted({m for run_id in group["runs"] for m in metrics.get(run_id, {})}, key=_test_first)
         group["count"] = len(group["runs"])
@@ -496,7 +509,7 @@ def compare_detail(ledger: Reader, script: str, metric: Optional[str] = None,
     ids = _chosen_runs(ledger, script)
     liveness = Liveness(ledger)
     runs = {r["id"]: liveness.derive(r) for r in ledger.runs(ids)}
-    metrics = _eval_metrics(ledger, ids)
+    metrics = _results_else_last(ledger, ids)
     chosen = _chosen_metrics(ledger, script, ids, metrics, metric)
     params = {run_id: flatten(json.loads(runs[run_id]["params"] or "{}")) for run_id in ids}
     data = _data_column(runs)
