@@ -10,7 +10,11 @@ __version__ = "3.0.0.dev0"
 # stays import-light.
 _API = {"log_metric", "log_params", "test_mode", "Command"}
 # What 2.0a1 ... 2.0a7.post1 scripts import from here (``from mlpipeline import Versions, iterator``).
-_API_2X = {"Versions": "versions2x", "MetricContainer": "metrics", "iterator": "iterate", "log": "utils"}
+_API_2X = {"Versions": "versions2x", "MetricContainer": "metrics", "iterator": "iterate", "log": "utils",
+           # and what 2.0a4.post8 alone also put here (gone again in 2.0a4.post9)
+           "ExperimentABC": "experiment", "DataLoaderABC": "experiment", "DataLoaderCallableWrapper": "experiment",
+           "ExecutionModeKeys": "modes", "ExperimentModeKeys": "modes", "version_parameters": "versions2x",
+           "add_script_dir_to_PATH": "utils"}
 # For notebooks: the ledger as pandas DataFrames (pandas is imported when they are called).
 _NOTEBOOK = {"runs", "curves"}
 

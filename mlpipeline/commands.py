@@ -374,7 +374,8 @@ def cmd_import_history(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .read.render import render, render_record
-    from .read.status import project_status, slurm_waits
+    from .execution.slurmcli import slurm_waits
+    from .read.status import project_status
 
     project, ledger = _open_ledger(args)
     state = project_status(project, ledger)

@@ -12,7 +12,7 @@ import shlex
 import subprocess
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..core.errors import MLPipelineError, UsageError
 from ..core.layout import SlurmSettings
@@ -116,6 +116,25 @@ class SlurmCommands:
     def sinfo(self, partition: Optional[str]) -> List[NodeInfo]:
         argv = ["sinfo", "-h", "-N", "-o", "%N|%c|%G|%m|%t|%P"] + (["-p", partition] if partition else [])
         return parse_sinfo(self._run(argv).stdout, default_only=partition is None)
+
+
+def slurm_waits(running: List[Dict[str, Any]], timeout: float = 5.0) -> None:
+    """Say, in each running row's ``state`` (``status``'s rows), why a Slurm job that has not started yet waits
+    (``pending in Slurm (Resources)``): read from Slurm now, one ``squeue`` for all of them, by ``mlpipeline
+    status`` only (the dashboard's watcher looks every second and must not call Slurm). Where Slurm cannot be
+    asked, the rows stay as they are."""
+    waiting = {str(r["slurm_job_id"]): r for r in running if r.get("slurm_job_id") and not r.get("node")}
+    if not waiting:
+        return
+    try:
+        seen = SlurmCommands(timeout=timeout).squeue(sorted(waiting))
+    except (MLPipelineError, OSError):
+        return
+    for job_id, row in waiting.items():
+        job = seen.get(job_id)
+        if job is not None and job.state == "PENDING":
+            reason = job.reason if job.reason and job.reason != "None" else ""
+            row["state"] = "pending in Slurm" + (f" ({reason})" if reason else "")
 
 
 def _first_line(text: str) -> str:

@@ -133,10 +133,11 @@ def list_runs(ledger: Reader, script: Optional[str] = None, version: Optional[st
               limit: Optional[int] = 50, ids: Optional[Sequence[int]] = None,
               now: Optional[float] = None, *, text: Optional[str] = None, sort: Optional[str] = None,
               descending: Optional[bool] = None, offset: int = 0, tags: Sequence[str] = (),
-              before: Optional[float] = None, deleted: bool = False) -> List[Dict[str, Any]]:
+              before: Optional[float] = None, deleted: bool = False, last: bool = True) -> List[Dict[str, Any]]:
     """Runs newest first (or by ``sort``: a list column, or a final metric such
     as ``test/acc`` with the runs that lack it last), with their final eval
-    metrics, tags and note. ``text`` matches script, version, params or error, any case;
+    metrics (``last``: for a run that recorded none, its curves' last points), tags and note. ``text``
+    matches script, version, params or error, any case;
     ``tags``: runs with every one of them; ``deleted``: deleted (hidden) runs too.
     ``descending`` defaults to True for id, started and duration, to best first
     for a metric (lowest first for a loss, an error...), ascending otherwise."""
@@ -152,7 +153,7 @@ def list_runs(ledger: Reader, script: Optional[str] = None, version: Optional[st
                       descending, limit, offset)
     found = {r["id"]: r for r in ledger.runs(order)}
     rows = [query.liveness.derive(found[run_id]) for run_id in order]
-    metrics = _results_else_last(ledger, order)
+    metrics = _results_else_last(ledger, order) if last else _eval_metrics(ledger, order)
     tagged = run_tags(ledger, order)
     return [{
         "id": r["id"], "uid": r["uid"], "script": r["script"], "version": r["version"], "mode": r["mode"],

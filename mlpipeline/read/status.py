@@ -131,28 +131,6 @@ def project_status(project: Project, ledger: Optional[Reader], now: Optional[flo
             "config_error": config_error, "interrupted": gone}
 
 
-def slurm_waits(running: List[Dict[str, Any]], timeout: float = 5.0) -> None:
-    """Say, in each running row's ``state``, why a Slurm job that has not started yet waits (``pending in
-    Slurm (Resources)``): read from Slurm now, one ``squeue`` for all of them, by ``mlpipeline status`` only
-    (the dashboard's watcher looks every second and must not call Slurm). Where Slurm cannot be asked, the
-    rows stay as they are."""
-    waiting = {str(r["slurm_job_id"]): r for r in running if r.get("slurm_job_id") and not r.get("node")}
-    if not waiting:
-        return
-    from ..core.errors import MLPipelineError
-    from ..execution.slurmcli import SlurmCommands
-
-    try:
-        seen = SlurmCommands(timeout=timeout).squeue(sorted(waiting))
-    except (MLPipelineError, OSError):
-        return
-    for job_id, row in waiting.items():
-        job = seen.get(job_id)
-        if job is not None and job.state == "PENDING":
-            reason = job.reason if job.reason and job.reason != "None" else ""
-            row["state"] = "pending in Slurm" + (f" ({reason})" if reason else "")
-
-
 def _live_runner(project: Project, ledger: Reader) -> Dict[str, Any]:
     runner = _runner(ledger, Liveness(ledger))
     if runner is None or not runner["alive"]:

@@ -9,7 +9,7 @@ import os
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from ..core import environment, repro
-from ..core.errors import MLPipelineError
+from ..core.errors import MLPipelineError, ScriptError
 from ..core.layout import Project
 from ..core.faults import fault_point
 from ..core.lifecycle import MetricRow, Mode, Outcome, RunStatus, VersionSpec
@@ -152,3 +152,21 @@ class Recorder:
             except MLPipelineError:
                 pass
 
+
+def why_stopped(exc: BaseException, when: str, ctrl_c: str) -> str:
+    """What a run the runner had to abandon records as its error."""
+    if isinstance(exc, KeyboardInterrupt):
+        return f"interrupted (Ctrl+C) {ctrl_c}"
+    if isinstance(exc, MLPipelineError):
+        return f"the runner stopped {when}: {exc}"
+    return f"the runner stopped on an internal error {when} ({type(exc).__name__})"
+
+
+def shared_model_dir(ledger: Ledger, project: Project, label: str, rel: str, model_dir: str) -> Optional[ScriptError]:
+    """Why a version of ``rel`` must not start in ``model_dir``: another script's runs used it (model dirs are
+    named by file name: models/b.py and models/sub/b.py share them); None when no other script did."""
+    other = ledger.model_dir_script(model_dir, rel)
+    if other is None:
+        return None
+    return ScriptError(f"{label}: its model dir {project.rel(model_dir)} is {other}'s too (model dirs are named by "
+                       f"file name); rename one of the two scripts, or give this version a model_dir_suffix")

@@ -43,7 +43,7 @@ from .adopt import adopt, adoptable, still_in_slurm
 from .events import RunEvents
 from .guards import Retries, silence_note, stalled_error
 from .queue import BatchQueue, Broken, Key, Refused
-from .recorder import Recorder
+from .recorder import Recorder, shared_model_dir, why_stopped
 from .search import Searches
 from .search.pipe import Fork
 
@@ -73,15 +73,6 @@ class Options:
     stall_timeout: Optional[float] = None  # seconds of silence that end a version (over [MLP] stall_timeout)
     stop_on_nan: bool = False           # a NaN or infinite point ends its version (or [MLP] stop_on_nan)
     options_text: Dict[str, Any] = field(default_factory=dict)  # shown by status
-
-
-def _why_stopped(exc: BaseException, when: str, ctrl_c: str) -> str:
-    """What a run the runner had to abandon records as its error."""
-    if isinstance(exc, KeyboardInterrupt):
-        return f"interrupted (Ctrl+C) {ctrl_c}"
-    if isinstance(exc, MLPipelineError):
-        return f"the runner stopped {when}: {exc}"
-    return f"the runner stopped on an internal error {when} ({type(exc).__name__})"
 
 
 class Runner:
@@ -228,7 +219,7 @@ class Runner:
             self.recorder.flush(self.clock())  # points before the status that ends their run
         except BaseException:  # noqa: BLE001 - a full disk or a second Ctrl+C: the status matters more
             pass
-        why = _why_stopped(exc, "while the version ran", "while the version ran")
+        why = why_stopped(exc, "while the version ran", "while the version ran")
         self.recorder.abandon([run.run_id for run in self.active.values()], why)
         for run in self.active.values():
             self._cleanup(run)
@@ -429,10 +420,8 @@ class Runner:
         plan = self.planner.plan()
         self._config = plan.config
         self._pending = plan.pending
-        # as the queue now stands: scripts that are not there, and entries a config error leaves out (an
-        # argument line broken mid-batch and not fixed before the end: its version did not run, exit 1)
-        self.missing = list(dict.fromkeys(plan.missing + [f"{problem} (that entry was left out)"
-                                                          for problem in plan.problems]))
+        # as the queue now stands: scripts not there, and entries a config error leaves out (not run: exit 1)
+        self.missing = list(dict.fromkeys(plan.missing + [f"{p} (that entry was left out)" for p in plan.problems]))
         fault_point("planned")
         if not self._checked_first:
             # Config errors stop a batch before anything starts: wait for the scripts whose entries name
@@ -519,13 +508,10 @@ class Runner:
         self._idle_said = False
         test = self.options.test_mode
         model_dir = tempfile.mkdtemp(prefix="mlp-test-") if test else self.model_dir(item)
-        other = None if test else self.ledger.model_dir_script(model_dir, spec.rel)
-        if other is not None:  # never two scripts' checkpoints in one folder: this version fails, alone
+        clash = None if test else shared_model_dir(self.ledger, self.project, item.label, spec.rel, model_dir)
+        if clash is not None:  # never two scripts' checkpoints in one folder: this version fails, alone
             self.queue.finished(item, False)
-            self._record_broken(item.rel, spec.script_sha256, ScriptError(
-                f"{item.label}: its model dir {self.project.rel(model_dir)} is {other}'s too (model dirs are named "
-                f"by file name); rename one of the two scripts, or give this version a model_dir_suffix"),
-                version=spec.version)
+            self._record_broken(item.rel, spec.script_sha256, clash, version=spec.version)
             return
         link = {} if test else self.retries.link(item.key, self._config)
         row, run_dir = self.recorder.start(spec, None if test else model_dir, **link)
@@ -545,7 +531,7 @@ class Runner:
         try:
             run.ticket = self.executor.submit(job, events)
         except BaseException as exc:
-            why = _why_stopped(exc, "before the version started", "while starting")
+            why = why_stopped(exc, "before the version started", "while starting")
             try:
                 self.recorder.abandon([run_id], why)
             finally:

@@ -6,6 +6,8 @@
 - 1.1a3.post9 … post12 (``mlpipeline.base.ExperimentABC``/``DataLoaderABC``): ``setup_model(version,
   experiment_dir)`` before ``pre_execution_hook``, the loops take the version as a third argument, no
   ``get_current_version`` to write, ``export_model(version)``, ``log(..., agent=None)``.
+- 2.0a3.post1 … 2.0a4.post6: as 2.x below, but ``train_loop(input_fn, steps)`` and ``evaluate_loop(input_fn,
+  steps)`` keep their steps.
 - 2.0a1 … 2.0a7.post1 (the same ``mlpipeline.base.ExperimentABC``): the hooks lose their arguments —
   ``setup_model()``, ``pre_execution_hook(mode)``, ``train_loop(input_fn)``, ``evaluate_loop(input_fn)``,
   ``post_execution_hook(mode)``, ``export_model()`` — and read ``self.current_version``,
@@ -22,7 +24,7 @@ from .helper import DataLoader, Model
 from .modes import ExecutionModeKeys, ExperimentModeKeys
 from .plain import test_mode
 from .utils import console_colors
-from .versions import version_parameters
+from .versions import DataLoaderCallableWrapper, version_parameters
 from .utils import log as _log
 
 __all__ = ["Experiment", "ExperimentABC", "DataLoaderABC", "DataLoaderCallableWrapper"]
@@ -45,6 +47,16 @@ def _accepts(function: Any, count: int) -> bool:
 def _takes_input_alone(loop: Any) -> bool:
     """Whether a loop is written in 2.x's form, ``loop(input_fn)``, rather than post12's with steps and version."""
     return _accepts(loop, 1) and not _accepts(loop, 2)
+
+
+def _call_loop(loop: Any, input_fn: Any, steps: int, version: Any) -> Any:
+    """A loop called in the form it is written in: post9 … post12's ``(input_fn, steps, version)``,
+    2.0a3.post1 … 2.0a4.post6's ``(input_fn, steps)`` or 2.x's ``(input_fn)``."""
+    if _accepts(loop, 3):
+        return loop(input_fn, steps, version)
+    if _accepts(loop, 2):
+        return loop(input_fn, steps)
+    return loop(input_fn)
 
 
 def _respell(versions: Any) -> None:
@@ -154,12 +166,10 @@ class ExperimentABC(Experiment):
         return self._mlp_version
 
     def train_model(self, input_fn: Any, steps: int) -> Any:
-        loop: Any = self.train_loop  # written in either generation's form
-        return loop(input_fn, steps, self._mlp_version) if self._mlp_steps else loop(input_fn)
+        return _call_loop(self.train_loop, input_fn, steps, self._mlp_version)
 
     def evaluate_model(self, input_fn: Any, steps: int) -> Any:
-        loop: Any = self.evaluate_loop
-        return loop(input_fn) if _takes_input_alone(loop) else loop(input_fn, steps, self._mlp_version)
+        return _call_loop(self.evaluate_loop, input_fn, steps, self._mlp_version)
 
     def export_model(self, *version: Any) -> None:
         """Save the trained model for use elsewhere (post12: ``export_model(version)``, 2.x:
@@ -189,30 +199,3 @@ class DataLoaderABC(DataLoader):
     def log(self, message: Any, log_to_file: bool = False, agent: Any = None, **kwargs: Any) -> None:
         text = f"{agent}: {message}" if agent is not None else message
         _log(f"{console_colors.CYAN_FG}DataLoader- {console_colors.RESET}{text}", log_to_file=log_to_file, **kwargs)
-
-
-class DataLoaderCallableWrapper:
-    """A 2.x version's dataloader, built on first use: ``DataLoaderCallableWrapper(cls, *args, **kwargs)()``
-    returns the one ``cls(*args, **kwargs)``. The runner uses it as the dataloader itself (its attributes
-    are the built one's), so a version's process builds only its own."""
-
-    _mlp_dataloader = True  # Versions(...) takes it for a dataloader without building it
-
-    def __init__(self, dataloader_class: Any, *args: Any, **kwargs: Any):
-        self.dataloader_class = dataloader_class
-        self.args = args
-        self.kwargs = kwargs
-        self._dataloader: Any = None
-
-    def __call__(self) -> Any:
-        if self._dataloader is None:
-            self._dataloader = self.dataloader_class(*self.args, **self.kwargs)
-        return self._dataloader
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__") or name in ("dataloader_class", "args", "kwargs", "_dataloader"):
-            raise AttributeError(name)
-        return getattr(self(), name)
-
-    def __repr__(self) -> str:
-        return f"DataLoaderCallableWrapper({getattr(self.dataloader_class, '__name__', self.dataloader_class)})"

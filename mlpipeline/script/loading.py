@@ -217,7 +217,9 @@ def _check_version(name: str, version: Version, command: bool = False) -> None:
         if version.get(key) is None:
             raise ScriptError(f"{label} has no {key}; set it in Versions(...) or add_version(..., {key}=...)")
     loader = version[version_parameters.DATALOADER]
-    if not (hasattr(loader, "get_train_input") and hasattr(loader, "get_train_sample_count")):
+    if getattr(type(loader), "_mlp_dataloader", False):  # built when first used (a class or function given)
+        pass
+    elif not (hasattr(loader, "get_train_input") and hasattr(loader, "get_train_sample_count")):
         raise ScriptError(f"{label}: dataloader is a {type(loader).__name__}, not an mlpipeline.helper.DataLoader; "
                           f"pass an instance of your DataLoader subclass")
     for key, minimum in ((version_parameters.BATCH_SIZE, 1), (version_parameters.EPOC_COUNT, 0)):

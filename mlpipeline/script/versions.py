@@ -191,6 +191,44 @@ class EasyVersion(Version, AttrDict):
     setdefault = AttrDict.setdefault
 
 
+class DataLoaderCallableWrapper:
+    """A 2.x version's dataloader, built on first use: ``DataLoaderCallableWrapper(cls, *args, **kwargs)()``
+    returns the one ``cls(*args, **kwargs)``. The runner uses it as the dataloader itself (its attributes
+    are the built one's), so a version's process builds only its own."""
+
+    _mlp_dataloader = True  # Versions(...) takes it for a dataloader without building it
+
+    def __init__(self, dataloader_class: Any, *args: Any, **kwargs: Any):
+        self.dataloader_class = dataloader_class
+        self.args = args
+        self.kwargs = kwargs
+        self._dataloader: Any = None
+
+    def __call__(self) -> Any:
+        if self._dataloader is None:
+            self._dataloader = self.dataloader_class(*self.args, **self.kwargs)
+        return self._dataloader
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in ("dataloader_class", "args", "kwargs", "_dataloader"):
+            raise AttributeError(name)
+        return getattr(self(), name)
+
+    def __repr__(self) -> str:
+        return f"DataLoaderCallableWrapper({getattr(self.dataloader_class, '__name__', self.dataloader_class)})"
+
+
+def built_when_used(loader: Any) -> Any:
+    """A dataloader given as a class or a function (2.0a1 … 2.0a7.post1 called a version's dataloader to build
+    it: ``Versions(MyData, ...)``, ``dataloader=lambda: MyData()``), wrapped as a ``DataLoaderCallableWrapper``:
+    built once, when first used. A dataloader object and a wrapper stay as they are."""
+    if loader is None or getattr(type(loader), "_mlp_dataloader", False):
+        return loader
+    if isinstance(loader, type) or (callable(loader) and not hasattr(loader, "get_train_input")):
+        return DataLoaderCallableWrapper(loader)
+    return loader
+
+
 def _looks_like_dataloader(obj: Any) -> bool:
     if getattr(type(obj), "_mlp_dataloader", False):  # a 2.x DataLoaderCallableWrapper: not built to ask
         return True
@@ -247,6 +285,8 @@ class Versions:
                     raise VersionValueError(f"Versions() got {key!r} both by position and by name; pass it once")
             given.update(kwargs)
             extra = {k: v for k, v in given.items() if k not in MANDATORY}
+        if given.get("dataloader") is not None:
+            given["dataloader"] = built_when_used(given["dataloader"])
         # released-API defaults (addV): each of its keys, None when not given
         self.versions_defaults: Dict[str, Any] = {key: given.get(key) for key in _RELEASED_ARGS}
         # README-era defaults (add_version): the three mandatory ones plus any others given
@@ -309,7 +349,7 @@ class Versions:
         version = Version()
         dict.update(version, {
             p.NAME: name,
-            p.DATALOADER: pick(dataloader, p.DATALOADER),
+            p.DATALOADER: pick(built_when_used(dataloader), p.DATALOADER),
             p.BATCH_SIZE: pick(batch_size, p.BATCH_SIZE),
             p.EPOC_COUNT: pick(epoc_count, p.EPOC_COUNT),
             p.LEARNING_RATE: pick(learning_rate, p.LEARNING_RATE),
@@ -347,7 +387,7 @@ class Versions:
         declared, shared = version.get(RESOURCES_KEY), defaults.get(RESOURCES_KEY)
         if isinstance(declared, dict) and isinstance(shared, dict) and declared is not shared:
             version[RESOURCES_KEY] = {**shared, **declared}  # a version's own fields over the Versions defaults
-        version.dataloader = defaults.dataloader if dataloader is None else dataloader
+        version.dataloader = defaults.dataloader if dataloader is None else built_when_used(dataloader)
         version.batch_size = defaults.batch_size if batch_size is None else batch_size
         version.epoc_count = defaults.epoc_count if epoc_count is None else epoc_count
         version.order = self._next_order() if order is None else order

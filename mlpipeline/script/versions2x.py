@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, List, Optional, Tuple
 
-from .versions import EasyVersion, Version, version_parameters as _version_parameters
+from .versions import EasyVersion, Version, built_when_used, version_parameters as _version_parameters
 from .versions import Versions as _Versions
 from .utils import log
 
@@ -23,14 +23,16 @@ class Versions(_Versions):
     """A 2.x script's versions: ``Versions(dataloader, batch_size, epoch_count, **defaults)``."""
 
     def __init__(self, dataloader: Any = None, batch_size: Any = None, epoch_count: Any = None, **kwargs: Any):
-        super().__init__(dataloader=dataloader, batch_size=batch_size, epoc_count=epoch_count, **kwargs)
+        super().__init__(dataloader=built_when_used(dataloader), batch_size=batch_size, epoc_count=epoch_count,
+                         **kwargs)
 
     def add_version(self, name: Any, dataloader: Any = None, batch_size: Any = None,  # type: ignore[override]
                     epoch_count: Any = None, experiment_dir_suffix: Any = None, order: Any = None,
                     custom_paramters: Optional[dict] = None, **kwargs: Any) -> Version:
         """Add a version, its keys in 2.x's order: the parameters given, ``name``, ``dataloader``,
         ``batch_size``, ``epoch_count``, ``order``, ``experiment_dir_suffix``."""
-        made = super().add_version(name, dataloader, batch_size, epoch_count, None, order, custom_paramters, **kwargs)
+        made = super().add_version(name, built_when_used(dataloader), batch_size, epoch_count, None, order,
+                                   custom_paramters, **kwargs)
         version = EasyVersion()
         for key, value in made.items():
             if key not in (_version_parameters.EPOC_COUNT, _version_parameters.MODEL_DIR_SUFFIX,

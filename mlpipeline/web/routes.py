@@ -134,7 +134,8 @@ def _runs_query(request: Request, ledger: Any) -> Dict[str, Any]:
         offset = (_int(q.get("page"), 1, 1, 10 ** 7, "page") - 1) * limit
     sort = q.get("sort") or None
     descending = q.get("desc", "1" if sort in (None, "id", "started") else "0") not in ("0", "false", "")
-    rows = list_runs(ledger, **filters, sort=sort, descending=descending, offset=offset, limit=limit)
+    # (the page's columns are the results: a run without any shows its curves on its own page)
+    rows = list_runs(ledger, **filters, sort=sort, descending=descending, offset=offset, limit=limit, last=False)
     total = count_runs(ledger, **filters)
     return {"runs": rows, "total": total, "offset": offset, "limit": limit, "sort": sort or "id",
             "descending": descending, "filters": filters}

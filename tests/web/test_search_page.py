@@ -89,7 +89,7 @@ def test_compare_opens_on_the_first_script_with_seeds_grouped_floats_rounded_and
     table = page.locator("#compare-table")
     # every number to 4 significant digits
     for text in table.locator("tr.metric td").all_inner_texts():
-        assert not text.strip() or len(re.sub(r"[^0-9]", "", text.lstrip("0.").split("e")[0])) <= 4, text
+        assert not text.strip() or len(re.sub(r"[^0-9]", "", text.lstrip("-").lstrip("0.").split("e")[0])) <= 4, text
     # the best of each metric marked: the highest reward, the lowest error; a tie marks nothing
     runs = {r["version"]: r for r in server.api("/api/compare?script=bandit.py")["versions"]}
     rewards = {v: r["metrics"]["test/reward"] for v, r in runs.items() if "test/reward" in r["metrics"]}
