@@ -156,13 +156,15 @@ def load_module(path: str) -> types.ModuleType:
 
 # Names of the original's later releases that this project does not provide (yet), and what to do instead.
 _NOT_PROVIDED = {
-    "mlpipeline.api": ("2.0a1 ... 2.0a7.post1", "run the project with mlpipeline run / mlpipeline test"),
-    "mlpipeline_execute_exeperiment": ("1.1a3.post9 ... 2.0a4", "run the project with mlpipeline -r (or "
-                                                                "mlpipeline run), --version NAME for one version"),
-    "mlpipeline_execute_pipeline": ("1.1a3.post9 ... 2.0a4", "run the project with mlpipeline -r (or mlpipeline run)"),
+    "mlpipeline.api": ("2.0a4.post9 ... 2.0a7.post1", "run the project with mlpipeline run / mlpipeline test"),
+    "mlpipeline_execute_exeperiment": ("1.1a3.post9 ... 2.0a7.post1", "run the project with mlpipeline -r (or "
+                                                                      "mlpipeline run), --version NAME for one version"),
+    "mlpipeline_execute_pipeline": ("1.1a3.post9 ... 2.0a7.post1", "run the project with mlpipeline -r (or "
+                                                                   "mlpipeline run)"),
+    "get_experiment": ("2.0a3.post1 ... 2.0a4.post8", "run the project with mlpipeline run / mlpipeline test"),
     "ExperimentWrapper": ("1.1a3.post9 ... 2.0a7.post1", "run the project with mlpipeline run / mlpipeline test"),
-    "Datasets": ("2.0a1 ... 2.0a7.post1", "load the data in the DataLoader (mlpipeline.data has loaders)"),
-    "PipelineConfig": ("2.0a1 ... 2.0a7.post1", "set the project up in mlp.config"),
+    "Datasets": ("2.0a4.post1 ... 2.0a7.post1", "load the data in the DataLoader (mlpipeline.data has loaders)"),
+    "PipelineConfig": ("2.0a5 ... 2.0a7.post1", "set the project up in mlp.config"),
 }
 
 

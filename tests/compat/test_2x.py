@@ -132,10 +132,11 @@ def test_what_2x_had_and_is_not_supported_says_so(args, needle, tmp_path):
 
 
 @pytest.mark.parametrize("line, needle", [
-    ("import mlpipeline.api", "mlpipeline.api is of the original's 2.0a1"),
+    ("import mlpipeline.api", "mlpipeline.api is of the original's 2.0a4.post9"),
+    ("from mlpipeline import get_experiment", "get_experiment is of the original's 2.0a3.post1"),
     ("from mlpipeline import mlpipeline_execute_pipeline", "mlpipeline_execute_pipeline is of the original's 1.1a3.post9"),
     ("from mlpipeline.base import ExperimentWrapper", "ExperimentWrapper is of the original's 1.1a3.post9"),
-    ("from mlpipeline.utils import Datasets", "Datasets is of the original's 2.0a1"),
+    ("from mlpipeline.utils import Datasets", "Datasets is of the original's 2.0a4.post1"),
     ("import no_such_package_zz", "install the package or fix the import"),
 ])
 def test_a_name_not_provided_names_its_release(line, needle, tmp_path):
