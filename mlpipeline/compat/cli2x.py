@@ -13,7 +13,7 @@ from typing import Any, Callable
 from ..commands import cmd_run
 from ..core.errors import UsageError
 
-GENERATION = "the original's 2.0a1 ... 2.0a7.post1"
+GENERATION = "the original's 2.0a3 ... 2.0a7.post1"  # its click command line came with 2.0a3
 
 
 def add_options(parser: argparse.ArgumentParser) -> None:

@@ -121,9 +121,9 @@ def test_the_example_matches_the_release(tmp_path):
 
 
 @pytest.mark.parametrize("args, needle", [
-    (["export"], "mlpipeline export (the original's 2.0a1 ... 2.0a7.post1) is not supported"),
+    (["export"], "mlpipeline export (the original's 2.0a3 ... 2.0a7.post1) is not supported"),
     (["single", "test"], "mlpipeline single"),
-    (["--experiments", "sample_experiment.py", "run"], "--experiments (the original's 2.0a1"),
+    (["--experiments", "sample_experiment.py", "run"], "--experiments (the original's 2.0a3"),
     (["--experiments-dir", "experiments", "test"], "experiments_dir = experiments under [MLP]"),
 ])
 def test_what_2x_had_and_is_not_supported_says_so(args, needle, tmp_path):
