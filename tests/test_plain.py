@@ -424,6 +424,12 @@ def test_two_scripts_of_one_name_keep_their_own_sections_and_never_share_a_model
     sub = (project.outputs / "model_ckpts" / "b-w" / "who").read_text()
     assert sub.endswith("models/sub/b.py --x 4"), sub  # the sub-folder's own line
     assert result.stderr.count("[trian.py] names no script") == 1, result.stderr
+    (project.models / "b.py").unlink()  # moved away: the dir is the other one's to go on from
+    project.write("models.config", config.replace("b.py\nsub/b.py\n", "sub/b.py\n", 1))
+    again = project.run("-r", "-u")
+    assert again.returncode == 0, again.stderr
+    assert project.runs()[-1]["script"] == "models/sub/b.py" and project.runs()[-1]["status"] == "succeeded"
+    assert (project.outputs / "model_ckpts" / "b-v" / "who").read_text().endswith("models/sub/b.py --x 3")
 
 
 def test_an_indented_version_line_is_an_error_not_more_arguments(tmp_path) -> None:

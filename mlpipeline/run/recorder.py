@@ -163,10 +163,15 @@ def why_stopped(exc: BaseException, when: str, ctrl_c: str) -> str:
 
 
 def shared_model_dir(ledger: Ledger, project: Project, label: str, rel: str, model_dir: str) -> Optional[ScriptError]:
-    """Why a version of ``rel`` must not start in ``model_dir``: another script's runs used it (model dirs are
-    named by file name: models/b.py and models/sub/b.py share them); None when no other script did."""
-    other = ledger.model_dir_script(model_dir, rel)
-    if other is None:
+    """Why a version of ``rel`` must not start in ``model_dir``: another script that is still there used it (model
+    dirs are named by file name: models/b.py and models/sub/b.py share them); None when no other script did, or
+    when that script is gone (moved or renamed to this one: its checkpoints are this script's to go on from)."""
+    mine = os.path.realpath(os.path.join(project.root, rel))
+    others = [other for other in ledger.model_dir_scripts(model_dir, rel)
+              if os.path.isfile(os.path.join(project.root, other))
+              and os.path.realpath(os.path.join(project.root, other)) != mine]
+    if not others:
         return None
+    other = others[0]
     return ScriptError(f"{label}: its model dir {project.rel(model_dir)} is {other}'s too (model dirs are named by "
                        f"file name); rename one of the two scripts, or give this version a model_dir_suffix")

@@ -64,12 +64,11 @@ class Reads:
         return self.conn.execute("SELECT * FROM runs WHERE uid >= ? AND uid < ? ORDER BY id LIMIT ?",
                                  (prefix.lower(), prefix.lower() + "g", limit)).fetchall()
 
-    def model_dir_script(self, model_dir: str, script: str) -> Optional[str]:
-        """Another script whose runs used ``model_dir`` (two scripts of one file name in different folders
-        would share it), or None."""
-        row = self.conn.execute("SELECT script FROM runs WHERE model_dir = ? AND script != ? LIMIT 1",
-                                (model_dir, script)).fetchone()
-        return None if row is None else row[0]
+    def model_dir_scripts(self, model_dir: str, script: str) -> List[str]:
+        """The other scripts whose runs used ``model_dir`` (two scripts of one file name in different folders
+        would share it)."""
+        return [row[0] for row in self.conn.execute("SELECT DISTINCT script FROM runs WHERE model_dir = ? AND "
+                                                    "script != ? LIMIT 20", (model_dir, script))]
 
     def running_runs(self) -> List[sqlite3.Row]:
         """Runs stored as running (whether their runner still lives is for ``liveness`` to say)."""
