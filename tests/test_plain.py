@@ -337,8 +337,10 @@ if __name__ == "__main__":
     parser.add_argument("--pool", default="")
     args = parser.parse_args()
     if args.pool:   # the workers a pool forks (or spawns) leave through the real os._exit
-        with mp.get_context(args.pool).Pool(2) as pool:
-            log_metric("total", float(sum(pool.map(square, range(10)))), step=0)
+        pool = mp.get_context(args.pool).Pool(2)
+        log_metric("total", float(sum(pool.map(square, range(10)))), step=0)
+        pool.close()  # (not terminate(), which `with Pool` calls: its hand-over with idle workers can hang
+        pool.join()   # CPython on a loaded machine; closing lets each worker end through os._exit all the same)
     sys.stdout.flush()
     os._exit(args.status)   # as some frameworks end a script
 """
