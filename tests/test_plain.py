@@ -205,6 +205,16 @@ def test_command_passes_a_sweep_over_the_batch_size(project) -> None:
         got = dict(conn.execute("SELECT r.version, m.value FROM runs r JOIN metrics m ON m.run_id = r.id "
                                 "WHERE m.name = 'acc'").fetchall())
     assert got == {"bs16": 8.0, "bs32": 16.0}, got
+    # Versions(None, 1, 1), as the 2019 API asked: that shared default is not an argument the script must take
+    project.script("sweep.py", "from mlpipeline import Command\nfrom mlpipeline.utils import Versions\n"
+                               "versions = Versions(None, 1, 1)\nversions.add_version('plain', lr=0.5)\n"
+                               "versions.add_version('bs4', lr=0.5, batch_size=4)\nMODEL = Command('train.py')\n")
+    again = project.run("-r")
+    assert again.returncode == 0, again.stderr
+    with project.db() as conn:
+        got = dict(conn.execute("SELECT r.version, m.value FROM runs r JOIN metrics m ON m.run_id = r.id "
+                                "WHERE m.name = 'acc' AND r.version IN ('plain', 'bs4')").fetchall())
+    assert got == {"plain": 4.0, "bs4": 2.0}, got  # the script's own default (8), then the version's 4
 
 
 TENSORBOARD = """\

@@ -47,9 +47,12 @@ def log_params(params: Optional[Dict[str, Any]] = None, **more: Any) -> None:
     _report._current.params({str(k): jsonable(v) for k, v in merged.items()})
 
 
-# version parameters that are the runner's, never a script's arguments (``batch_size`` and ``epoc_count`` are
-# the script's, when a version sets them: a sweep over the batch size must reach it)
+# version parameters that are the runner's, never a script's arguments
 RUNNER_KEYS = ("name", "dataloader", "model_dir_suffix", "order", "resources")
+# the 2019 Versions' own, the script's only where a version sets them (a sweep over the batch size must reach
+# it); the value every version has from ``Versions(None, 32, 10)`` (given there because that API asked for
+# three) is not passed: a script that takes no --batch_size would refuse it
+DEFAULTED_KEYS = ("batch_size", "epoc_count")
 
 
 class Command(Model):
@@ -83,7 +86,10 @@ class Command(Model):
 
     def argv(self, version: Any) -> list:
         """The arguments a version runs with."""
-        return self.args + argv_of(version_params(version), skip=RUNNER_KEYS)
+        params = version_params(version)
+        defaults = getattr(self.versions, "_default_values", None) or {}
+        given = [k for k in DEFAULTED_KEYS if defaults.get(k) is not None and params.get(k) == defaults.get(k)]
+        return self.args + argv_of(params, skip=RUNNER_KEYS + tuple(given))
 
     def train_model(self, input_fn: Any, steps: int) -> None:  # never called: the runner runs the command
         raise NotImplementedError("a Command's versions run its script")
