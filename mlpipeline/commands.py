@@ -374,12 +374,14 @@ def cmd_import_history(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .read.render import render, render_record
-    from .execution.slurmcli import slurm_waits
     from .read.status import project_status
 
     project, ledger = _open_ledger(args)
     state = project_status(project, ledger)
-    slurm_waits(state["running"])
+    if any(r.get("slurm_job_id") for r in state["running"]):  # (Slurm's commands only where its jobs run)
+        from .execution.slurmcli import slurm_waits
+
+        slurm_waits(state["running"])
     if args.format == "json":
         print(render_record(state, "json"))
         return EXIT_OK

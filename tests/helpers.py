@@ -8,6 +8,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 from typing import Dict, Iterable, Optional
 
@@ -178,3 +179,12 @@ def pid_alive(pid: int) -> bool:
             return handle.read().rsplit(")", 1)[-1].split()[0] != "Z"
     except OSError:
         return False
+
+
+# a run mark of its own per version a test starts: a version ending kills what carries its mark, so two tests
+# (on two workers) that each ran a "tag-b" would end each other's version (the runner's marks are run uids)
+RUN_MARKS = "tag-" + uuid.uuid4().hex[:8]
+
+
+def tag_of(version: str) -> str:
+    return f"{RUN_MARKS}-{version}"

@@ -11,13 +11,12 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from helpers import pid_alive, wait_for
+from helpers import pid_alive, tag_of, wait_for
 
 from mlpipeline.execution.forkserver import enabled
 from mlpipeline.execution.local import LocalExecutor
@@ -123,13 +122,6 @@ class Sink:
     def output(self, record: Any) -> None:
         pass
 
-# a run mark of its own per version started: a version ending kills what carries its mark, so two tests (on
-# two workers) that each ran a "tag-b" would end each other's version (the runner's marks are run uids)
-RUN_MARKS = "tag-" + uuid.uuid4().hex[:8]
-
-
-def tag_of(version: str) -> str:
-    return f"{RUN_MARKS}-{version}"
 
 
 

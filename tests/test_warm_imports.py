@@ -11,13 +11,12 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 from typing import Any, Dict, Tuple
 
 import pytest
 
-from helpers import wait_for
+from helpers import tag_of, wait_for
 from mlpipeline.core.lifecycle import Job, RunStatus, VersionSpec
 from mlpipeline.execution.local import LocalExecutor
 from mlpipeline.script.describing import describe_entry
@@ -35,13 +34,6 @@ __THREAD__
 THREAD = "import threading, time\nthreading.Thread(target=time.sleep, args=(600,), daemon=True).start()"
 
 
-# a run mark of its own per version started: a version ending kills what carries its mark, so two tests (on
-# two workers) that each ran a "tag-b" would end each other's version (the runner's marks are run uids)
-RUN_MARKS = "tag-" + uuid.uuid4().hex[:8]
-
-
-def tag_of(version: str) -> str:
-    return f"{RUN_MARKS}-{version}"
 
 
 def make_package(root: Path, value: int = 1, thread: bool = False, extra: str = "") -> Path:

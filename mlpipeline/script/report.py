@@ -196,8 +196,7 @@ class PipeReporter(Reporter):
         # its points (a script holding this reporter's ``point``) go nowhere.
         mine = weakref.ref(self)
 
-        def forked() -> None:
-            install(_Forked())
+        def forked() -> None:  # (the module's _after_fork has made _Forked the child's reporter already)
             reporter = mine()
             if reporter is not None:
                 reporter._points.drop()
