@@ -575,3 +575,12 @@ def test_a_worker_forked_in_test_mode_has_pythons_signal_handlers_not_the_runner
     assert result.returncode == 0, result.stderr
     seen = (project.root / "worker-signals").read_text()
     assert seen.count("\n") == 3 and "mlpipeline" not in seen, seen  # (the runner's were mlpipeline.commands')
+
+
+def test_status_says_a_broken_argument_line_is_a_config_error(project) -> None:
+    """`-r -u` stops at such a line before it starts: the preview must not say it would run nothing."""
+    project.script("w.py", "print('hi')\n")
+    project.write("models.config", "[WHITELISTED_MODELS]\nw.py\n[w.py]\nv = --n \"1\n")
+    status = project.run("status")
+    assert status.returncode == 0 and "config error: models.config:4:" in status.stdout, status.stdout
+    assert project.run("-r", "-u").returncode == 2

@@ -76,8 +76,10 @@ def would_run(project: Project, ledger: Optional[Reader]) -> Tuple[List[Dict[str
     entries += [(rel, None, "queued", "not loaded yet: its versions are learnt when a runner starts")
                 for rel in plan.pending]
     entries += [(script, version, "skipped", reason) for script, version, reason in plan.skipped]
+    # an entry the config gets wrong (a broken argument line) stops `-r -u` before it starts: said as its error
+    error = plan.config_error or ("; ".join(plan.problems) if plan.problems else None)
     return [{"position": i + 1, "script": s, "version": v, "state": state, "reason": reason}
-            for i, (s, v, state, reason) in enumerate(entries)], plan.config_error
+            for i, (s, v, state, reason) in enumerate(entries)], error
 
 
 ALREADY = "already succeeded with this code, data and these parameters (-u)"
